@@ -1,0 +1,1 @@
+"""Reproducible StreamForge benchmarks (run as ``python -m bench.<name>``)."""

@@ -1,0 +1,103 @@
+"""``candles_<interval>``: daily-partitioned candles for the symbol universe.
+
+The step is the queue-manager for its partitions: it writes the task records, commands the
+loaders, and returns only when the connector has stored every task's records. It therefore owns
+the partition's materialization (recorded once, here, with the load's figures); the
+``queue_events_sensor`` only updates task records, flags stalls and requests downstream work.
+A date-range backfill is one run (``BackfillPolicy.single_run``): one task per symbol covers the
+whole range, never one run per symbol-day.
+"""
+
+import asyncio
+from datetime import timedelta
+
+import dagster as dg
+from pydantic import Field
+
+from ..partitions import CANDLE_INTERVALS, DAILY
+from ..queue_manager import LoadReport, LoadRequest, load_candles
+from ..resources import ExchangeResource, KafkaResource, LoaderResource, StoreResource, resolve_settings
+
+GROUP = "market_data"
+
+
+class CandlesConfig(dg.Config):
+    symbols: list[str] = Field(
+        default_factory=list,
+        description="Symbols to load; empty = the configured universe (STREAMFORGE_UNIVERSE)",
+    )
+
+
+def report_metadata(report: LoadReport) -> dict[str, dg.MetadataValue]:
+    rows = ["| symbol | day | expected | stored | missing |", "|---|---|---:|---:|---:|"]
+    rows += [f"| {d.symbol} | {d.day} | {d.expected} | {d.stored} | {d.missing} |" for d in report.days]
+    rate = report.stored / report.seconds if report.seconds else 0.0
+    return {
+        "expected_candles": dg.MetadataValue.int(report.expected),
+        "stored_candles": dg.MetadataValue.int(report.stored),
+        "missing_candles": dg.MetadataValue.int(report.missing),
+        "duplicate_keys": dg.MetadataValue.int(report.duplicate_keys),
+        "loaded_records": dg.MetadataValue.int(report.loaded),
+        "tasks": dg.MetadataValue.int(len(report.tasks)),
+        "symbols": dg.MetadataValue.text(",".join(report.request.symbols)),
+        "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
+        "candles_per_second": dg.MetadataValue.float(round(rate, 1)),
+        "per_symbol_day": dg.MetadataValue.md("\n".join(rows)),
+    }
+
+
+def build_candles_asset(interval: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"candles_{interval}",
+        partitions_def=DAILY,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name=GROUP,
+        kinds={"kafka", "python"},
+        description=f"{interval} candles of the symbol universe, one partition per UTC day.",
+        metadata={"interval": interval},
+    )
+    def candles(
+        context: dg.AssetExecutionContext,
+        config: CandlesConfig,
+        kafka: KafkaResource,
+        store: StoreResource,
+        exchange: ExchangeResource,
+        loaders: LoaderResource,
+    ) -> dg.MaterializeResult:
+        settings = resolve_settings(kafka, store, exchange)
+        window = context.partition_time_window
+        keys = context.partition_key_range
+        request = LoadRequest(
+            symbols=tuple(s.upper() for s in config.symbols) or settings.universe,
+            interval=interval,
+            first=window.start.date(),
+            last=(window.end - timedelta(days=1)).date(),
+            run_id=context.run.run_id,
+            partition_key=keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}",
+        )
+        context.log.info(f"loading {request}")
+        with store.open(settings) as db:
+            report = asyncio.run(
+                load_candles(
+                    request,
+                    settings,
+                    db,
+                    launch=loaders.launch,
+                    max_parallel_tasks=loaders.max_parallel_tasks,
+                    on_progress=lambda t: None,
+                )
+            )
+        metadata = report_metadata(report)
+        if report.failed:
+            raise dg.Failure(
+                description=f"{len(report.failed)} task(s) failed: "
+                + "; ".join(f"{q}: {report.errors.get(q, report.tasks[q])}" for q in report.failed),
+                metadata=metadata,
+            )
+        context.log.info(f"stored {report.stored}/{report.expected} candles in {report.seconds:.1f}s")
+        return dg.MaterializeResult(metadata=metadata)
+
+    return candles
+
+
+CANDLE_ASSETS = [build_candles_asset(i) for i in CANDLE_INTERVALS]

@@ -1,0 +1,231 @@
+"""``streamforge`` — the command line of every StreamForge process.
+
+User mistakes (a bad date, an unknown interval, a malformed command) end with a one-line error and
+exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, date, datetime
+
+import click
+import orjson
+
+from .intervals import INTERVALS
+from .partitions import CANDLE_INTERVALS
+from .protocol import ProtocolError, decode_command
+from .settings import Settings, SettingsError
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        raise click.UsageError(f"settings: {exc}") from None
+
+
+def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def _symbols(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    symbols = tuple(s.strip().upper() for s in value.split(",") if s.strip())
+    bad = [s for s in symbols if not s.isalnum()]
+    if not symbols or bad:
+        raise click.BadParameter(f"expected comma-separated symbols like BTCUSDT,ETHUSDT, got {value!r}")
+    return symbols
+
+
+def _run_async(coro: object) -> object:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:  # pragma: no cover
+        return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """StreamForge: crypto market data from the exchange through Kafka into the store, run by Dagster."""
+
+
+@main.command()
+@click.option("--symbols", callback=_symbols, help="Comma-separated symbols (default: STREAMFORGE_UNIVERSE).")
+@click.option(
+    "--interval",
+    type=click.Choice(CANDLE_INTERVALS),
+    default=None,
+    help="Candle interval (default: STREAMFORGE_INTERVAL, 5m).",
+)
+@click.option("--start", callback=_day, help="First day, YYYY-MM-DD (default: 7 days before today).")
+@click.option("--end", callback=_day, help="Last day, inclusive, YYYY-MM-DD (default: yesterday).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
+def run(
+    symbols: tuple[str, ...] | None, interval: str | None, start: date | None, end: date | None, as_json: bool
+) -> None:
+    """Load candles through Dagster on the local stack and report expected vs stored."""
+    from .queue_manager import LoadRequest
+    from .report import print_summary
+    from .runner import default_range, run_main_job
+    from .stack import StackError
+
+    settings = _settings()
+    interval = interval or settings.interval
+    if interval not in CANDLE_INTERVALS:
+        raise click.UsageError(
+            f"STREAMFORGE_INTERVAL: {interval!r} has no candles asset; choose {CANDLE_INTERVALS}"
+        )
+    today = datetime.now(UTC).date()
+    d_first, d_last = default_range(today)
+    first, last = start or (end or d_last) - (d_last - d_first), end or d_last
+    if last < first:
+        raise click.UsageError(f"--end {last} is before --start {first}")
+    if last >= today:
+        raise click.UsageError(f"--end {last}: only closed days can be loaded (today is {today}, UTC)")
+    request = LoadRequest(symbols=symbols or settings.universe, interval=interval, first=first, last=last)
+    try:
+        summary = run_main_job(settings, request)
+    except StackError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(orjson.dumps(summary.to_json()).decode())
+    else:
+        print_summary(summary)
+    sys.exit(0 if summary.ok else 1)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=3000, show_default=True, type=int)
+def dev(host: str, port: int) -> None:
+    """Start the local stack and the Dagster UI (dagster dev) on it; Ctrl-C stops everything."""
+    from .runner import prepare_dagster_home
+    from .stack import Stack
+
+    settings = _settings()
+    prepare_dagster_home(settings)
+    with Stack(settings) as stack:
+        env = {**os.environ, **stack.settings.to_env()}
+        click.echo(
+            f"stack: {stack.settings.kafka_bootstrap_servers} exchange {stack.settings.exchange_url}",
+            err=True,
+        )
+        cmd = ["dagster", "dev", "-h", host, "-p", str(port), "-m", "streamforge_pipelines.definitions"]
+        proc = subprocess.Popen(cmd, env=env)
+        try:
+            proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait(30)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--seed", default=None, type=int, help="Market seed (default: SIMULATOR_SEED, 42).")
+def simulator(host: str, port: int, seed: int | None) -> None:
+    """Serve the Binance-compatible exchange simulator."""
+    from .workers.simulator.server import serve
+
+    serve(host, port, seed if seed is not None else _settings().simulator_seed)
+
+
+@main.group()
+def worker() -> None:
+    """Run a worker process (configured by environment variables)."""
+
+
+@worker.command("connector")
+def worker_connector() -> None:
+    """arango-connector: consume the data topics into the store until SIGTERM."""
+    from .workers.connector import main as connector_main
+
+    connector_main(_settings())
+
+
+@worker.command("loader")
+@click.option(
+    "--command", "command_json", help="Carry out this one queue-control command (JSON; '-' = stdin)."
+)
+@click.option("--symbol", help="Shortcut for a candle task: symbol.")
+@click.option("--interval", type=click.Choice(INTERVALS), default="5m", show_default=True)
+@click.option("--start", callback=_day, help="First day YYYY-MM-DD.")
+@click.option("--end", callback=_day, help="Last day YYYY-MM-DD (inclusive).")
+def worker_loader(
+    command_json: str | None, symbol: str | None, interval: str, start: date | None, end: date | None
+) -> None:
+    """loader-producer: one task (--command or --symbol/--start/--end), else serve queue-control."""
+    from .protocol import LOADER_PRODUCER, format_time_range, make_queue_id
+    from .workers.errors import WorkerError
+    from .workers.loader_producer import dispatch, serve_loader
+    from .workers.observability import configure_logging, serve_metrics
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    serve_metrics(settings.metrics_port)
+    if command_json is None and symbol is None:
+        _run_async(serve_loader(settings, parallel=settings.loader_concurrency))
+        return
+    if command_json is not None:
+        raw = sys.stdin.read() if command_json == "-" else command_json
+        try:
+            command = decode_command(raw)
+        except ProtocolError as exc:
+            raise click.UsageError(str(exc)) from None
+    else:
+        if start is None:
+            raise click.UsageError("--start is required with --symbol")
+        task_type = f"api_candles_{interval}"
+        command = decode_command(
+            {
+                "command": "start",
+                "queue_id": make_queue_id(symbol or "", task_type, start),
+                "target": LOADER_PRODUCER,
+                "symbol": symbol,
+                "type": task_type,
+                "time_range": format_time_range(start, end or start),
+            }
+        )
+    from .workers.kafka_io import make_producer
+
+    async def one() -> object:
+        producer = make_producer(settings.kafka_bootstrap_servers or "")
+        await producer.start()
+        try:
+            return await dispatch(command, settings, producer)
+        finally:
+            await producer.stop()
+
+    try:
+        result = _run_async(one())
+    except WorkerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(orjson.dumps(result, default=lambda o: o.__dict__).decode())
+
+
+@main.command("validate-command")
+@click.argument("source", default="-")
+def validate_command(source: str) -> None:
+    """Check a queue-control command (a JSON file, or '-' for stdin); one-line error if malformed."""
+    raw = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
+    try:
+        command = decode_command(raw)
+    except ProtocolError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(command.encode().decode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The composition root: the only place where assets, jobs, schedules, sensors and resources meet."""
+
+import dagster as dg
+
+from .assets.candles import CANDLE_ASSETS
+from .assets.coverage import candle_coverage
+from .resources import default_resources
+from .sensors.queue_events import COVERAGE_JOB, queue_events_sensor
+
+candles_jobs = [
+    dg.define_asset_job(
+        name=f"{a.key.path[-1]}_job",
+        selection=dg.AssetSelection.assets(a),
+        description=f"Load {a.key.path[-1]} for a day or a date range (one run per range).",
+    )
+    for a in CANDLE_ASSETS
+]
+
+coverage_job = dg.define_asset_job(name=COVERAGE_JOB, selection=dg.AssetSelection.assets(candle_coverage))
+
+#: Yesterday's 5m candles, every day at 00:30 UTC (turn on in the UI or with `dagster schedule start`).
+daily_candles_schedule = dg.build_schedule_from_partitioned_job(
+    next(j for j in candles_jobs if j.name == "candles_5m_job"),
+    name="daily_candles_5m",
+    hour_of_day=0,
+    minute_of_hour=30,
+)
+
+defs = dg.Definitions(
+    assets=[*CANDLE_ASSETS, candle_coverage],
+    jobs=[*candles_jobs, coverage_job],
+    schedules=[daily_candles_schedule],
+    sensors=[queue_events_sensor],
+    resources=default_resources(),
+)

@@ -1,0 +1,163 @@
+"""Settings of every StreamForge process, read from environment variables.
+
+One object holds them all. Each worker and the Dagster resources build it with
+:meth:`Settings.from_env`; nothing else in the code reads ``os.environ``. Switching between the
+embedded stack and production is done here, by configuration only: an unset
+``KAFKA_BOOTSTRAP_SERVERS`` means "start the embedded broker", an unset ``ARANGO_URL`` means "use the
+SQLite store", an unset ``EXCHANGE_URL`` means "start the exchange simulator".
+
+Secrets (``ARANGO_PASSWORD``, ``MINIO_SECRET_KEY``) are read from the environment and never logged:
+:meth:`Settings.redacted` is what gets printed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+#: Environment variable -> (settings field, description). The README's settings table is this.
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "STREAMFORGE_DATA_DIR": ("data_dir", "Directory for the SQLite store, objects and embedded state"),
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka_bootstrap_servers", "Kafka cluster; unset = start embedded Tansu"),
+    "KAFKA_TOPIC_CONTROL": ("topic_control", "Command topic"),
+    "KAFKA_TOPIC_EVENTS": ("topic_events", "Telemetry topic"),
+    "KAFKA_TOPIC_CANDLES": ("topic_candles", "Candle data topic"),
+    "KAFKA_DLQ_SUFFIX": ("dlq_suffix", "Suffix of a data topic's dead-letter topic"),
+    "KAFKA_DATA_PARTITIONS": ("data_partitions", "Partitions of data topics created by StreamForge"),
+    "KAFKA_CONSUMER_GROUP": ("consumer_group", "Consumer group of the arango-connector"),
+    "ARANGO_URL": ("arango_url", "ArangoDB URL; unset = SQLite store under the data dir"),
+    "ARANGO_DB": ("arango_db", "ArangoDB database name"),
+    "ARANGO_USERNAME": ("arango_username", "ArangoDB user"),
+    "ARANGO_PASSWORD": ("arango_password", "ArangoDB password (secret)"),
+    "EXCHANGE_URL": ("exchange_url", "Binance-compatible REST base URL; unset = start the simulator"),
+    "SIMULATOR_SEED": ("simulator_seed", "Seed of the exchange simulator's market"),
+    "STREAMFORGE_UNIVERSE": ("universe", "Comma-separated default symbol universe"),
+    "STREAMFORGE_INTERVAL": ("interval", "Default candle interval"),
+    "METRICS_PORT": ("metrics_port", "Port of a worker's /metrics endpoint; 0 = disabled"),
+    "LOG_LEVEL": ("log_level", "Log level of the JSON logs"),
+    "LOADER_CONCURRENCY": ("loader_concurrency", "Parallel kline page requests per loader"),
+    "TASK_TIMEOUT_S": ("task_timeout_s", "Seconds an asset step waits for its tasks to be stored"),
+    "TASK_STALL_S": ("task_stall_s", "Seconds without telemetry after which a task counts as stalled"),
+}
+
+DEFAULT_UNIVERSE = (
+    "BTCUSDT",
+    "ETHUSDT",
+    "BNBUSDT",
+    "SOLUSDT",
+    "XRPUSDT",
+    "ADAUSDT",
+    "DOGEUSDT",
+    "AVAXUSDT",
+    "DOTUSDT",
+    "LINKUSDT",
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the variable."""
+
+
+class Settings(BaseModel):
+    """All settings, with the embedded defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    data_dir: Path = Path("var")
+    kafka_bootstrap_servers: str | None = None
+    topic_control: str = "queue-control"
+    topic_events: str = "queue-events"
+    topic_candles: str = "sf.candles.v1"
+    dlq_suffix: str = ".dlq"
+    data_partitions: int = Field(default=4, ge=1, le=1024)
+    consumer_group: str = "arango-connector"
+    arango_url: str | None = None
+    arango_db: str = "streamforge"
+    arango_username: str | None = None
+    arango_password: str | None = Field(default=None, repr=False)
+    exchange_url: str | None = None
+    simulator_seed: int = 42
+    universe: tuple[str, ...] = DEFAULT_UNIVERSE
+    interval: str = "5m"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    log_level: str = "INFO"
+    loader_concurrency: int = Field(default=4, ge=1, le=64)
+    task_timeout_s: float = Field(default=600.0, gt=0)
+    task_stall_s: float = Field(default=120.0, gt=0)
+
+    @field_validator("universe", mode="before")
+    @classmethod
+    def _split_universe(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s.strip().upper() for s in v.split(",") if s.strip()]
+        return v
+
+    @field_validator("kafka_bootstrap_servers", "arango_url", "exchange_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``) plus explicit overrides."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {
+            field: source[var] for var, (field, _) in ENV_VARS.items() if source.get(var, "") != ""
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise SettingsError(_one_line(exc)) from None
+
+    # ---- derived values -------------------------------------------------------------------------
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "streamforge.db"
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.data_dir / "objects"
+
+    def dlq_topic(self, data_topic: str) -> str:
+        return f"{data_topic}{self.dlq_suffix}"
+
+    def topics(self) -> dict[str, int]:
+        """Topics StreamForge creates on an embedded broker: name -> partitions."""
+        return {
+            self.topic_control: 1,
+            self.topic_events: 1,
+            self.topic_candles: self.data_partitions,
+            self.dlq_topic(self.topic_candles): 1,
+        }
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in a child process."""
+        out: dict[str, str] = {}
+        for var, (field, _) in ENV_VARS.items():
+            value = getattr(self, field)
+            if value is None:
+                continue
+            out[var] = ",".join(value) if isinstance(value, tuple) else str(value)
+        return out
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings safe to log: secrets replaced by ``***``."""
+        data = self.model_dump(mode="json")
+        if data.get("arango_password"):
+            data["arango_password"] = "***"
+        return data
+
+
+def _one_line(exc: ValidationError) -> str:
+    field_to_var = {field: var for var, (field, _) in ENV_VARS.items()}
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        parts.append(f"{field_to_var.get(field, field)}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,412 @@
+"""The store interface shared by the embedded (SQLite) and production (ArangoDB) adapters.
+
+A store holds three kinds of data:
+
+* **candles** — one collection per dataset (``candles`` by default), documents with exactly the
+  fields of :data:`CANDLE_FIELDS`, upserted by their deterministic ``key``
+  (``f"{symbol}:{interval}:{open_time}"``). Prices and volumes stay the decimal strings the
+  exchange sent; they are never turned into floats.
+* **task records** — the ``tasks`` collection, one :class:`TaskRecord` per ``queue_id``.
+* **graph snapshots** — asset nodes and weighted relation edges, kept apart by ``snapshot_id``.
+
+Every collection name goes through :func:`validate_collection_name` before it reaches SQL or AQL,
+and every value travels as a bound parameter. Both adapters are synchronous and safe to call from
+worker threads (the asyncio connector uses :func:`asyncio.to_thread`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from itertools import chain
+from operator import itemgetter
+from types import TracebackType
+from typing import Any, NoReturn, Self
+
+import orjson
+
+#: The fields of a candle document, in storage order. Documents carry exactly these.
+CANDLE_FIELDS: tuple[str, ...] = (
+    "key",
+    "symbol",
+    "interval",
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base",
+    "taker_buy_quote",
+    "source",
+    "queue_id",
+)
+#: Candle fields holding integers (milliseconds since the epoch, trade count).
+CANDLE_INT_FIELDS: tuple[str, ...] = ("open_time", "close_time", "trades")
+#: Candle fields holding strings (identifiers and the exchange's decimal strings).
+CANDLE_STR_FIELDS: tuple[str, ...] = tuple(f for f in CANDLE_FIELDS if f not in CANDLE_INT_FIELDS)
+
+#: Task statuses seen in the system (stored as plain strings; not enforced).
+TASK_STATUSES: tuple[str, ...] = (
+    "pending",
+    "started",
+    "loading",
+    "finished",
+    "error",
+    "interrupted",
+    "complete",
+    "failed",
+    "stalled",
+)
+
+DEFAULT_CANDLE_COLLECTION = "candles"
+TASKS_COLLECTION = "tasks"
+#: Names used by the adapters for their own tables/collections; not usable for candle data.
+RESERVED_NAMES: frozenset[str] = frozenset(
+    {TASKS_COLLECTION, "graph_nodes", "graph_edges", "assets", "relations", "asset_snapshots"}
+)
+
+#: Collection/table names: a letter, then letters, digits and underscores (valid in both SQLite
+#: identifiers and ArangoDB collection names, and never needing escapes).
+_COLLECTION_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+#: Document keys (candle keys, queue ids, asset symbols, snapshot ids): ArangoDB's ``_key``
+#: alphabet and length limit, so both adapters accept and refuse the same keys.
+_KEY_MAX_LEN = 254
+_KEY_RE = re.compile(r"[A-Za-z0-9_\-:.@()+,=;$!*'%]{1,254}")
+_KEY_CHARS_RE = re.compile(r"[A-Za-z0-9_\-:.@()+,=;$!*'%]*")
+#: ArangoDB database names (traditional naming): a letter, then letters, digits, ``_`` and ``-``.
+_DATABASE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_\-]{0,63}")
+
+_candle_getter = itemgetter(*CANDLE_FIELDS)
+_first = itemgetter(0)
+_candle_str_positions = tuple(CANDLE_FIELDS.index(f) for f in CANDLE_STR_FIELDS)
+_candle_int_positions = tuple(CANDLE_FIELDS.index(f) for f in CANDLE_INT_FIELDS)
+_candle_str_getter = itemgetter(*_candle_str_positions)
+_candle_int_getter = itemgetter(*_candle_int_positions)
+
+
+class StoreError(Exception):
+    """A store operation failed (bad input, or the backend refused)."""
+
+
+class InvalidNameError(StoreError, ValueError):
+    """A collection/table name or document key that the store will not put into a query."""
+
+
+class TaskNotFound(StoreError, KeyError):
+    """No task record has the requested ``queue_id``."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of its argument
+        return str(self.args[0]) if self.args else "task not found"
+
+
+def validate_collection_name(name: str, *, allow_reserved: bool = False) -> str:
+    """Return ``name`` if it is a safe collection/table name, else raise :class:`InvalidNameError`."""
+    if not isinstance(name, str) or _COLLECTION_NAME_RE.fullmatch(name) is None:
+        raise InvalidNameError(f"invalid collection name {name!r}: must match {_COLLECTION_NAME_RE.pattern}")
+    if not allow_reserved and name in RESERVED_NAMES:
+        raise InvalidNameError(f"collection name {name!r} is reserved by the store")
+    return name
+
+
+def validate_key(key: str, what: str = "key") -> str:
+    """Return ``key`` if it is a valid document key, else raise :class:`InvalidNameError`."""
+    if not is_valid_key(key):
+        raise InvalidNameError(f"invalid {what} {key!r}: must match {_KEY_RE.pattern}")
+    return key
+
+
+def is_valid_key(key: object) -> bool:
+    """Whether ``key`` is a valid document key (see :func:`validate_key`)."""
+    return isinstance(key, str) and _KEY_RE.fullmatch(key) is not None
+
+
+def validate_database_name(name: str) -> str:
+    """Return ``name`` if it is a valid ArangoDB database name, else raise :class:`InvalidNameError`."""
+    if not isinstance(name, str) or _DATABASE_NAME_RE.fullmatch(name) is None:
+        raise InvalidNameError(f"invalid database name {name!r}: must match {_DATABASE_NAME_RE.pattern}")
+    return name
+
+
+def candle_key(symbol: str, interval: str, open_time: int) -> str:
+    """The deterministic document key of a candle, e.g. ``BTCUSDT:5m:1722470400000``."""
+    return f"{symbol}:{interval}:{open_time}"
+
+
+def candle_rows(docs: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Check candle documents and return them as tuples in :data:`CANDLE_FIELDS` order.
+
+    Extra fields are dropped; a missing field, a non-string price/volume (a float would lose the
+    exchange's exact decimal), a non-integer time or count, or an invalid key raises
+    :class:`StoreError`. The checks run as bulk C-level passes, so they stay cheap at 5000 rows.
+    """
+    try:
+        rows = list(map(_candle_getter, docs))
+    except (KeyError, TypeError):
+        for i, doc in enumerate(docs):
+            missing = [f for f in CANDLE_FIELDS if f not in doc]
+            if missing:
+                raise StoreError(f"candle #{i} lacks fields {missing}") from None
+        raise
+    if not rows:
+        return rows
+    str_types = set(map(type, chain.from_iterable(map(_candle_str_getter, rows))))
+    int_types = set(map(type, chain.from_iterable(map(_candle_int_getter, rows))))
+    keys_ok = str_types == {str} and _keys_valid(list(map(_first, rows)))
+    if str_types != {str} or int_types != {int} or not keys_ok:
+        _raise_bad_candle(rows)
+    return rows
+
+
+def _keys_valid(keys: list[str]) -> bool:
+    # One regex pass over the joined keys plus a length check: much cheaper than a match per key.
+    return (
+        _KEY_CHARS_RE.fullmatch("".join(keys)) is not None
+        and min(map(len, keys)) >= 1
+        and max(map(len, keys)) <= _KEY_MAX_LEN
+    )
+
+
+def _raise_bad_candle(rows: Sequence[tuple[Any, ...]]) -> NoReturn:
+    for i, row in enumerate(rows):
+        for pos in _candle_str_positions:
+            if type(row[pos]) is not str:
+                raise StoreError(
+                    f"candle #{i} field {CANDLE_FIELDS[pos]!r} must be str, got {type(row[pos]).__name__}"
+                )
+        for pos in _candle_int_positions:
+            if type(row[pos]) is not int:
+                raise StoreError(
+                    f"candle #{i} field {CANDLE_FIELDS[pos]!r} must be int, got {type(row[pos]).__name__}"
+                )
+        if _KEY_RE.fullmatch(row[0]) is None:
+            raise StoreError(f"candle #{i} has invalid key {row[0]!r}")
+    raise StoreError("invalid candle batch")  # pragma: no cover - unreachable
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """The state of one load task (the ``tasks`` collection), keyed by ``queue_id``."""
+
+    queue_id: str
+    symbol: str
+    type: str
+    time_range: str
+    status: str = "pending"
+    run_id: str | None = None
+    partition_key: str | None = None
+    records_expected: int | None = None
+    records_written: int = 0
+    partitions: dict[str, int] = field(default_factory=dict)
+    message: str | None = None
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    updated_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a plain dict (``partitions`` copied)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TaskRecord:
+        """Build a record from a mapping, ignoring keys that are not record fields (``_key``...)."""
+        values = {name: data[name] for name in TASK_FIELDS if name in data}
+        partitions = values.get("partitions")
+        values["partitions"] = {str(k): int(v) for k, v in (partitions or {}).items()}
+        return cls(**values)
+
+
+#: The fields of a task record, in storage order.
+TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TaskRecord))
+#: Fields that :meth:`Store.update_task` may change (``updated_at`` is always refreshed).
+TASK_UPDATABLE_FIELDS: frozenset[str] = frozenset(TASK_FIELDS) - {"queue_id", "created_at"}
+
+
+def _partitions(value: Mapping[Any, Any] | None) -> dict[str, int]:
+    # Kafka partition numbers often arrive as ints; JSON object keys are strings in both stores.
+    return {str(k): int(v) for k, v in (value or {}).items()}
+
+
+def task_document(record: TaskRecord) -> dict[str, Any]:
+    """The record as a JSON-ready dict, ``partitions`` normalised to ``{str: int}``."""
+    doc = asdict(record)
+    doc["partitions"] = _partitions(record.partitions)
+    return doc
+
+
+def prepare_task_update(queue_id: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Check an update (unknown or immutable fields raise :class:`TypeError`, so a typo cannot pass
+    silently) and return it with ``partitions`` normalised and ``updated_at`` refreshed."""
+    unknown = set(changes) - TASK_UPDATABLE_FIELDS
+    if unknown:
+        raise TypeError(f"update_task({queue_id!r}): unknown or immutable fields {sorted(unknown)}")
+    prepared = dict(changes)
+    if "partitions" in prepared:
+        prepared["partitions"] = _partitions(prepared["partitions"])
+    prepared.setdefault("updated_at", time.time())
+    return prepared
+
+
+def json_attrs(attrs: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Graph attributes as plain JSON values (numpy scalars/arrays and datetimes converted), so both
+    adapters store and return the same thing."""
+    try:
+        data = orjson.dumps(attrs, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+    except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
+        raise StoreError(f"{what} attributes are not JSON-serialisable: {exc}") from exc
+    result: dict[str, Any] = orjson.loads(data)
+    return result
+
+
+def split_edge(edge: Mapping[str, Any]) -> tuple[str, str, float, dict[str, Any]]:
+    """Split an edge mapping into (source, target, weight, other attributes)."""
+    try:
+        source, target, weight = edge["source"], edge["target"], edge["weight"]
+    except KeyError as exc:
+        raise StoreError(f"graph edge lacks field {exc.args[0]!r}: {edge!r}") from None
+    validate_key(source, "edge source")
+    validate_key(target, "edge target")
+    attrs = json_attrs({k: v for k, v in edge.items() if k not in _EDGE_RESERVED}, "graph edge")
+    try:
+        return source, target, float(weight), attrs
+    except (TypeError, ValueError):
+        raise StoreError(f"graph edge weight is not a number: {edge!r}") from None
+
+
+def split_node(node: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Split a node mapping into (key, other attributes)."""
+    try:
+        key = node["key"]
+    except KeyError:
+        raise StoreError(f"graph node lacks field 'key': {node!r}") from None
+    validate_key(key, "node key")
+    return key, json_attrs({k: v for k, v in node.items() if k != "key"}, "graph node")
+
+
+_EDGE_RESERVED = frozenset({"source", "target", "weight", "snapshot_id"})
+
+
+class Store(ABC):
+    """Candles, task records and graph snapshots behind one small synchronous interface.
+
+    Implementations: :class:`~streamforge_pipelines.store.sqlite.SqliteStore` (embedded default)
+    and :class:`~streamforge_pipelines.store.arango.ArangoStore` (production). Use as a context
+    manager or call :meth:`close`.
+    """
+
+    # -- candles -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def upsert_candles(
+        self, docs: Sequence[Mapping[str, Any]], collection: str = DEFAULT_CANDLE_COLLECTION
+    ) -> int:
+        """Insert or update candles by ``key``; durable on return. Returns the number written."""
+
+    @abstractmethod
+    def read_candles(
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_CANDLE_COLLECTION,
+    ) -> list[dict[str, Any]]:
+        """Candles with ``start_ms <= open_time < end_ms``, ordered by ``open_time`` (then key)."""
+
+    @abstractmethod
+    def count_candles(
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_CANDLE_COLLECTION,
+    ) -> int:
+        """Number of stored candles with ``start_ms <= open_time < end_ms``."""
+
+    @abstractmethod
+    def candle_counts_by_day(
+        self,
+        symbols: Sequence[str],
+        interval: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_CANDLE_COLLECTION,
+    ) -> dict[tuple[str, str], int]:
+        """``(symbol, "YYYY-MM-DD")`` (UTC day of ``open_time``) -> count; non-zero entries only."""
+
+    @abstractmethod
+    def duplicate_candle_keys(
+        self,
+        symbols: Sequence[str],
+        interval: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_CANDLE_COLLECTION,
+    ) -> int:
+        """Number of ``(symbol, interval, open_time)`` triples stored more than once (0 if sound)."""
+
+    # -- task records --------------------------------------------------------------------------
+
+    @abstractmethod
+    def put_task(self, record: TaskRecord) -> None:
+        """Insert or replace the task record with ``record.queue_id``."""
+
+    @abstractmethod
+    def get_task(self, queue_id: str) -> TaskRecord | None:
+        """The task record, or ``None``."""
+
+    @abstractmethod
+    def update_task(self, queue_id: str, **changes: Any) -> TaskRecord:
+        """Change fields of a task record, refresh ``updated_at`` and return the new record.
+
+        Raises :class:`TaskNotFound` when there is no such record and :class:`TypeError` for
+        unknown fields.
+        """
+
+    @abstractmethod
+    def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        run_id: str | None = None,
+        partition_key: str | None = None,
+    ) -> list[TaskRecord]:
+        """Task records matching every given filter, ordered by ``created_at`` then ``queue_id``."""
+
+    # -- graph snapshots -----------------------------------------------------------------------
+
+    @abstractmethod
+    def write_graph_snapshot(
+        self, snapshot_id: str, nodes: Sequence[Mapping[str, Any]], edges: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Store (or replace) a snapshot: nodes ``{key, **attrs}``, edges ``{source, target, weight,
+        **attrs}``."""
+
+    @abstractmethod
+    def read_graph_snapshot(self, snapshot_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """``(nodes, edges)`` of a snapshot: nodes as written, ordered by key; edges as written plus
+        ``snapshot_id``, ordered by (source, target). Empty lists for an unknown snapshot."""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections. Further calls are errors."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,148 @@
+"""Following tasks through their telemetry.
+
+A task is **complete** when its loader reported ``finished`` with its count per partition and, for
+every one of those partitions, the connector reported that it stored the task's end marker (so
+everything before the marker on that partition is stored). It has **failed** when its loader
+reported ``error`` or ``interrupted``. :class:`TaskTracker` folds ``queue-events`` into that view;
+it is a pure function of the events (duplicates are ignored by ``event_id``), used alike by the
+asset step that waits for its tasks, the ``queue_events_sensor`` and the progress display.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .protocol import CONNECTOR, Event
+
+#: Record statuses written to the ``tasks`` collection beyond the telemetry statuses.
+COMPLETE = "complete"
+FAILED = "failed"
+STALLED = "stalled"
+FINAL_STATUSES = frozenset({COMPLETE, FAILED})
+
+
+@dataclass
+class TaskState:
+    queue_id: str
+    symbol: str | None = None
+    type: str | None = None
+    loader_status: str = "pending"
+    loaded: int = 0
+    loader_partitions: dict[int, int] | None = None
+    stored_by: dict[str, int] = field(default_factory=dict)
+    acked: dict[int, int] = field(default_factory=dict)
+    error: str | None = None
+    last_seen: float = 0.0
+
+    @property
+    def stored(self) -> int:
+        """Records the connector(s) reported as stored (progress, not a completeness proof)."""
+        return max(sum(self.stored_by.values()), sum(self.acked.values()))
+
+    @property
+    def complete(self) -> bool:
+        return self.loader_partitions is not None and all(p in self.acked for p in self.loader_partitions)
+
+    @property
+    def failed(self) -> bool:
+        return self.loader_status in ("error", "interrupted")
+
+    @property
+    def done(self) -> bool:
+        return self.complete or self.failed
+
+    @property
+    def status(self) -> str:
+        if self.complete:
+            return COMPLETE
+        if self.failed:
+            return FAILED
+        return self.loader_status
+
+    def record_fields(self) -> dict[str, Any]:
+        """The fields of the task record that this state determines."""
+        out: dict[str, Any] = {"status": self.status, "records_written": self.loaded}
+        if self.loader_partitions is not None:
+            out["partitions"] = {str(p): n for p, n in self.loader_partitions.items()}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+class TaskTracker:
+    """Folds events into :class:`TaskState` per ``queue_id``."""
+
+    def __init__(self, *, remember_events: int = 100_000) -> None:
+        self.tasks: dict[str, TaskState] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember_events
+
+    def watch(self, queue_ids: Iterable[str]) -> None:
+        for q in queue_ids:
+            self.tasks.setdefault(q, TaskState(queue_id=q))
+
+    def apply(self, event: Event) -> TaskState | None:
+        """Apply one event; returns the changed state, or None for a duplicate."""
+        if event.event_id in self._seen:
+            return None
+        self._seen[event.event_id] = None
+        if len(self._seen) > self._remember:
+            self._seen.popitem(last=False)
+        state = self.tasks.setdefault(event.queue_id, TaskState(queue_id=event.queue_id))
+        state.symbol = state.symbol or event.symbol
+        state.type = state.type or event.type
+        if isinstance(event.timestamp, int | float):
+            state.last_seen = max(state.last_seen, float(event.timestamp))
+        if event.component == CONNECTOR:
+            self._apply_connector(state, event)
+        else:
+            self._apply_loader(state, event)
+        return state
+
+    @staticmethod
+    def _apply_loader(state: TaskState, event: Event) -> None:
+        if state.loader_status in ("finished", "error", "interrupted") and event.status in (
+            "started",
+            "loading",
+        ):
+            return  # late progress after the end: keep the end
+        state.loader_status = event.status
+        state.loaded = max(state.loaded, event.records_written)
+        if event.status == "finished" and event.partitions is not None:
+            state.loader_partitions = {p.partition: p.records for p in event.partitions}
+        if event.error is not None:
+            state.error = f"{event.error.type}: {event.error.detail}"
+        elif event.status in ("error", "interrupted"):
+            state.error = event.message or event.status
+
+    @staticmethod
+    def _apply_connector(state: TaskState, event: Event) -> None:
+        state.stored_by[event.producer] = max(state.stored_by.get(event.producer, 0), event.records_written)
+        if event.status == "finished" and event.partitions:
+            for p in event.partitions:
+                state.acked[p.partition] = p.records
+
+    def pending(self, queue_ids: Iterable[str]) -> list[str]:
+        return [q for q in queue_ids if not self.tasks.get(q, TaskState(q)).done]
+
+
+def record_update(current_status: str, event: Event) -> dict[str, Any] | None:
+    """Task-record fields a single loader event implies, for readers that see events one by one.
+
+    Final statuses are never changed here (only the step that waits for a task records
+    ``complete``); connector events carry no record change of their own.
+    """
+    if current_status in FINAL_STATUSES or event.component == CONNECTOR:
+        return None
+    if event.status in ("error", "interrupted"):
+        detail = (
+            f"{event.error.type}: {event.error.detail}" if event.error else (event.message or event.status)
+        )
+        return {"status": FAILED, "error": detail, "records_written": event.records_written}
+    fields: dict[str, Any] = {"status": event.status, "records_written": event.records_written}
+    if event.status == "finished" and event.partitions is not None:
+        fields["partitions"] = {str(p.partition): p.records for p in event.partitions}
+    return fields

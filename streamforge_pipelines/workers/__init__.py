@@ -1,0 +1,1 @@
+"""Workers: loaders, connector, simulator. Plain asyncio; nothing here imports Dagster."""

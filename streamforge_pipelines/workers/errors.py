@@ -1,0 +1,46 @@
+"""Errors raised by workers.
+
+::
+
+    WorkerError
+    ├── ExchangeError            the exchange answered with an error
+    │   ├── ExchangeRejected     4xx with a Binance error code: bad symbol, bad interval ... (final)
+    │   ├── RateLimited          429 / 418: wait ``retry_after`` seconds (retriable)
+    │   └── ExchangeUnavailable  5xx, timeouts, dropped connections, truncated bodies (retriable)
+    └── TaskInvalid              a command that cannot be carried out as given (final)
+
+``retriable`` tells the retry loop whether trying again can help; nothing checks types for that.
+"""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    retriable: bool = False
+
+
+class TaskInvalid(WorkerError):
+    """The command cannot be carried out as given (unknown type, empty range, ...)."""
+
+
+class ExchangeError(WorkerError):
+    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class ExchangeRejected(ExchangeError):
+    """The exchange refused the request itself: retrying the same request cannot help."""
+
+
+class RateLimited(ExchangeError):
+    retriable = True
+
+    def __init__(self, message: str, *, status: int, retry_after: float) -> None:
+        super().__init__(message, status=status, code=-1003)
+        self.retry_after = retry_after
+
+
+class ExchangeUnavailable(ExchangeError):
+    retriable = True

@@ -1,0 +1,137 @@
+"""A small Binance REST client for market data (aiohttp).
+
+Only what the loaders need: klines with Binance's error model mapped onto :mod:`.errors`, the
+``X-MBX-USED-WEIGHT-1M`` header recorded after every response, and retries with capped,
+jittered exponential backoff for the retriable errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any
+
+import aiohttp
+import orjson
+
+from .errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, RateLimited
+
+log = logging.getLogger(__name__)
+
+KLINES_MAX_LIMIT = 1000
+
+
+class BinanceRestClient:
+    """Spot market-data client. ``async with BinanceRestClient(url) as client: ...``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_s: float = 10.0,
+        max_attempts: int = 6,
+        backoff_base_s: float = 0.2,
+        backoff_cap_s: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_attempts = max_attempts
+        self._backoff_base = backoff_base_s
+        self._backoff_cap = backoff_cap_s
+        self._rng = rng or random.Random()
+        self._session: aiohttp.ClientSession | None = None
+        self.used_weight_1m = 0
+        self.requests = 0
+        self.retries = 0
+
+    async def __aenter__(self) -> BinanceRestClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=64, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(timeout=self._timeout, connector=connector)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def klines(
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, limit: int = KLINES_MAX_LIMIT
+    ) -> list[list[Any]]:
+        """Klines whose open time lies in ``[start_ms, end_ms]`` (both inclusive, as Binance)."""
+        params = {
+            "symbol": symbol,
+            "interval": interval,
+            "startTime": str(start_ms),
+            "endTime": str(end_ms),
+            "limit": str(limit),
+        }
+        rows = await self._get("/api/v3/klines", params)
+        if not isinstance(rows, list):
+            raise ExchangeUnavailable(f"klines: expected a JSON array, got {type(rows).__name__}")
+        return rows
+
+    async def _get(self, path: str, params: dict[str, str]) -> Any:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._get_once(path, params)
+            except ExchangeError as exc:
+                if not exc.retriable or attempt >= self._max_attempts:
+                    raise
+                delay = self._delay(attempt, exc)
+                self.retries += 1
+                log.warning(
+                    "retrying %s after %s (attempt %s, %.2fs)",
+                    path,
+                    exc,
+                    attempt,
+                    delay,
+                    extra={"path": path, "attempt": attempt},
+                )
+                await asyncio.sleep(delay)
+
+    def _delay(self, attempt: int, exc: ExchangeError) -> float:
+        if isinstance(exc, RateLimited):
+            return exc.retry_after
+        cap = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
+        return self._rng.uniform(0, cap)  # full jitter
+
+    async def _get_once(self, path: str, params: dict[str, str]) -> Any:
+        assert self._session is not None, "client not started: use 'async with'"
+        self.requests += 1
+        try:
+            async with self._session.get(self.base_url + path, params=params) as resp:
+                body = await resp.read()
+                weight = resp.headers.get("X-MBX-USED-WEIGHT-1M")
+                if weight is not None and weight.isdigit():
+                    self.used_weight_1m = int(weight)
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ExchangeUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
+        if status in (429, 418):
+            wait = float(retry_after) if retry_after and retry_after.isdigit() else 60.0
+            raise RateLimited(f"{path}: HTTP {status}", status=status, retry_after=wait)
+        if status >= 500:
+            raise ExchangeUnavailable(f"{path}: HTTP {status}", status=status)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            if status >= 400:
+                raise ExchangeRejected(f"{path}: HTTP {status}: {body[:200]!r}", status=status) from None
+            raise ExchangeUnavailable(f"{path}: malformed or truncated body ({exc})", status=status) from None
+        if status >= 400:
+            code = data.get("code") if isinstance(data, dict) else None
+            msg = data.get("msg") if isinstance(data, dict) else str(data)
+            raise ExchangeRejected(f"{path}: HTTP {status} code {code}: {msg}", status=status, code=code)
+        return data

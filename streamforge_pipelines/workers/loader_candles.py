@@ -1,0 +1,226 @@
+"""loader-api-candles: one historical klines task from the exchange's REST API into Kafka.
+
+For a task (symbol, interval, days) the loader splits the range into windows of at most 1000
+candles, fetches up to ``LOADER_CONCURRENCY`` windows at once, and produces the candles **in
+order** to the candle topic keyed by symbol (so one symbol's candles stay on one partition, in
+time order). Sends are batched: futures are collected per page and awaited together. After the
+last candle it writes an end marker for the task to every partition it wrote to and reports
+``finished`` with the count per partition. Telemetry: ``started`` → ``loading`` (about once a
+second) → ``finished`` | ``error`` | ``interrupted`` (cancelled, e.g. on SIGTERM).
+
+Only candles that have closed are loaded: the range ends at the open time of the current candle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from ..intervals import check_interval, day_range_ms, floor_open_time, open_times
+from ..protocol import (
+    LOADER_CANDLES,
+    Command,
+    ErrorInfo,
+    PartitionCount,
+    candle_from_kline,
+    encode_record,
+    end_marker,
+    make_producer_id,
+    queue_id_suffix,
+)
+from ..settings import Settings
+from .errors import TaskInvalid, WorkerError
+from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient
+from .kafka_io import EventEmitter, make_producer
+from .observability import BATCHES, ERRORS, LATENCY, RECORDS, Timer
+
+log = logging.getLogger(__name__)
+
+WORKER = LOADER_CANDLES
+PROGRESS_EVERY_S = 1.0
+
+
+@dataclass
+class LoadResult:
+    """What one task did."""
+
+    queue_id: str
+    records: int = 0
+    partitions: dict[int, int] = field(default_factory=dict)
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def plan_windows(
+    start_ms: int, end_ms: int, interval: str, limit: int = KLINES_MAX_LIMIT
+) -> list[tuple[int, int]]:
+    """Split ``[start_ms, end_ms)`` into ``(first_open, last_open)`` windows of at most ``limit`` candles."""
+    times = open_times(start_ms, end_ms, interval)
+    return [(times[i], times[min(i + limit, len(times)) - 1]) for i in range(0, len(times), limit)]
+
+
+def task_range_ms(command: Command, clock_ms: int) -> tuple[int, int]:
+    """``[start, end)`` of the task's days, ending at the open time of the still-open candle."""
+    first, last = command.days()
+    start, end = day_range_ms(first, last)
+    return start, min(end, floor_open_time(clock_ms, command.interval()))
+
+
+async def _fetch_in_order(
+    client: BinanceRestClient, symbol: str, interval: str, windows: list[tuple[int, int]], concurrency: int
+) -> AsyncIterator[list[list[Any]]]:
+    """Yield each window's klines in window order, keeping up to ``concurrency`` requests in flight."""
+    labels = LATENCY.labels(WORKER, "http_page")
+
+    async def fetch(window: tuple[int, int]) -> list[list[Any]]:
+        with Timer(labels):
+            return await client.klines(symbol, interval, window[0], window[1])
+
+    pending: deque[asyncio.Task[list[list[Any]]]] = deque()
+    todo = iter(windows)
+    try:
+        for w in todo:
+            pending.append(asyncio.create_task(fetch(w)))
+            if len(pending) >= concurrency:
+                break
+        while pending:
+            rows = await pending.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(asyncio.create_task(fetch(nxt)))
+            yield rows
+    finally:
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def run_candle_task(
+    command: Command,
+    settings: Settings,
+    *,
+    producer: AIOKafkaProducer | None = None,
+    clock_ms: Callable[[], int] = now_ms,
+) -> LoadResult:
+    """Carry out one ``api_candles_<interval>`` start command. Raises the error it reported."""
+    if command.symbol is None:
+        raise TaskInvalid("command.symbol: required for a candle task")
+    interval = check_interval(command.interval())
+    if settings.exchange_url is None:
+        raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
+    topic = command.kafka_topic or settings.topic_candles
+    producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
+    result = LoadResult(queue_id=command.queue_id)
+    t0 = time.perf_counter()
+
+    own_producer = producer is None
+    if producer is None:
+        producer = make_producer(settings.kafka_bootstrap_servers or "")
+        await producer.start()
+    events = EventEmitter(
+        producer,
+        settings.topic_events,
+        queue_id=command.queue_id,
+        producer_id=producer_id,
+        symbol=command.symbol,
+        task_type=command.type,
+    )
+    try:
+        await events.emit("started", message=f"{command.symbol} {interval} {command.time_range}")
+        async with BinanceRestClient(settings.exchange_url) as client:
+            try:
+                await _load(command, settings, producer, client, events, topic, interval, result, clock_ms)
+            finally:
+                result.requests, result.retries = client.requests, client.retries
+        await events.emit(
+            "finished",
+            finished=True,
+            records_written=result.records,
+            partitions=[PartitionCount(partition=p, records=n) for p, n in sorted(result.partitions.items())],
+            message=f"{result.records} candles in {result.pages} pages",
+        )
+    except asyncio.CancelledError:
+        await asyncio.shield(_report_interrupted(producer, events, result))
+        raise
+    except (WorkerError, ValueError) as exc:
+        ERRORS.labels(WORKER, type(exc).__name__).inc()
+        await events.emit(
+            "error",
+            records_written=result.records,
+            message=str(exc),
+            error=ErrorInfo(type=type(exc).__name__, detail=str(exc)),
+        )
+        raise
+    finally:
+        if own_producer:
+            await producer.stop()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+async def _report_interrupted(producer: AIOKafkaProducer, events: EventEmitter, result: LoadResult) -> None:
+    await producer.flush()
+    await events.emit("interrupted", records_written=result.records, message="stopped before the end")
+
+
+async def _load(
+    command: Command,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    client: BinanceRestClient,
+    events: EventEmitter,
+    topic: str,
+    interval: str,
+    result: LoadResult,
+    clock_ms: Callable[[], int],
+) -> None:
+    assert command.symbol is not None
+    symbol = command.symbol
+    key = symbol.encode()
+    start, end = task_range_ms(command, clock_ms())
+    windows = plan_windows(start, end, interval)
+    source = "binance-rest"
+    records_counter = RECORDS.labels(WORKER, "produced")
+    in_flight: list[asyncio.Future[Any]] = []
+    last_progress = time.monotonic()
+
+    async def settle() -> None:
+        for md in await asyncio.gather(*in_flight):
+            result.partitions[md.partition] = result.partitions.get(md.partition, 0) + 1
+        in_flight.clear()
+
+    async for rows in _fetch_in_order(client, symbol, interval, windows, settings.loader_concurrency):
+        result.pages += 1
+        BATCHES.labels(WORKER).inc()
+        for row in rows:
+            record = candle_from_kline(row, symbol, interval, source, command.queue_id)
+            in_flight.append(await producer.send(topic, encode_record(record), key=key))
+        result.records += len(rows)
+        records_counter.inc(len(rows))
+        if len(in_flight) >= 20_000:
+            await settle()
+        if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+            last_progress = time.monotonic()
+            await events.emit("loading", records_written=result.records)
+    await settle()
+    producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
+    markers = [
+        await producer.send(
+            topic, encode_record(end_marker(command.queue_id, producer_id, p, n)), key=key, partition=p
+        )
+        for p, n in sorted(result.partitions.items())
+    ]
+    await asyncio.gather(*markers)

@@ -1,0 +1,110 @@
+"""loader-producer: the universal entry point for start commands.
+
+``dispatch`` maps a command's ``type`` to the specialised loader (``api_candles_<interval>`` →
+loader-api-candles; the trades and WebSocket loaders join here as they are built). ``serve_loader``
+is the standalone worker: a consumer-group member on ``queue-control`` that carries out the start
+commands addressed to it, several at a time, and commits a command's offset only once it and every
+command before it have ended (at-least-once: a crash re-runs the unfinished tasks, whose records
+are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from ..protocol import LOADER_CANDLES, LOADER_PRODUCER, Command, ProtocolError, decode_command
+from ..settings import Settings
+from .errors import TaskInvalid
+from .kafka_io import make_producer
+from .loader_candles import LoadResult, run_candle_task
+from .observability import ERRORS
+
+log = logging.getLogger(__name__)
+
+TARGETS = frozenset({LOADER_PRODUCER, LOADER_CANDLES})
+Handler = Callable[[Command, Settings, AIOKafkaProducer], Awaitable[LoadResult]]
+
+
+def handler_for(command: Command) -> Handler:
+    """The loader that carries out ``command``; :class:`TaskInvalid` for an unknown type."""
+    task_type = command.type or ""
+    if task_type.startswith("api_candles_"):
+        return lambda c, s, p: run_candle_task(c, s, producer=p)
+    raise TaskInvalid(f"command.type: no loader for {task_type!r} (supported: api_candles_<interval>)")
+
+
+async def dispatch(command: Command, settings: Settings, producer: AIOKafkaProducer) -> LoadResult:
+    return await handler_for(command)(command, settings, producer)
+
+
+async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.Event | None = None) -> None:
+    """Consume ``queue-control`` until SIGTERM/SIGINT (or ``stop``); running tasks report ``interrupted``."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bootstrap = settings.kafka_bootstrap_servers or ""
+    consumer = AIOKafkaConsumer(
+        settings.topic_control,
+        bootstrap_servers=bootstrap,
+        group_id=LOADER_PRODUCER,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = make_producer(bootstrap)
+    await producer.start()
+    await consumer.start()
+    gate = asyncio.Semaphore(parallel)
+    running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
+
+    async def carry_out(command: Command) -> None:
+        async with gate:
+            try:
+                await dispatch(command, settings, producer)
+            except TaskInvalid as exc:
+                log.error("%s", exc, extra={"queue_id": command.queue_id})
+            except Exception as exc:  # noqa: BLE001 - the loader reported it on queue-events
+                log.warning("task %s ended with %s", command.queue_id, exc)
+
+    async def commit_done() -> None:
+        for tp in {tp for tp, _ in running}:
+            offsets = sorted(o for p, o in running if p == tp)
+            done = [o for o in offsets if running[(tp, o)].done()]
+            first_open = next((o for o in offsets if not running[(tp, o)].done()), None)
+            if done:
+                upto = first_open if first_open is not None else done[-1] + 1
+                await consumer.commit({tp: upto})
+                for o in done:
+                    if o < upto:
+                        del running[(tp, o)]
+
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=300)
+            for tp, records in batch.items():
+                for rec in records:
+                    try:
+                        command = decode_command(rec.value or b"")
+                    except ProtocolError as exc:
+                        ERRORS.labels(LOADER_PRODUCER, "bad_command").inc()
+                        log.error(
+                            "rejected command at %s[%s]@%s: %s", tp.topic, tp.partition, rec.offset, exc
+                        )
+                        running[(tp, rec.offset)] = asyncio.create_task(asyncio.sleep(0))
+                        continue
+                    if command.target not in TARGETS or command.command != "start":
+                        running[(tp, rec.offset)] = asyncio.create_task(asyncio.sleep(0))
+                        continue
+                    running[(tp, rec.offset)] = asyncio.create_task(carry_out(command))
+            await commit_done()
+    finally:
+        for task in running.values():
+            task.cancel()
+        await asyncio.gather(*running.values(), return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()

@@ -1,0 +1,398 @@
+"""The simulator's Binance-compatible spot REST API (aiohttp).
+
+Serves ``/api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``, ``/api/v3/klines`` and
+``/api/v3/uiKlines`` as ``reference/BINANCE_API.md`` (sections 1 and 2) describes them: same
+parameters, same JSON shapes (orjson), same error bodies ``{"code": int, "msg": str}`` with HTTP 400,
+and an ``X-MBX-USED-WEIGHT-1M`` header on every response.
+
+Choices where Binance's behaviour is not documented:
+
+* ``limit`` above 1000 is capped at 1000 (as spot ``depth`` documents for its own maximum; clients
+  paging with ``limit=1000`` are unaffected). ``limit`` below 1 is ``-1130``.
+* ``startTime`` > ``endTime`` is ``-1128`` (USD-M futures answer ``-1023`` instead).
+* Only UTC ``timeZone`` values (``0``, ``+0``, ``00:00`` ...) are served; other offsets are
+  ``-1130`` until interval boundaries in other zones are modelled.
+* ``uiKlines`` returns the same candles as ``klines`` (Binance does not document its changes).
+* Weight is counted per client address in the current clock minute, also for rejected requests.
+
+Extension points: :class:`WeightCounter` (enforcing 429/418 with ``Retry-After``),
+:func:`_api_middleware` (fault injection, latency), :data:`ROUTE_WEIGHTS` (more endpoints), and
+the app itself (``add_routes`` for WebSocket streams on the same server).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from streamforge_pipelines.intervals import INTERVALS
+
+from .market import Market, SymbolSpec, UnknownSymbolError, format_units
+
+__all__ = [
+    "KLINES_DEFAULT_LIMIT",
+    "KLINES_MAX_LIMIT",
+    "ROUTE_WEIGHTS",
+    "ApiError",
+    "WeightCounter",
+    "build_app",
+]
+
+Clock = Callable[[], int]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+KLINES_DEFAULT_LIMIT = 500
+KLINES_MAX_LIMIT = 1000
+WEIGHT_WINDOW_MS = 60_000
+
+#: Request weight per path (unknown paths cost nothing).
+ROUTE_WEIGHTS: dict[str, int] = {
+    "/api/v3/ping": 1,
+    "/api/v3/time": 1,
+    "/api/v3/exchangeInfo": 20,
+    "/api/v3/klines": 2,
+    "/api/v3/uiKlines": 2,
+}
+
+RATE_LIMITS: list[dict[str, Any]] = [
+    {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+    {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+    {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+    {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 300000},
+]
+
+_LONG = re.compile(r"^[0-9]{1,20}$")
+_LONG_RANGE = "^[0-9]{1,20}$"
+_SYMBOLS_RANGE = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
+_UTC_ZONES = {"0", "+0", "-0", "00", "+00", "-00", "0:00", "+0:00", "-0:00", "00:00", "+00:00", "-00:00"}
+_JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8"}
+
+_ORDER_TYPES = [
+    "LIMIT",
+    "LIMIT_MAKER",
+    "MARKET",
+    "STOP_LOSS",
+    "STOP_LOSS_LIMIT",
+    "TAKE_PROFIT",
+    "TAKE_PROFIT_LIMIT",
+]
+_STP_MODES = ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH", "DECREMENT"]
+
+
+class ApiError(Exception):
+    """A request Binance would reject: rendered as ``{"code": code, "msg": msg}`` with ``status``."""
+
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(f"{code}: {msg}")
+        self.code = code
+        self.msg = msg
+        self.status = status
+
+    @classmethod
+    def mandatory(cls, name: str) -> ApiError:
+        return cls(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+
+    @classmethod
+    def illegal(cls, name: str, legal: str = _LONG_RANGE) -> ApiError:
+        return cls(-1100, f"Illegal characters found in parameter '{name}'; legal range is '{legal}'.")
+
+    @classmethod
+    def invalid(cls, name: str) -> ApiError:
+        return cls(-1130, f"Data sent for parameter '{name}' is not valid.")
+
+    @classmethod
+    def bad_combo(cls) -> ApiError:
+        return cls(-1128, "Combination of optional parameters invalid.")
+
+    @classmethod
+    def bad_symbol(cls) -> ApiError:
+        return cls(-1121, "Invalid symbol.")
+
+
+class WeightCounter:
+    """Request weight used per client in the current fixed window (1 minute, aligned to the clock).
+
+    The exchange's windows are aligned to clock minutes, so one window is live at a time and the
+    counts reset when the clock enters the next one. Enforcement (429, then 418 bans) is a later
+    issue: it will read :meth:`used` before serving.
+    """
+
+    def __init__(self, window_ms: int = WEIGHT_WINDOW_MS) -> None:
+        self.window_ms = window_ms
+        self._window = -1
+        self._used: dict[str, int] = {}
+
+    def _roll(self, now_ms: int) -> None:
+        window = now_ms // self.window_ms
+        if window != self._window:
+            self._window = window
+            self._used.clear()
+
+    def add(self, client: str, weight: int, now_ms: int) -> int:
+        """Charge ``weight`` to ``client`` and return its total in the current window."""
+        self._roll(now_ms)
+        used = self._used.get(client, 0) + weight
+        self._used[client] = used
+        return used
+
+    def used(self, client: str, now_ms: int) -> int:
+        """Weight ``client`` has used in the current window."""
+        self._roll(now_ms)
+        return self._used.get(client, 0)
+
+
+@dataclass(slots=True)
+class SimulatorState:
+    """What the handlers share: the market, the clock and the weight counter."""
+
+    market: Market
+    clock: Clock
+    weights: WeightCounter
+    symbol_info: dict[str, dict[str, Any]]
+
+
+STATE = web.AppKey("simulator_state", SimulatorState)
+#: The clock reading of a request, taken once by the middleware (plain key on aiohttp < 3.14).
+NOW_MS: Any = web.RequestKey("now_ms", int) if hasattr(web, "RequestKey") else "now_ms"
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def build_app(market: Market, *, clock: Clock | None = None) -> web.Application:
+    """An aiohttp application serving ``market`` as Binance spot REST; ``clock`` returns epoch ms."""
+    app = web.Application(middlewares=[_api_middleware])
+    app[STATE] = SimulatorState(
+        market=market,
+        clock=clock or _wall_clock_ms,
+        weights=WeightCounter(),
+        symbol_info={s.name: _symbol_info(s) for s in market.symbols},
+    )
+    app.router.add_get("/api/v3/ping", _ping)
+    app.router.add_get("/api/v3/time", _time)
+    app.router.add_get("/api/v3/exchangeInfo", _exchange_info)
+    app.router.add_get("/api/v3/klines", _klines)
+    app.router.add_get("/api/v3/uiKlines", _klines)
+    return app
+
+
+# ---------------------------------------------------------------------- middleware and responses
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, headers=_JSON_HEADERS)
+
+
+def _now(request: web.Request) -> int:
+    return request[NOW_MS]
+
+
+@web.middleware
+async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Read the clock once, charge the weight, map :class:`ApiError`, add the weight header."""
+    state = request.app[STATE]
+    now = request[NOW_MS] = state.clock()
+    used = state.weights.add(request.remote or "", ROUTE_WEIGHTS.get(request.path, 0), now)
+    try:
+        response = await handler(request)
+    except ApiError as err:
+        response = _json({"code": err.code, "msg": err.msg}, status=err.status)
+    response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+    response.headers["X-MBX-USED-WEIGHT"] = str(used)  # legacy name, still sent by Binance
+    return response
+
+
+# ---------------------------------------------------------------------- handlers
+
+
+async def _ping(request: web.Request) -> web.Response:
+    return _json({})
+
+
+async def _time(request: web.Request) -> web.Response:
+    return _json({"serverTime": _now(request)})
+
+
+async def _exchange_info(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    names = _requested_symbols(request.query, state.symbol_info)
+    return _json(
+        {
+            "timezone": "UTC",
+            "serverTime": _now(request),
+            "rateLimits": RATE_LIMITS,
+            "exchangeFilters": [],
+            "symbols": [state.symbol_info[n] for n in names],
+        }
+    )
+
+
+async def _klines(request: web.Request) -> web.Response:
+    q = _parse_klines(request.query, request.app[STATE].market)
+    rows = request.app[STATE].market.klines(
+        q.symbol, q.interval, q.start_ms, q.end_ms, q.limit, _now(request)
+    )
+    return _json(rows)
+
+
+# ---------------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True, slots=True)
+class KlinesQuery:
+    """The validated parameters of a klines request."""
+
+    symbol: str
+    interval: str
+    start_ms: int | None
+    end_ms: int | None
+    limit: int
+
+
+def _parse_klines(query: Mapping[str, str], market: Market) -> KlinesQuery:
+    """Validate in Binance's order: mandatory, formats, interval, symbol, then combinations."""
+    symbol = _mandatory(query, "symbol")
+    interval = _mandatory(query, "interval")
+    start = _optional_long(query, "startTime")
+    end = _optional_long(query, "endTime")
+    limit = _optional_long(query, "limit")
+    if interval not in INTERVALS:
+        raise ApiError(-1120, "Invalid interval.")
+    _check_symbol(market, symbol)
+    if query.get("timeZone") is not None and query["timeZone"] not in _UTC_ZONES:
+        raise ApiError.invalid("timeZone")
+    if limit is None:
+        limit = KLINES_DEFAULT_LIMIT
+    elif limit < 1:
+        raise ApiError.invalid("limit")
+    if start is not None and end is not None and start > end:
+        raise ApiError.bad_combo()
+    return KlinesQuery(symbol, interval, start, end, min(limit, KLINES_MAX_LIMIT))
+
+
+def _mandatory(query: Mapping[str, str], name: str) -> str:
+    value = query.get(name)
+    if not value:
+        raise ApiError.mandatory(name)
+    return value
+
+
+def _optional_long(query: Mapping[str, str], name: str) -> int | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    if value == "":
+        raise ApiError(-1105, f"Parameter '{name}' was empty.")
+    if not _LONG.match(value):
+        raise ApiError.illegal(name)
+    return int(value)
+
+
+def _check_symbol(market: Market, name: str) -> None:
+    try:
+        market.symbol(name)
+    except UnknownSymbolError:
+        raise ApiError.bad_symbol() from None
+
+
+def _requested_symbols(query: Mapping[str, str], known: Mapping[str, Any]) -> Iterable[str]:
+    """Names selected by exchangeInfo's ``symbol`` / ``symbols`` / ``symbolStatus`` parameters."""
+    symbol, symbols, status = query.get("symbol"), query.get("symbols"), query.get("symbolStatus")
+    if sum(p is not None for p in (symbol, symbols, status)) > 1:
+        raise ApiError.bad_combo()
+    if symbol is not None:
+        names = [symbol]
+    elif symbols is not None:
+        names = _parse_symbol_list(symbols)
+    else:
+        if status is not None and status not in ("TRADING", "HALT", "BREAK"):
+            raise ApiError.invalid("symbolStatus")
+        return [n for n, info in known.items() if status is None or info["status"] == status]
+    if any(n not in known for n in names):
+        raise ApiError.bad_symbol()
+    return names
+
+
+def _parse_symbol_list(text: str) -> list[str]:
+    try:
+        names = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ApiError.illegal("symbols", _SYMBOLS_RANGE) from None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise ApiError.illegal("symbols", _SYMBOLS_RANGE)
+    return names
+
+
+# ---------------------------------------------------------------------- exchangeInfo entries
+
+
+def _symbol_info(spec: SymbolSpec) -> dict[str, Any]:
+    """One ``symbols[]`` entry of exchangeInfo, keys in the documented order."""
+    tick, step = format_units(spec.tick_units), format_units(spec.step_units)
+    return {
+        "symbol": spec.name,
+        "status": spec.status,
+        "baseAsset": spec.base_asset,
+        "baseAssetPrecision": 8,
+        "quoteAsset": spec.quote_asset,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": _ORDER_TYPES,
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "opoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "amendAllowed": True,
+        "pegInstructionsAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": True,
+        "filters": _filters(tick, step),
+        "permissions": [],
+        "permissionSets": [["SPOT", "MARGIN"]],
+        "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+        "allowedSelfTradePreventionModes": _STP_MODES,
+    }
+
+
+def _filters(tick: str, step: str) -> list[dict[str, Any]]:
+    return [
+        {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00000000", "tickSize": tick},
+        {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "9000000.00000000", "stepSize": step},
+        {"filterType": "ICEBERG_PARTS", "limit": 10},
+        {
+            "filterType": "MARKET_LOT_SIZE",
+            "minQty": "0.00000000",
+            "maxQty": "100000.00000000",
+            "stepSize": "0.00000000",
+        },
+        {
+            "filterType": "PERCENT_PRICE_BY_SIDE",
+            "bidMultiplierUp": "5",
+            "bidMultiplierDown": "0.2",
+            "askMultiplierUp": "5",
+            "askMultiplierDown": "0.2",
+            "avgPriceMins": 5,
+        },
+        {
+            "filterType": "NOTIONAL",
+            "minNotional": "5.00000000",
+            "applyMinToMarket": True,
+            "maxNotional": "9000000.00000000",
+            "applyMaxToMarket": False,
+            "avgPriceMins": 5,
+        },
+        {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+        {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
+    ]

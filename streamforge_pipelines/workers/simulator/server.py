@@ -1,0 +1,126 @@
+"""Running the simulator: an in-process server for tests and jobs, and a standalone ``serve``.
+
+``SimulatorServer`` is what tests and the embedded defaults use::
+
+    async with SimulatorServer(seed=42) as sim:
+        url = sim.base_url          # "http://127.0.0.1:<free port>"
+
+``serve(host, port, seed)`` is the long-running process behind ``streamforge simulator``: it logs
+one JSON line with the URL when it is listening and stops cleanly on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from types import TracebackType
+
+import orjson
+from aiohttp import web
+
+from .app import Clock, build_app
+from .market import Market
+
+__all__ = ["SimulatorServer", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+class SimulatorServer:
+    """The simulator's HTTP server on ``host:port`` (port 0: a free one), as an async context manager."""
+
+    def __init__(
+        self,
+        market: Market | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.market = market if market is not None else Market(seed)
+        self.host = host
+        self.port = port
+        self.app = build_app(self.market, clock=clock)
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the running server."""
+        if self._runner is None:
+            raise RuntimeError("the simulator server is not running")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._runner is not None
+
+    async def start(self) -> None:
+        """Start listening (no-op when already running); fills in the port when it was 0."""
+        if self._runner is not None:
+            return
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self.port = runner.addresses[0][1]
+        self._runner = runner
+
+    async def stop(self) -> None:
+        """Stop listening and close connections (no-op when not running)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> SimulatorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def _serve_until_signalled(host: str, port: int, seed: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with SimulatorServer(host=host, port=port, seed=seed) as server:
+        log.info(
+            orjson.dumps(
+                {
+                    "event": "simulator_started",
+                    "url": server.base_url,
+                    "host": host,
+                    "port": server.port,
+                    "seed": seed,
+                }
+            ).decode()
+        )
+        await stop.wait()
+    log.info(orjson.dumps({"event": "simulator_stopped", "seed": seed}).decode())
+
+
+def serve(host: str, port: int, seed: int) -> None:
+    """Serve the simulator on ``host:port`` until SIGTERM/SIGINT (uvloop when installed)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    runner_kwargs: dict = {}
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        runner_kwargs["loop_factory"] = uvloop.new_event_loop
+    with asyncio.Runner(**runner_kwargs) as runner:
+        runner.run(_serve_until_signalled(host, port, seed))

@@ -1,0 +1,101 @@
+"""Session fixtures of the whole test suite: one real Kafka-compatible broker, fresh topics per test.
+
+``kafka_bootstrap`` starts one embedded Tansu broker for the session (its log lands under pytest's
+temporary directory). Set ``STREAMFORGE_TEST_KAFKA`` to a bootstrap string to run the suite against
+an existing cluster instead. ``kafka_topics(partitions)`` creates a fresh, uniquely named set of
+StreamForge topics, so tests sharing the broker never see each other's messages.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from streamforge_pipelines.embedded.broker import EmbeddedBroker
+from streamforge_pipelines.kafka_admin import ensure_topics_sync
+
+#: Role -> topic name, as returned by the ``kafka_topics`` factory.
+TopicFactory = Callable[..., dict[str, str]]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of the session's broker (embedded Tansu unless STREAMFORGE_TEST_KAFKA)."""
+    external = os.environ.get("STREAMFORGE_TEST_KAFKA", "").strip()
+    if external:
+        yield external
+        return
+    broker = EmbeddedBroker(log_dir=tmp_path_factory.mktemp("tansu"))
+    broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def kafka_topics(kafka_bootstrap: str) -> TopicFactory:
+    """Factory: ``kafka_topics(partitions=4)`` -> {"control", "events", "candles", "dlq"} -> topic.
+
+    Names follow the production ones (``queue-control``, ``queue-events``, ``sf.candles.v1`` and its
+    ``.dlq``) with a unique suffix; partitions follow ``Settings.topics()``: 1 for control, events
+    and the dead-letter topic, ``partitions`` for candles.
+    """
+
+    def make(partitions: int = 4) -> dict[str, str]:
+        suffix = uuid.uuid4().hex[:10]
+        candles = f"sf.candles.v1.{suffix}"
+        names = {
+            "control": f"queue-control.{suffix}",
+            "events": f"queue-events.{suffix}",
+            "candles": candles,
+            "dlq": f"{candles}.dlq",
+        }
+        counts = {"control": 1, "events": 1, "candles": partitions, "dlq": 1}
+        ensure_topics_sync(kafka_bootstrap, {names[role]: counts[role] for role in names})
+        return names
+
+    return make
+
+
+@pytest.fixture
+def restore_environ() -> Iterator[None]:
+    """Put ``os.environ`` back as it was (code under test exports settings for Dagster)."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture
+def make_settings(tmp_path, kafka_bootstrap: str, kafka_topics: TopicFactory, restore_environ: None):
+    """Factory of :class:`Settings` on the session broker with fresh topics and a fresh data dir.
+
+    ``DAGSTER_HOME`` points into the test's temporary directory. The exchange stays unset, so a
+    :class:`Stack` built from these settings starts the simulator (and the connector) for the test.
+    """
+    from streamforge_pipelines.settings import Settings
+
+    def make(partitions: int = 4, **overrides: object) -> Settings:
+        topics = kafka_topics(partitions)
+        os.environ["DAGSTER_HOME"] = str(tmp_path / "dagster")
+        values: dict[str, object] = {
+            "data_dir": tmp_path / "data",
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "topic_control": topics["control"],
+            "topic_events": topics["events"],
+            "topic_candles": topics["candles"],
+            "data_partitions": partitions,
+            "consumer_group": f"connector-{uuid.uuid4().hex[:8]}",
+            "task_timeout_s": 120.0,
+            "task_stall_s": 60.0,
+        }
+        values.update(overrides)
+        return Settings.from_env({}, **values)
+
+    return make

@@ -1,0 +1,407 @@
+"""Contract tests for the store adapters (SQLite always, ArangoDB when ARANGO_URL is set).
+
+Every test runs against each adapter through the ``store`` / ``make_store`` fixtures of
+``conftest.py``; the data is deterministic (fixed timestamps, a seeded shuffle).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from streamforge_pipelines.store import (
+    CANDLE_FIELDS,
+    InvalidNameError,
+    SqliteStore,
+    Store,
+    StoreError,
+    TaskNotFound,
+    TaskRecord,
+    candle_key,
+    open_store,
+)
+
+T0 = 1_722_470_400_000  # 2024-08-01T00:00:00Z
+FIVE_MIN = 300_000
+HOUR = 3_600_000
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def candle(
+    symbol: str,
+    open_time: int,
+    interval: str = "5m",
+    step: int = FIVE_MIN,
+    close: str | None = None,
+    key: str | None = None,
+) -> dict[str, Any]:
+    n = open_time // step
+    return {
+        "key": key or candle_key(symbol, interval, open_time),
+        "symbol": symbol,
+        "interval": interval,
+        "open_time": open_time,
+        "open": f"{64000 + n % 97}.10",
+        "high": f"{64100 + n % 89}.20",
+        "low": f"{63900 + n % 83}.30",
+        "close": close or f"{64050 + n % 79}.40000000",
+        "volume": "12.34500000",
+        "close_time": open_time + step - 1,
+        "quote_volume": "790000.12",
+        "trades": 1000 + n % 61,
+        "taker_buy_base": "6.10000000",
+        "taker_buy_quote": "390000.50",
+        "source": "simulator",
+        "queue_id": f"wf-{symbol.lower()}-api_candles_{interval}-20240801-a1b2c3",
+    }
+
+
+def series(symbol: str, start: int, count: int, interval: str = "5m", step: int = FIVE_MIN) -> list[dict]:
+    return [candle(symbol, start + i * step, interval, step) for i in range(count)]
+
+
+# -- candles ---------------------------------------------------------------------------------------
+
+
+def test_upsert_is_idempotent_and_updates(store: Store) -> None:
+    docs = series("BTCUSDT", T0, 300)
+    assert store.upsert_candles(docs) == 300
+    assert store.upsert_candles(docs) == 300
+    assert store.count_candles("BTCUSDT", "5m", T0, T0 + 300 * FIVE_MIN) == 300
+
+    changed = [candle("BTCUSDT", T0 + i * FIVE_MIN, close="70000.01000000") for i in range(0, 300, 3)]
+    assert store.upsert_candles(changed) == 100
+    assert store.count_candles("BTCUSDT", "5m", T0, T0 + 300 * FIVE_MIN) == 300
+    stored = store.read_candles("BTCUSDT", "5m", T0, T0 + 300 * FIVE_MIN)
+    assert [d["close"] == "70000.01000000" for d in stored] == [i % 3 == 0 for i in range(300)]
+    assert stored[1] == docs[1]
+    assert store.upsert_candles([]) == 0
+
+
+def test_read_is_ordered_half_open_and_keeps_exact_shape(store: Store) -> None:
+    docs = series("ETHUSDT", T0, 20)
+    shuffled = list(docs)
+    random.Random(7).shuffle(shuffled)
+    store.upsert_candles(shuffled)
+    store.upsert_candles(series("BTCUSDT", T0, 20))  # other symbol
+    store.upsert_candles(series("ETHUSDT", T0, 20, interval="1m", step=60_000))  # other interval
+
+    got = store.read_candles("ETHUSDT", "5m", T0 + 5 * FIVE_MIN, T0 + 10 * FIVE_MIN)
+    assert got == docs[5:10]  # start included, end excluded, ordered by open_time
+    for doc in got:
+        assert set(doc) == set(CANDLE_FIELDS)
+        assert all(isinstance(doc[f], str) for f in ("open", "high", "low", "close", "volume"))
+        assert all(type(doc[f]) is int for f in ("open_time", "close_time", "trades"))
+    assert store.read_candles("ETHUSDT", "5m", T0 + FIVE_MIN, T0 + FIVE_MIN) == []
+    assert store.read_candles("ETHUSDT", "5m", 0, T0) == []
+    assert store.count_candles("ETHUSDT", "5m", T0 + 5 * FIVE_MIN, T0 + 10 * FIVE_MIN) == 5
+    assert store.read_candles("NOPEUSDT", "5m", 0, 2**53) == []
+
+
+def test_counts_by_day_across_utc_boundary(store: Store) -> None:
+    start = ms("2024-07-31T20:00:00")
+    store.upsert_candles(series("BTCUSDT", start, 8, "1h", HOUR))  # 20:00 .. 03:00
+    store.upsert_candles(series("ETHUSDT", start + HOUR, 5, "1h", HOUR))  # 21:00 .. 01:00
+    store.upsert_candles(series("SOLUSDT", start, 8, "1h", HOUR))  # not asked for
+
+    counts = store.candle_counts_by_day(
+        ["BTCUSDT", "ETHUSDT", "XRPUSDT"], "1h", ms("2024-07-31T00:00:00"), ms("2024-08-02T00:00:00")
+    )
+    assert counts == {
+        ("BTCUSDT", "2024-07-31"): 4,
+        ("BTCUSDT", "2024-08-01"): 4,
+        ("ETHUSDT", "2024-07-31"): 3,
+        ("ETHUSDT", "2024-08-01"): 2,
+    }
+    # The range is half-open on open_time: [22:00, 02:00) holds 22:00, 23:00, 00:00, 01:00.
+    counts = store.candle_counts_by_day(
+        ["BTCUSDT"], "1h", ms("2024-07-31T22:00:00"), ms("2024-08-01T02:00:00")
+    )
+    assert counts == {("BTCUSDT", "2024-07-31"): 2, ("BTCUSDT", "2024-08-01"): 2}
+    assert store.candle_counts_by_day([], "1h", 0, 2**53) == {}
+    assert store.candle_counts_by_day(["BTCUSDT"], "5m", 0, 2**53) == {}
+
+
+def test_duplicate_candle_keys_is_zero_after_reupserts_and_exposes_bad_keys(store: Store) -> None:
+    docs = series("BTCUSDT", T0, 50) + series("ETHUSDT", T0, 50)
+    for _ in range(3):
+        store.upsert_candles(docs)
+    assert store.duplicate_candle_keys(["BTCUSDT", "ETHUSDT"], "5m", T0, T0 + 50 * FIVE_MIN) == 0
+
+    # A writer with a broken key function stores the same candle twice: the figure must show it.
+    bad = candle("BTCUSDT", T0 + 7 * FIVE_MIN, key=f"BTCUSDT:5m:{T0 + 7 * FIVE_MIN}:again")
+    store.upsert_candles([bad])
+    assert store.duplicate_candle_keys(["BTCUSDT", "ETHUSDT"], "5m", T0, T0 + 50 * FIVE_MIN) == 1
+    assert store.duplicate_candle_keys(["ETHUSDT"], "5m", T0, T0 + 50 * FIVE_MIN) == 0
+    assert store.duplicate_candle_keys(["BTCUSDT"], "5m", T0, T0 + 7 * FIVE_MIN) == 0
+    assert store.duplicate_candle_keys([], "5m", T0, T0 + 50 * FIVE_MIN) == 0
+    assert store.count_candles("BTCUSDT", "5m", T0, T0 + 50 * FIVE_MIN) == 51
+
+
+@pytest.mark.parametrize(
+    "name", ["candles; DROP", "../x", "", "tasks", "1candles", "x y", 'c"', "a" * 65, "candles\x00"]
+)
+def test_invalid_collection_names_are_rejected(store: Store, name: str) -> None:
+    doc = candle("BTCUSDT", T0)
+    with pytest.raises(InvalidNameError):
+        store.upsert_candles([doc], collection=name)
+    with pytest.raises(InvalidNameError):
+        store.read_candles("BTCUSDT", "5m", 0, 2**53, collection=name)
+    with pytest.raises(InvalidNameError):
+        store.count_candles("BTCUSDT", "5m", 0, 2**53, collection=name)
+    with pytest.raises(InvalidNameError):
+        store.candle_counts_by_day(["BTCUSDT"], "5m", 0, 2**53, collection=name)
+    with pytest.raises(InvalidNameError):
+        store.duplicate_candle_keys(["BTCUSDT"], "5m", 0, 2**53, collection=name)
+
+
+def test_other_collections_are_separate(store: Store) -> None:
+    store.upsert_candles(series("BTCUSDT", T0, 10), collection="candles_sim")
+    assert store.count_candles("BTCUSDT", "5m", T0, T0 + 10 * FIVE_MIN, collection="candles_sim") == 10
+    assert store.count_candles("BTCUSDT", "5m", T0, T0 + 10 * FIVE_MIN) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("close", 64000.5), ("open_time", "1722470400000"), ("trades", 1.0), ("key", "a/b"), ("key", "")],
+)
+def test_bad_candles_are_refused_whole(store: Store, field: str, value: Any) -> None:
+    docs = series("BTCUSDT", T0, 3)
+    docs[1] = {**docs[1], field: value}
+    with pytest.raises(StoreError):
+        store.upsert_candles(docs)
+    missing = {k: v for k, v in candle("BTCUSDT", T0).items() if k != "volume"}
+    with pytest.raises(StoreError, match="volume"):
+        store.upsert_candles([missing])
+    assert store.count_candles("BTCUSDT", "5m", 0, 2**53) == 0
+
+
+def test_extra_fields_are_dropped(store: Store) -> None:
+    doc = {**candle("BTCUSDT", T0), "ignored": True}
+    store.upsert_candles([doc])
+    assert store.read_candles("BTCUSDT", "5m", T0, T0 + 1) == [candle("BTCUSDT", T0)]
+
+
+# -- task records ----------------------------------------------------------------------------------
+
+
+def task(n: int, **overrides: Any) -> TaskRecord:
+    values: dict[str, Any] = {
+        "queue_id": f"wf-btcusdt-api_candles_5m-2024080{n}-a1b2c{n}",
+        "symbol": "BTCUSDT",
+        "type": "api_candles_5m",
+        "time_range": f"2024-08-0{n}:2024-08-0{n}",
+        "run_id": "run-1",
+        "partition_key": f"2024-08-0{n}",
+        "created_at": 1_722_470_400.0 + n,
+        "updated_at": 1_722_470_400.0 + n,
+    }
+    values.update(overrides)
+    return TaskRecord(**values)
+
+
+def test_task_round_trip_and_replace(store: Store) -> None:
+    record = task(
+        1,
+        status="loading",
+        records_expected=288,
+        records_written=100,
+        partitions={"0": 60, "3": 40},
+        message="paging",
+        error=None,
+    )
+    store.put_task(record)
+    assert store.get_task(record.queue_id) == record
+    assert store.get_task("wf-missing") is None
+    assert store.get_task("not a valid/key") is None
+
+    replaced = task(1, status="pending")
+    store.put_task(replaced)
+    assert store.get_task(record.queue_id) == replaced
+    assert len(store.list_tasks()) == 1
+
+
+def test_task_partitions_are_string_keyed(store: Store) -> None:
+    record = task(3, partitions={0: 5, 2: 7})  # Kafka partition numbers as ints
+    store.put_task(record)
+    assert store.get_task(record.queue_id).partitions == {"0": 5, "2": 7}  # type: ignore[union-attr]
+    updated = store.update_task(record.queue_id, partitions={1: 9})
+    assert updated.partitions == {"1": 9}
+    assert store.get_task(record.queue_id) == updated
+
+
+def test_update_task(store: Store) -> None:
+    record = task(2, partitions={"0": 5, "1": 7})
+    store.put_task(record)
+    updated = store.update_task(
+        record.queue_id, status="finished", records_written=288, partitions={"1": 9}, message=None
+    )
+    assert updated.status == "finished"
+    assert updated.records_written == 288
+    assert updated.partitions == {"1": 9}  # replaced, not merged
+    assert updated.created_at == record.created_at
+    assert updated.updated_at > record.updated_at
+    assert store.get_task(record.queue_id) == updated
+
+    again = store.update_task(record.queue_id, error="ValueError: boom", status="failed")
+    assert (again.status, again.error, again.records_written) == ("failed", "ValueError: boom", 288)
+    cleared = store.update_task(record.queue_id, error=None)
+    assert cleared.error is None
+    assert store.get_task(record.queue_id) == cleared
+
+    with pytest.raises(TaskNotFound) as info:
+        store.update_task("wf-btcusdt-api_candles_5m-20240809-ffffff", status="started")
+    assert isinstance(info.value, KeyError)
+    with pytest.raises(TaskNotFound):
+        store.update_task("bad/key", status="started")
+    with pytest.raises(TypeError):
+        store.update_task(record.queue_id, stauts="typo")
+    with pytest.raises(TypeError):
+        store.update_task(record.queue_id, queue_id="other")
+
+
+def test_list_tasks_filters(store: Store) -> None:
+    records = [
+        task(1, status="pending"),
+        task(2, status="finished"),
+        task(3, status="pending", run_id="run-2"),
+        task(4, status="pending", run_id=None, partition_key=None),
+    ]
+    for record in reversed(records):
+        store.put_task(record)
+
+    assert store.list_tasks() == records  # ordered by created_at
+    assert [t.queue_id for t in store.list_tasks(status="pending")] == [
+        records[0].queue_id,
+        records[2].queue_id,
+        records[3].queue_id,
+    ]
+    assert store.list_tasks(run_id="run-1") == records[:2]
+    assert store.list_tasks(status="pending", run_id="run-1") == records[:1]
+    assert store.list_tasks(partition_key="2024-08-03") == records[2:3]
+    assert store.list_tasks(status="complete") == []
+
+
+# -- graph snapshots -------------------------------------------------------------------------------
+
+
+def test_graph_snapshots_round_trip_and_stay_apart(store: Store) -> None:
+    nodes_a = [{"key": "BTCUSDT", "degree": 2, "ret": 0.01}, {"key": "ETHUSDT", "degree": 1, "ret": -0.02}]
+    edges_a = [
+        {"source": "BTCUSDT", "target": "ETHUSDT", "weight": 0.83, "method": "pearson"},
+        {"source": "BTCUSDT", "target": "SOLUSDT", "weight": 0.5, "window": 288},
+    ]
+    nodes_b = [{"key": "BTCUSDT", "degree": 1, "ret": 0.5}, {"key": "SOLUSDT", "degree": 1, "ret": 0.0}]
+    edges_b = [{"source": "SOLUSDT", "target": "BTCUSDT", "weight": -0.25, "method": "spearman"}]
+
+    store.write_graph_snapshot("2024-08-01", nodes_a, edges_a)
+    store.write_graph_snapshot("2024-08-02", nodes_b, edges_b)
+
+    nodes, edges = store.read_graph_snapshot("2024-08-01")
+    assert nodes == nodes_a
+    assert edges == [{**e, "snapshot_id": "2024-08-01"} for e in edges_a]
+    nodes, edges = store.read_graph_snapshot("2024-08-02")
+    assert nodes == sorted(nodes_b, key=lambda n: n["key"])
+    assert edges == [{**e, "snapshot_id": "2024-08-02"} for e in edges_b]
+
+    # Writing a snapshot again replaces it (and leaves the other alone).
+    store.write_graph_snapshot("2024-08-01", nodes_a[:1], [])
+    assert store.read_graph_snapshot("2024-08-01") == (nodes_a[:1], [])
+    assert store.read_graph_snapshot("2024-08-02")[1][0]["weight"] == -0.25
+    assert store.read_graph_snapshot("2024-08-03") == ([], [])
+
+    with pytest.raises(InvalidNameError):
+        store.write_graph_snapshot("bad/id", nodes_a, edges_a)
+    with pytest.raises(StoreError):
+        store.write_graph_snapshot("2024-08-04", [{"degree": 1}], [])
+    with pytest.raises(StoreError):
+        store.write_graph_snapshot("2024-08-04", [], [{"source": "BTCUSDT", "weight": 1.0}])
+
+
+def test_graph_attributes_become_plain_json(store: Store) -> None:
+    np = pytest.importorskip("numpy")
+    nodes = [{"key": "BTCUSDT", "ret": np.float64(0.25), "window": (1, 2), "vec": np.array([1.5, 2.5])}]
+    edges = [{"source": "BTCUSDT", "target": "ETHUSDT", "weight": np.float32(0.5), "lag": np.int64(3)}]
+    store.write_graph_snapshot("s1", nodes, edges)
+    got_nodes, got_edges = store.read_graph_snapshot("s1")
+    assert got_nodes == [{"key": "BTCUSDT", "ret": 0.25, "window": [1, 2], "vec": [1.5, 2.5]}]
+    assert got_edges == [
+        {"source": "BTCUSDT", "target": "ETHUSDT", "weight": 0.5, "lag": 3, "snapshot_id": "s1"}
+    ]
+    assert type(got_edges[0]["weight"]) is float and type(got_edges[0]["lag"]) is int
+
+
+# -- concurrency and durability --------------------------------------------------------------------
+
+
+def test_concurrent_use_from_a_thread_pool(store: Store) -> None:
+    symbols = ["BTCUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT"]
+    batches = [(s, series(s, T0 + b * 500 * FIVE_MIN, 500)) for s in symbols for b in range(5)]
+    barrier = threading.Barrier(4)
+
+    def work(index: int) -> int:
+        if index < 4:
+            barrier.wait()
+        symbol, docs = batches[index]
+        written = store.upsert_candles(docs)
+        store.count_candles(symbol, "5m", T0, T0 + 10**10)  # reads interleave with writes
+        return written
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        written = sum(pool.map(work, range(len(batches))))
+    assert written == 10_000
+    end = T0 + 2500 * FIVE_MIN
+    for symbol in symbols:
+        assert store.count_candles(symbol, "5m", T0, end) == 2500
+    assert store.duplicate_candle_keys(symbols, "5m", T0, end) == 0
+
+    store.put_task(task(1, records_written=0))
+    queue_id = task(1).queue_id
+
+    def bump(i: int) -> None:
+        store.update_task(queue_id, message=f"step {i}")
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(bump, range(20)))
+    record = store.get_task(queue_id)
+    assert record is not None and record.message is not None and record.message.startswith("step ")
+
+
+def test_durable_after_close_and_reopen(make_store: Any) -> None:
+    first: Store = make_store()
+    docs = series("BTCUSDT", T0, 100)
+    first.upsert_candles(docs)
+    first.put_task(task(1, status="complete"))
+    first.write_graph_snapshot("2024-08-01", [{"key": "BTCUSDT"}], [])
+    first.close()
+    first.close()  # closing twice is harmless
+    with pytest.raises(StoreError):
+        first.count_candles("BTCUSDT", "5m", 0, 2**53)
+
+    with make_store() as second:
+        assert second.read_candles("BTCUSDT", "5m", T0, T0 + 100 * FIVE_MIN) == docs
+        assert second.get_task(task(1).queue_id) == task(1, status="complete")
+        assert second.read_graph_snapshot("2024-08-01") == ([{"key": "BTCUSDT"}], [])
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+
+def test_open_store_defaults_to_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "store.sqlite"
+    with open_store(arango_url=None, sqlite_path=path) as store:
+        assert isinstance(store, SqliteStore)
+        store.upsert_candles(series("BTCUSDT", T0, 3))
+    assert path.exists()
+    with open_store(arango_url="", sqlite_path=str(path)) as store:
+        assert isinstance(store, SqliteStore)
+        assert store.count_candles("BTCUSDT", "5m", 0, 2**53) == 3
