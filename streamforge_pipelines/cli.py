@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -201,6 +202,11 @@ def worker_loader(
     from .workers.kafka_io import make_producer
 
     async def one() -> object:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)  # the loader reports `interrupted`
         producer = make_producer(settings.kafka_bootstrap_servers or "")
         await producer.start()
         try:
@@ -212,6 +218,9 @@ def worker_loader(
         result = _run_async(one())
     except WorkerError as exc:
         raise click.ClickException(str(exc)) from None
+    except asyncio.CancelledError:
+        click.echo(f"interrupted: task {command.queue_id} stopped before the end", err=True)
+        sys.exit(143)
     click.echo(orjson.dumps(result, default=lambda o: o.__dict__).decode())
 
 

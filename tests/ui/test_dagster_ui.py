@@ -1,0 +1,275 @@
+"""The Dagster UI over the real code location, looked at in headless Chromium.
+
+``dagster dev`` runs on a free port with a fresh ``DAGSTER_HOME`` (telemetry off, the community
+pop-up dismissed); Chromium is driven over the DevTools protocol: open the ``candles_5m`` asset page,
+wait until the React app has rendered the asset from GraphQL, keep a screenshot as a test artifact
+(``test-artifacts/ui/candles_5m.png``).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from streamforge_pipelines.runner import prepare_dagster_home
+from streamforge_pipelines.settings import Settings
+
+pytestmark = pytest.mark.browser
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ARTIFACT_DIR = REPO_ROOT / "test-artifacts" / "ui"
+ASSET = "candles_5m"
+DESCRIPTION = "5m candles of the symbol universe"
+SERVER_START_S = 120.0
+PAGE_RENDER_S = 60.0
+BROWSER_START_S = 30.0
+
+#: Headless Chromium as root on a closed network: no sandbox, no GPU, no background traffic.
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1400,900",
+    "--remote-debugging-address=127.0.0.1",
+    "--remote-debugging-port=0",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return f"({path} does not exist)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_group_gone(pgid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """End the process group of ``proc`` (started in a session of its own): SIGTERM, then SIGKILL.
+
+    The children (webserver, daemon, code server; browser renderers) are waited for too, not only the
+    leader; the assertion fails the test if anything of the group is still there.
+    """
+    pgid = proc.pid
+    if _group_alive(pgid):
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        if not _wait_group_gone(pgid, 5.0):
+            _signal_group(pgid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.wait(10)
+    assert _wait_group_gone(pgid, 10.0), f"processes of group {pgid} outlived SIGKILL"
+
+
+class CDPPage:
+    """A minimal Chrome DevTools Protocol client for one page target (synchronous)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._ids = itertools.count(1)
+
+    def call(self, method: str, timeout: float = 30.0, **params: Any) -> dict[str, Any]:
+        msg_id = next(self._ids)
+        self._ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"CDP {method}: no answer in {timeout}s")
+            reply = json.loads(self._ws.recv(timeout=remaining))
+            if reply.get("id") != msg_id:
+                continue  # an event, or an answer to an earlier call
+            if "error" in reply:
+                raise RuntimeError(f"CDP {method}: {reply['error']}")
+            return dict(reply.get("result", {}))
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"JS error in {expression!r}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def screenshot(self, path: Path) -> None:
+        data = self.call("Page.captureScreenshot", format="png")["data"]
+        path.write_bytes(base64.b64decode(data))
+
+
+class Chromium:
+    """Headless Chromium with a fresh profile and DevTools on a free port."""
+
+    def __init__(self, executable: str, profile: Path, log: Path) -> None:
+        self.profile = profile
+        self.log = log
+        profile.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.port = self._wait_for_devtools()
+
+    def _wait_for_devtools(self) -> int:
+        active = self.profile / "DevToolsActivePort"
+        deadline = time.monotonic() + BROWSER_START_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"chromium exited with {self.proc.returncode}:\n{_tail(self.log)}")
+            lines = active.read_text().splitlines() if active.exists() else []
+            if lines and lines[0].isdigit():
+                return int(lines[0])
+            time.sleep(0.2)
+        raise TimeoutError(f"chromium did not open DevTools in {BROWSER_START_S}s:\n{_tail(self.log)}")
+
+    @contextmanager
+    def page(self) -> Iterator[CDPPage]:
+        """The browser's first page target (``about:blank`` at start)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=10) as r:
+            targets = json.load(r)
+        target = next(t for t in targets if t.get("type") == "page")
+        with connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=10) as ws:
+            yield CDPPage(ws)
+
+    def stop(self) -> None:
+        _stop_group(self.proc, timeout=10)
+
+
+@pytest.fixture
+def chromium_executable() -> str:
+    path = shutil.which("chromium")
+    if path is None:
+        pytest.skip("chromium not found on PATH: install Debian's chromium package (`make browser`, as root)")
+    return path
+
+
+@pytest.fixture
+def dagster_ui(tmp_path: Path, restore_environ: None) -> Iterator[str]:
+    """Base URL of ``dagster dev`` over the real code location; everything it started is ended."""
+    os.environ["DAGSTER_HOME"] = str(tmp_path / "dagster")
+    settings = Settings.from_env({}, data_dir=tmp_path / "data")
+    home = prepare_dagster_home(settings)
+    env = dict(os.environ)
+    env["DAGSTER_HOME"] = str(home)
+    env["STREAMFORGE_DATA_DIR"] = str(settings.data_dir)
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)  # the sensor skips; the page needs no broker
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "dagster-dev.log"
+    cmd = [
+        *(sys.executable, "-m", "dagster", "dev"),
+        *("-h", "127.0.0.1", "-p", str(port), "-m", "streamforge_pipelines.definitions"),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"dagster dev exited with {proc.returncode}:\n{_tail(log)}")
+            try:
+                with urllib.request.urlopen(f"{base}/server_info", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"dagster webserver not up on {base} in {SERVER_START_S}s:\n{_tail(log)}")
+            time.sleep(0.5)
+        yield base
+    finally:
+        _stop_group(proc)
+
+
+def test_candles_asset_page(dagster_ui: str, chromium_executable: str, tmp_path: Path) -> None:
+    ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACT_DIR / f"{ASSET}.png"
+    shot.unlink(missing_ok=True)
+    browser = Chromium(chromium_executable, tmp_path / "chromium-profile", tmp_path / "chromium.log")
+    try:
+        with browser.page() as page:
+            page.call("Page.enable")
+            viewport = {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+            page.call("Emulation.setDeviceMetricsOverride", **viewport)
+            page.call("Page.navigate", url=f"{dagster_ui}/assets/{ASSET}")
+            deadline = time.monotonic() + PAGE_RENDER_S
+            text = ""
+            while time.monotonic() < deadline:
+                text = page.evaluate("document.body ? document.body.innerText : ''") or ""
+                if ASSET in text and DESCRIPTION in text and "Materialize" in text:
+                    break
+                time.sleep(0.5)
+            page.screenshot(shot)
+    finally:
+        browser.stop()
+
+    png = shot.read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000, f"screenshot {shot} looks empty"
+    assert struct.unpack(">II", png[16:24]) == (1400, 900), "unexpected screenshot size"
+    assert ASSET in text, f"{ASSET} not on the page after {PAGE_RENDER_S}s; text:\n{text[:2000]}"
+    assert DESCRIPTION in text, f"asset description not rendered; text:\n{text[:2000]}"
+    assert "Materialize" in text, f"no Materialize button; text:\n{text[:2000]}"
+    assert "Join the Dagster community" not in text, "the community pop-up covers the page"
