@@ -123,7 +123,18 @@ def dev(host: str, port: int) -> None:
             f"stack: {stack.settings.kafka_bootstrap_servers} exchange {stack.settings.exchange_url}",
             err=True,
         )
-        cmd = ["dagster", "dev", "-h", host, "-p", str(port), "-m", "streamforge_pipelines.definitions"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-h",
+            host,
+            "-p",
+            str(port),
+            "-m",
+            "streamforge_pipelines.definitions",
+        ]
         proc = subprocess.Popen(cmd, env=env)
         try:
             proc.wait()

@@ -156,7 +156,8 @@ def _one_line(kind: str, exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _decode(kind: str, model: type[_Message], raw: bytes | str | Mapping[str, Any]) -> Any:
+def _json_object(kind: str, raw: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
+    """``raw`` parsed as a JSON object, or a one-line :class:`ProtocolError` saying why not."""
     if isinstance(raw, bytes | str):
         try:
             raw = orjson.loads(raw)
@@ -164,8 +165,13 @@ def _decode(kind: str, model: type[_Message], raw: bytes | str | Mapping[str, An
             raise ProtocolError(f"{kind}: not valid JSON ({exc})") from None
     if not isinstance(raw, Mapping):
         raise ProtocolError(f"{kind}: expected a JSON object, got {type(raw).__name__}")
+    return dict(raw)
+
+
+def _decode(kind: str, model: type[_Message], raw: bytes | str | Mapping[str, Any]) -> Any:
+    value = _json_object(kind, raw)
     try:
-        return model.model_validate(raw)
+        return model.model_validate(value)
     except ValidationError as exc:
         raise ProtocolError(_one_line(kind, exc)) from None
 
@@ -297,12 +303,7 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
 
 def decode_record(raw: bytes) -> dict[str, Any]:
     """Parse a data-topic value into a dict with a ``record`` kind; raises :class:`ProtocolError`."""
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"record: not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise ProtocolError(f"record: expected a JSON object, got {type(value).__name__}")
+    value = _json_object("record", raw)
     kind = value.get("record", RECORD_CANDLE)
     if kind == RECORD_END:
         for name in ("queue_id", "partition", "records"):

@@ -67,12 +67,11 @@ class DayFigure:
 
 
 @dataclass
-class LoadReport:
+class DayTotals:
+    """Expected vs stored per (symbol, day) of one load, and their sums."""
+
     request: LoadRequest
-    tasks: dict[str, str] = field(default_factory=dict)  # queue_id -> final status
-    errors: dict[str, str] = field(default_factory=dict)
     days: list[DayFigure] = field(default_factory=list)
-    loaded: int = 0
     duplicate_keys: int = 0
     seconds: float = 0.0
 
@@ -87,6 +86,13 @@ class LoadReport:
     @property
     def missing(self) -> int:
         return sum(d.missing for d in self.days)
+
+
+@dataclass
+class LoadReport(DayTotals):
+    tasks: dict[str, str] = field(default_factory=dict)  # queue_id -> final status
+    errors: dict[str, str] = field(default_factory=dict)
+    loaded: int = 0
 
     @property
     def failed(self) -> list[str]:

@@ -13,12 +13,13 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from .queue_manager import DayFigure, LoadRequest, expected_counts, measure
+from .protocol import Event
+from .queue_manager import DayTotals, LoadRequest, expected_counts, measure
 from .settings import Settings
 from .stack import Stack
 from .store import store_from_settings
@@ -28,26 +29,10 @@ from .workers.loader_candles import now_ms
 
 
 @dataclass
-class RunSummary:
-    request: LoadRequest
-    days: list[DayFigure]
-    duplicate_keys: int
-    seconds: float
-    dagster_run_id: str | None
-    dagster_success: bool
-    task_seconds: dict[str, float]
-
-    @property
-    def expected(self) -> int:
-        return sum(d.expected for d in self.days)
-
-    @property
-    def stored(self) -> int:
-        return sum(d.stored for d in self.days)
-
-    @property
-    def missing(self) -> int:
-        return sum(d.missing for d in self.days)
+class RunSummary(DayTotals):
+    dagster_run_id: str | None = None
+    dagster_success: bool = False
+    task_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -144,31 +129,46 @@ class ProgressWatcher:
             ) as bar:
                 loaded = bar.add_task("loaded", total=self.total)
                 stored = bar.add_task("stored", total=self.total)
-                last_line = 0.0
-                while not self._stop.is_set():
+                last_line, drain_until = 0.0, 0.0
+                n_loaded = n_stored = 0
+                while True:
+                    if self._stop.is_set():  # the run ended: take in its last events, briefly
+                        drain_until = drain_until or time.monotonic() + 2.0
+                        tasks = self.tracker.tasks.values()
+                        if all(t.done for t in tasks) or time.monotonic() > drain_until:
+                            break
                     for e in await f.poll(timeout_ms=300):
-                        fresh = isinstance(e.timestamp, int | float) and e.timestamp >= self._since
-                        if e.queue_id not in self.tracker.tasks and not (fresh and e.type == self.task_type):
-                            continue
-                        state = self.tracker.apply(e)
-                        if state is None:
-                            continue
-                        self.first_seen.setdefault(e.queue_id, time.monotonic())
-                        if state.complete and e.queue_id not in self.done_at:
-                            self.done_at[e.queue_id] = time.monotonic()
+                        self._take(e)
                     n_loaded = sum(t.loaded for t in self.tracker.tasks.values())
                     n_stored = sum(t.stored for t in self.tracker.tasks.values())
                     bar.update(loaded, completed=n_loaded)
                     bar.update(stored, completed=n_stored)
                     if not sys.stderr.isatty() and time.monotonic() - last_line > 2:
                         last_line = time.monotonic()
-                        done = sum(1 for t in self.tracker.tasks.values() if t.complete)
-                        print(  # noqa: T201 - progress line for non-terminal output
-                            f"progress: loaded {n_loaded}/{self.total}, stored {n_stored}/{self.total}, "
-                            f"tasks complete {done}/{len(self.tracker.tasks)}",
-                            file=sys.stderr,
-                            flush=True,
-                        )
+                        self._print_line(n_loaded, n_stored)
+                if not sys.stderr.isatty():
+                    self._print_line(n_loaded, n_stored)
+
+    def _take(self, e: Event) -> None:
+        fresh = isinstance(e.timestamp, int | float) and e.timestamp >= self._since
+        if e.queue_id not in self.tracker.tasks and not (fresh and e.type == self.task_type):
+            return  # another run's task
+        state = self.tracker.apply(e)
+        if state is None:
+            return
+        self.first_seen.setdefault(e.queue_id, time.monotonic())
+        if state.complete and e.queue_id not in self.done_at:
+            self.done_at[e.queue_id] = time.monotonic()
+
+    def _print_line(self, loaded: int, stored: int) -> None:
+        """Progress as a plain line, for logs and CI where no live bar can be drawn."""
+        done = sum(1 for t in self.tracker.tasks.values() if t.complete)
+        print(  # noqa: T201
+            f"progress: loaded {loaded}/{self.total}, stored {stored}/{self.total}, "
+            f"tasks complete {done}/{len(self.tracker.tasks)}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def seconds_by_symbol(self) -> dict[str, float]:
         out = {}

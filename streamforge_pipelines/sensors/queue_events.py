@@ -97,6 +97,7 @@ def _downstream_requests(db: Store, since: float) -> list[dg.RunRequest]:
 
 @dg.sensor(
     name="queue_events_sensor",
+    job_name=COVERAGE_JOB,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Follows queue-events: task records, stalled tasks, downstream coverage runs.",

@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streamforge_pipelines.definitions import defs
 from streamforge_pipelines.intervals import day_range_ms
 from streamforge_pipelines.queue_manager import LoadRequest
 from streamforge_pipelines.runner import run_main_job
@@ -67,12 +68,27 @@ def test_main_job_end_to_end(make_settings) -> None:
         tasks = db.list_tasks(run_id=summary.dagster_run_id)
         assert len(tasks) == 3 and {t.status for t in tasks} == {COMPLETE}
         assert all(t.records_written == 2 * 288 for t in tasks)
-        requests, cursor, counts = process_tick(settings, db, None)
-        assert counts["events"] > 0
-        assert [r.job_name for r in requests] == [COVERAGE_JOB]
-        assert requests[0].tags["dagster/asset_partition_range_start"] == request.first.isoformat()
-        again, _, counts2 = process_tick(settings, db, cursor)
-        assert counts2["events"] == 0 and again == []
+    # The sensor as the daemon runs it: resources from the definitions, settings from the environment.
+    sensor = defs.resolve_sensor_def("queue_events_sensor")
+    ctx = dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs)
+    data = sensor.evaluate_tick(ctx)
+    assert [r.job_name for r in data.run_requests or []] == [COVERAGE_JOB]
+    (req,) = data.run_requests or []
+    assert req.tags["dagster/asset_partition_range_start"] == request.first.isoformat()
+    assert req.tags["dagster/asset_partition_range_end"] == request.last.isoformat()
+    assert req.run_key == f"coverage:{summary.dagster_run_id}:5m"
+    with store_from_settings(settings) as db:
+        again, _, counts = process_tick(settings, db, data.cursor)
+    assert counts["events"] == 0 and again == []
+
+    # The requested coverage run materializes the downstream asset with the same figures.
+    result = defs.resolve_job_def(COVERAGE_JOB).execute_in_process(
+        instance=instance, run_config=req.run_config, tags=req.tags
+    )
+    assert result.success
+    (cov,) = instance.fetch_materializations(dg.AssetKey("candle_coverage"), limit=5).records[:1]
+    assert cov.asset_materialization.metadata["stored_candles"].value == summary.stored
+    assert cov.asset_materialization.metadata["missing_candles"].value == 0
 
 
 def test_rerun_idempotent_and_overlap_adds_only_new(make_settings) -> None:

@@ -244,7 +244,7 @@ def dagster_ui(tmp_path: Path, restore_environ: None) -> Iterator[str]:
         _stop_group(proc)
 
 
-def test_candles_asset_page(dagster_ui: str, chromium_executable: str, tmp_path: Path) -> None:
+def test_candles_asset_page(chromium_executable: str, dagster_ui: str, tmp_path: Path) -> None:
     ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACT_DIR / f"{ASSET}.png"
     shot.unlink(missing_ok=True)
