@@ -33,10 +33,8 @@ class EventFollower:
 
     async def start(self) -> None:
         await self._consumer.start()
-        parts = self._consumer.partitions_for_topic(self._topic)
-        if not parts:
-            await self._consumer._client.force_metadata_update()  # topic metadata may lag creation
-            parts = self._consumer.partitions_for_topic(self._topic) or {0}
+        await self._consumer.topics()  # fresh cluster metadata
+        parts = self._consumer.partitions_for_topic(self._topic) or {0}
         tps = [TopicPartition(self._topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
         await self._consumer.seek_to_end(*tps)
@@ -78,6 +76,7 @@ async def read_events(
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
+        await consumer.topics()  # fresh cluster metadata
         parts = consumer.partitions_for_topic(topic) or {0}
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
