@@ -24,30 +24,41 @@ and the exchange simulator, as ``streamforge run`` does) and measures, on that s
 
 Phases 1 and 2 run ``--rounds`` times (default 5), each round with a fresh data directory, fresh
 topics, a fresh connector and consumer group; the table shows the median round and the range,
-the JSON line has every round. Single loads of 100k candles last about two seconds on a small
-machine, so one round alone is noisy.
+the JSON line has every round. A load of 100k candles lasts about two seconds on a small machine,
+so one round alone is noisy. Before the first round every kline page of the range is fetched once
+from the simulator (only when the benchmark started it): the simulator computes a day on first
+request and caches it, so without this the first round alone would also time the market model.
+The figures are StreamForge's, with an exchange that answers in a few milliseconds.
 
 How to read the figures:
 
-* ``/ceiling`` is the share of the raw broker rate the pipeline keeps (median e2e over median
-  ceiling).
-* **timeline** (median round), in seconds since the load started: the first candle stored
-  (start-up latency: first kline pages fetched, produced, consumed, upserted), all loaders
-  finished (every candle is on the broker), the last end marker acknowledged (the connector caught
-  up: the gap to the previous figure is the connector's backlog), the store counted (the end).
-* **CPU seconds** per process during the load beside what the machine's cores offered in that
-  time: a total near the capacity means the run is CPU-bound and every process competes with the
-  others (the bench process runs the loaders and the queue-manager).
+* ``/ceil`` is the share of the raw pipeline ceiling the pipeline keeps (median over median).
+* **timeline** (median round), seconds since the load started. *Seen* is when the queue-manager
+  read the event on ``queue-events`` (what ``load_candles`` waits for); the other figures are the
+  timestamps the workers put on their events, so the gap is telemetry latency (a stamp is exact
+  when its event is read on its own, as in any load that lasts more than a moment). First loader
+  started (the set-up before it: task records, producer, follower, commands); first candle stored
+  (first kline pages fetched, produced, consumed, upserted); all loaders finished (every candle is
+  on the broker); last end marker acknowledged (the connector caught up: its distance to the
+  previous figure is the connector's backlog); store counted (``load_candles`` returns).
+* **CPU s** per process during the load beside what the machine's cores offered in that time: a
+  total near the capacity means the run is CPU-bound and the processes compete (the bench process
+  runs the loaders and the queue-manager). A process near one CPU second per second is bound by
+  its own single thread.
 * **connector busy** is the time the connector spent in batches (decode, upsert, commit) as a
-  share of the load: near 100% means the connector is the bottleneck, well below means it waited
-  for the loaders.
+  share of the load: near 100% means the connector is the bottleneck; well below means it waited
+  for the loaders (or for fetches).
+* **dagster**: the ``load_candles`` time inside the step includes the fresh connector's group
+  join (about the *connector cold start* figure); the rest is starting the stack, the Dagster run
+  around the step and counting the store.
 
 A benchmark that loses data has failed: the run exits 1 unless, in every load, stored == expected,
 nothing is missing, no key is duplicated and no task failed.
 
 ``python -m bench.e2e_candles [--symbols 10] [--days 7] [--interval 1m] [--rounds 5] [--no-dagster]``
-(``make bench``) prints a table and, last, one JSON line with every figure. On a 2-core machine the
-default workload (10 symbols × 1m × 7 days = 100,800 candles) takes about a minute in all.
+(``make bench``) prints a table and, last, one JSON line with every figure. Exit status 0 when every
+load stored exactly what it should, 1 otherwise. On a 2-core machine the default workload (10
+symbols × 1m × 7 days = 100,800 candles, 5 rounds, one Dagster run) takes under a minute.
 """
 
 from __future__ import annotations
@@ -78,7 +89,6 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
-import psutil
 
 from bench.broker_raw import measure_raw
 from streamforge_pipelines.intervals import day_range_ms, floor_open_time
@@ -165,33 +175,57 @@ def problems_of(figures: dict[str, Any]) -> list[str]:
 
 
 class Milestones:
-    """Seconds since the load started at which the telemetry first showed each stage."""
+    """When each stage of a load happened, in seconds since the load started.
+
+    ``*_seen`` is when the queue-manager saw it on ``queue-events`` (what ``load_candles`` waits
+    for); ``*_stamped`` is the timestamp the worker put on the event when it sent it. The gap is
+    telemetry latency. Wall-clock times: the workers are processes on the same host.
+    """
 
     def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.first_started: float | None = None
-        self.first_stored: float | None = None
-        self.loaders_finished: float | None = None
-        self.all_acked: float | None = None
+        self.t0 = time.time()
+        self.started_stamped: float | None = None
+        self.started_seen: float | None = None
+        self.stored_seen: float | None = None
+        self.finished_seen: float | None = None
+        self.acked_stamped: float | None = None
+        self.acked_seen: float | None = None
 
     def observe(self, tracker: TaskTracker) -> None:
-        now = time.perf_counter() - self.t0
+        now = time.time() - self.t0
         tasks = list(tracker.tasks.values())
-        if self.first_started is None and any(t.loader_status != "pending" for t in tasks):
-            self.first_started = now
-        if self.first_stored is None and any(t.stored > 0 for t in tasks):
-            self.first_stored = now
-        if self.loaders_finished is None and tasks and all(t.loader_status == "finished" for t in tasks):
-            self.loaders_finished = now
-        if self.all_acked is None and tasks and all(t.complete for t in tasks):
-            self.all_acked = now
+        started = [t.last_seen for t in tasks if t.loader_status != "pending" and t.last_seen]
+        if self.started_seen is None and started:
+            self.started_seen, self.started_stamped = now, min(started) - self.t0
+        if self.stored_seen is None and any(t.stored > 0 for t in tasks):
+            self.stored_seen = now
+        if self.finished_seen is None and tasks and all(t.loader_status == "finished" for t in tasks):
+            self.finished_seen = now
+        if self.acked_seen is None and tasks and all(t.complete for t in tasks):
+            # The event that completed the last task is the latest event of all.
+            self.acked_seen, self.acked_stamped = now, max(t.last_seen for t in tasks) - self.t0
+
+    def to_json(self) -> dict[str, float | None]:
+        return {
+            "first_started_stamped_s": _r(self.started_stamped),
+            "first_started_seen_s": _r(self.started_seen),
+            "first_stored_seen_s": _r(self.stored_seen),
+            "loaders_finished_seen_s": _r(self.finished_seen),
+            "last_ack_stamped_s": _r(self.acked_stamped),
+            "last_ack_seen_s": _r(self.acked_seen),
+        }
 
 
 class CpuMeter:
     """CPU seconds (user + system) of named processes between :meth:`start` and :meth:`stop`."""
 
     def __init__(self, pids: dict[str, int | None]) -> None:
-        self.procs = {name: psutil.Process(pid) for name, pid in pids.items() if pid is not None}
+        try:
+            import psutil  # installed with Dagster; without it the CPU figures are left out
+        except ImportError:
+            self.procs: dict[str, Any] = {}
+        else:
+            self.procs = {name: psutil.Process(pid) for name, pid in pids.items() if pid is not None}
         self._start: dict[str, float] = {}
 
     def _now(self) -> dict[str, float]:
@@ -199,7 +233,7 @@ class CpuMeter:
         for name, proc in self.procs.items():
             try:
                 t = proc.cpu_times()
-            except psutil.Error:
+            except Exception:  # noqa: BLE001 - a process that is gone has no figure
                 continue
             out[name] = t.user + t.system
         return out
@@ -319,13 +353,7 @@ async def e2e_round(
         "seconds": round(report.seconds, 3),
         "candles_per_s": round(report.stored / report.seconds) if report.seconds else 0,
         "connector_cold_start_s": round(warm.seconds, 3),
-        "timeline": {
-            "first_started_s": _r(marks.first_started),
-            "first_stored_s": _r(marks.first_stored),
-            "loaders_finished_s": _r(marks.loaders_finished),
-            "all_acked_s": _r(marks.all_acked),
-            "counted_s": round(report.seconds, 3),
-        },
+        "timeline": {**marks.to_json(), "counted_s": round(report.seconds, 3)},
         "cpu_s": cpu_s,
         "loader_pages": pages,
         "loader_page_ms": round(1000 * page_s / pages, 1) if pages else None,
@@ -466,19 +494,24 @@ def print_report(result: dict[str, Any]) -> None:
     print()
     t = med["timeline"]
     print("  where the time goes (median e2e round):")
+    print("    timeline, s since the load started (seen: when the queue-manager read it on queue-events):")
     print(
-        f"    timeline: first loader started {_s(t['first_started_s'])} s, first candle stored "
-        f"{_s(t['first_stored_s'])} s, loaders finished "
-        f"{_s(t['loaders_finished_s'])} s, last end marker acked {_s(t['all_acked_s'])} s, "
-        f"store counted {_s(t['counted_s'])} s"
+        f"      first loader started {_s(t['first_started_stamped_s'])} (seen "
+        f"{_s(t['first_started_seen_s'])}) | first candle stored, seen {_s(t['first_stored_seen_s'])} "
+        f"| all loaders finished, seen {_s(t['loaders_finished_seen_s'])}"
+    )
+    print(
+        f"      last end marker acked {_s(t['last_ack_stamped_s'])} (seen {_s(t['last_ack_seen_s'])}) "
+        f"| store counted, load_candles returned {_s(t['counted_s'])}"
     )
     cpu = med["cpu_s"]
-    capacity = (result["cpus"] or 1) * med["seconds"]
-    parts = ", ".join(f"{name} {sec:.2f}" for name, sec in sorted(cpu.items(), key=lambda kv: -kv[1]))
-    print(
-        f"    CPU s during the load: {parts}; total {sum(cpu.values()):.2f} of {capacity:.2f} "
-        f"available ({sum(cpu.values()) / capacity:.0%})"
-    )
+    if cpu:
+        capacity = (result["cpus"] or 1) * med["seconds"]
+        parts = ", ".join(f"{name} {sec:.2f}" for name, sec in sorted(cpu.items(), key=lambda kv: -kv[1]))
+        print(
+            f"    CPU s during the load: {parts}; total {sum(cpu.values()):.2f} of {capacity:.2f} "
+            f"available ({sum(cpu.values()) / capacity:.0%})"
+        )
     c = med.get("connector")
     if c is not None:
         print(

@@ -48,6 +48,34 @@ def _symbols(ctx: click.Context, param: click.Parameter, value: str | None) -> t
     return symbols
 
 
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so ``with Stack(...)`` stops the processes it started."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
+def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    """SIGINT to a child that leads its own process group, then SIGKILL to the group if needed."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # webserver, daemon and code servers left behind, if any
+    except ProcessLookupError:
+        pass
+
+
 def _run_async(coro: object) -> object:
     try:
         import uvloop
@@ -96,6 +124,7 @@ def run(
     if last >= today:
         raise click.UsageError(f"--end {last}: only closed days can be loaded (today is {today}, UTC)")
     request = LoadRequest(symbols=symbols or settings.universe, interval=interval, first=first, last=last)
+    _exit_on_sigterm()
     try:
         summary = run_main_job(settings, request)
     except StackError as exc:
@@ -135,12 +164,16 @@ def dev(host: str, port: int) -> None:
             "-m",
             "streamforge_pipelines.definitions",
         ]
-        proc = subprocess.Popen(cmd, env=env)
+        _exit_on_sigterm()
+        # dagster dev ignores SIGTERM and, started from a background job, SIGINT too: give it
+        # SIGINT back, stop it with SIGINT, and kill its process group if it lingers.
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_default_sigint)
         try:
             proc.wait()
-        except KeyboardInterrupt:
-            proc.terminate()
-            proc.wait(30)
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            _stop_group(proc)
 
 
 @main.command()

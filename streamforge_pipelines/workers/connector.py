@@ -91,6 +91,7 @@ class Connector:
             max_partition_fetch_bytes=8 << 20,
             fetch_max_bytes=32 << 20,
             session_timeout_ms=6000,  # a JoinGroup waits about half of it; 6 s is Kafka's minimum
+            fetch_max_wait_ms=50,  # the 500 ms default stalls the pipeline on an idle partition
         )
         self._producer = make_producer(bootstrap)
         await self._producer.start()

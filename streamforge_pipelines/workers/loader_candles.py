@@ -3,7 +3,7 @@
 For a task (symbol, interval, days) the loader splits the range into windows of at most 1000
 candles, fetches up to ``LOADER_CONCURRENCY`` windows at once, and produces the candles **in
 order** to the candle topic keyed by symbol (so one symbol's candles stay on one partition, in
-time order). Sends are batched: futures are collected per page and awaited together. After the
+time order). Sends are batched: one Kafka batch per page, their futures awaited together. After the
 last candle it writes an end marker for the task to every partition it wrote to and reports
 ``finished`` with the count per partition. Telemetry: ``started`` → ``loading`` (about once a
 second) → ``finished`` | ``error`` | ``interrupted`` (cancelled, e.g. on SIGTERM).
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from ..intervals import check_interval, day_range_ms, floor_open_time, open_times
 from ..protocol import (
@@ -194,28 +195,40 @@ async def _load(
     windows = plan_windows(start, end, interval)
     source = "binance-rest"
     records_counter = RECORDS.labels(WORKER, "produced")
+    # All of a task's records share one key, so one partition: the one Kafka's default partitioner
+    # picks for the key (murmur2), exactly as a keyed send() would. Sending one batch per page
+    # instead of one send() per record halves the loader's CPU per candle (measured in bench/).
+    partitions = sorted(await producer.partitions_for(topic))
+    partition = DefaultPartitioner()(key, partitions, partitions)
     in_flight: list[asyncio.Future[Any]] = []
     last_progress = time.monotonic()
 
-    async def settle() -> None:
-        for md in await asyncio.gather(*in_flight):
-            result.partitions[md.partition] = result.partitions.get(md.partition, 0) + 1
-        in_flight.clear()
+    async def send(batch: Any, n: int) -> None:
+        in_flight.append(await producer.send_batch(batch, topic, partition=partition))
+        result.partitions[partition] = result.partitions.get(partition, 0) + n
 
     async for rows in _fetch_in_order(client, symbol, interval, windows, settings.loader_concurrency):
         result.pages += 1
         BATCHES.labels(WORKER).inc()
+        batch, n = producer.create_batch(), 0
         for row in rows:
-            record = candle_from_kline(row, symbol, interval, source, command.queue_id)
-            in_flight.append(await producer.send(topic, encode_record(record), key=key))
+            value = encode_record(candle_from_kline(row, symbol, interval, source, command.queue_id))
+            if batch.append(key=key, value=value, timestamp=None) is None:  # batch full
+                await send(batch, n)
+                batch, n = producer.create_batch(), 0
+                batch.append(key=key, value=value, timestamp=None)
+            n += 1
+        if n:
+            await send(batch, n)
         result.records += len(rows)
         records_counter.inc(len(rows))
-        if len(in_flight) >= 20_000:
-            await settle()
+        if len(in_flight) >= 64:
+            await asyncio.gather(*in_flight)
+            in_flight.clear()
         if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
             last_progress = time.monotonic()
             await events.emit("loading", records_written=result.records)
-    await settle()
+    await asyncio.gather(*in_flight)
     producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
     markers = [
         await producer.send(
