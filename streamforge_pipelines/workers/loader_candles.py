@@ -116,12 +116,11 @@ async def run_candle_task(
     producer: AIOKafkaProducer | None = None,
     clock_ms: Callable[[], int] = now_ms,
 ) -> LoadResult:
-    """Carry out one ``api_candles_<interval>`` start command. Raises the error it reported."""
-    if command.symbol is None:
-        raise TaskInvalid("command.symbol: required for a candle task")
-    interval = check_interval(command.interval())
-    if settings.exchange_url is None:
-        raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
+    """Carry out one ``api_candles_<interval>`` start command. Raises the error it reported.
+
+    Every outcome is reported on ``queue-events``, a command that cannot be carried out included
+    (``error`` with the reason), so nobody waits for a task that will never run.
+    """
     topic = command.kafka_topic or settings.topic_candles
     producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
     result = LoadResult(queue_id=command.queue_id)
@@ -140,6 +139,11 @@ async def run_candle_task(
         task_type=command.type,
     )
     try:
+        if command.symbol is None:
+            raise TaskInvalid("command.symbol: required for a candle task")
+        interval = check_interval(command.interval())
+        if settings.exchange_url is None:
+            raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
         await events.emit("started", message=f"{command.symbol} {interval} {command.time_range}")
         async with BinanceRestClient(settings.exchange_url) as client:
             try:

@@ -17,10 +17,19 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ..protocol import LOADER_CANDLES, LOADER_PRODUCER, Command, ProtocolError, decode_command
+from ..protocol import (
+    LOADER_CANDLES,
+    LOADER_PRODUCER,
+    Command,
+    ErrorInfo,
+    ProtocolError,
+    decode_command,
+    make_producer_id,
+    queue_id_suffix,
+)
 from ..settings import Settings
 from .errors import TaskInvalid
-from .kafka_io import make_producer
+from .kafka_io import EventEmitter, make_producer
 from .loader_candles import LoadResult, run_candle_task
 from .observability import ERRORS
 
@@ -66,8 +75,16 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
         async with gate:
             try:
                 await dispatch(command, settings, producer)
-            except TaskInvalid as exc:
+            except TaskInvalid as exc:  # no loader took it: say so, or the task waits forever
                 log.error("%s", exc, extra={"queue_id": command.queue_id})
+                await EventEmitter(
+                    producer,
+                    settings.topic_events,
+                    queue_id=command.queue_id,
+                    producer_id=make_producer_id(LOADER_PRODUCER, queue_id_suffix(command.queue_id)),
+                    symbol=command.symbol,
+                    task_type=command.type,
+                ).emit("error", message=str(exc), error=ErrorInfo(type="TaskInvalid", detail=str(exc)))
             except Exception as exc:  # noqa: BLE001 - the loader reported it on queue-events
                 log.warning("task %s ended with %s", command.queue_id, exc)
 

@@ -86,6 +86,33 @@ def test_malformed_command_is_rejected_with_one_line_log_and_worker_goes_on(make
         with store_from_settings(live) as db:
             report = asyncio.run(load_candles(request, live, db, launch="external"))
         assert report.ok and report.stored == 24
+
+        # A well-formed command no loader can carry out ends as an `error` event, not silence.
+        async def send_unknown_type() -> None:
+            from aiokafka import AIOKafkaProducer
+
+            cmd = {
+                "command": "start",
+                "queue_id": "wf-ltcusdt-api_weird-20240801-abcdef",
+                "target": "loader-producer",
+                "symbol": "LTCUSDT",
+                "type": "api_weird",
+            }
+            p = AIOKafkaProducer(bootstrap_servers=live.kafka_bootstrap_servers)
+            await p.start()
+            try:
+                await p.send_and_wait(live.topic_control, orjson.dumps(cmd))
+            finally:
+                await p.stop()
+
+        asyncio.run(send_unknown_type())
+
+        def error_event():
+            events, _ = asyncio.run(read_events(live.kafka_bootstrap_servers or "", live.topic_events, {}))
+            return next((e for e in events if e.queue_id.endswith("abcdef") and e.status == "error"), None)
+
+        event = _wait_for(error_event, 30, "an error event for the unknown task type", interval_s=0.3)
+        assert event.error is not None and "no loader for 'api_weird'" in event.error.detail
         loader.terminate()
         assert loader.wait(20) == 0
 
