@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 
 import click
@@ -185,6 +186,119 @@ def simulator(host: str, port: int, seed: int | None) -> None:
     from .workers.simulator.server import serve
 
     serve(host, port, seed if seed is not None else _settings().simulator_seed)
+
+
+@main.group()
+def dummy() -> None:
+    """dummy-service: Kafka ping, load generator, worker impersonation (each with /health, /metrics)."""
+
+
+def _health_options(f: Callable[..., None]) -> Callable[..., None]:
+    f = click.option(
+        "--port", default=0, show_default=True, type=int, help="/health and /metrics port; 0 = free"
+    )(f)
+    return click.option("--host", default="127.0.0.1", show_default=True)(f)
+
+
+@dummy.command("kafka-ping")
+@click.option(
+    "--count", default=10, show_default=True, type=click.IntRange(min=0), help="Round trips; 0 = no limit."
+)
+@click.option("--duration", type=click.FloatRange(min=0), help="Seconds to keep pinging.")
+@click.option(
+    "--interval", default=0.0, show_default=True, type=click.FloatRange(min=0), help="Seconds between pings."
+)
+@click.option(
+    "--timeout", default=5.0, show_default=True, type=click.FloatRange(min=0), help="Failure threshold, s."
+)
+@click.option("--topic", help="Topic to ping through (default: KAFKA_TOPIC_CONTROL).")
+@_health_options
+def dummy_ping(
+    count: int,
+    duration: float | None,
+    interval: float,
+    timeout: float,
+    topic: str | None,
+    host: str,
+    port: int,
+) -> None:
+    """Round trips through the broker; latency percentiles; exit 1 if one exceeds --timeout."""
+    from .workers.dummy import ping
+
+    sys.exit(
+        ping.main(
+            _settings(),
+            count=count or None,
+            duration_s=duration,
+            interval_s=interval,
+            timeout_s=timeout,
+            topic=topic,
+            host=host,
+            port=port,
+        )
+    )
+
+
+@dummy.command("load")
+@click.option(
+    "--rate", default=1000.0, show_default=True, type=click.FloatRange(min=0), help="msgs/s; 0 = unthrottled."
+)
+@click.option("--duration", default=10.0, show_default=True, type=click.FloatRange(min=0), help="Seconds.")
+@click.option("--schema", type=click.Choice(["candle", "event", "raw"]), default="candle", show_default=True)
+@click.option(
+    "--size", default=200, show_default=True, type=click.IntRange(1, 1 << 20), help="Bytes (raw only)."
+)
+@click.option("--count", type=click.IntRange(min=1), help="Stop after this many messages.")
+@click.option("--topic", help="Target topic (default by schema).")
+@_health_options
+def dummy_load(
+    rate: float,
+    duration: float,
+    schema: str,
+    size: int,
+    count: int | None,
+    topic: str | None,
+    host: str,
+    port: int,
+) -> None:
+    """Produce messages of a schema at a paced rate; report the achieved rate."""
+    from .workers.dummy import load
+
+    sys.exit(
+        load.main(
+            _settings(),
+            rate=rate,
+            duration_s=duration,
+            schema=schema,  # type: ignore[arg-type]
+            size=size,
+            count=count,
+            topic=topic,
+            host=host,
+            port=port,
+        )
+    )
+
+
+@dummy.command("impersonate")
+@click.argument("behaviour", type=click.Choice(["progress", "finish", "error", "silent", "interrupt"]))
+@click.option("--queue-id", help="Task id (default: a new wf-... id).")
+@click.option("--symbol", default="BTCUSDT", show_default=True)
+@click.option("--type", "task_type", help="Task type (default api_candles_<STREAMFORGE_INTERVAL>).")
+@click.option("--worker", default="loader-api-candles", show_default=True, help="Component to pose as.")
+@click.option("--records", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--partitions", type=click.IntRange(min=1), help="Partitions to report (default KAFKA_DATA_PARTITIONS)."
+)
+@click.option("--steps", default=3, show_default=True, type=click.IntRange(min=0), help="`loading` events.")
+@click.option("--step-s", default=0.5, show_default=True, type=click.FloatRange(min=0))
+@click.option("--hold-s", default=0.0, show_default=True, type=click.FloatRange(min=0), help="Stay up after.")
+@click.option("--connector-acks/--no-connector-acks", default=True, show_default=True)
+@_health_options
+def dummy_impersonate(behaviour: str, **options: object) -> None:
+    """Emit queue-events telemetry as a named worker would: progress, finish, error, silent, interrupt."""
+    from .workers.dummy import impersonate
+
+    sys.exit(impersonate.main(_settings(), behaviour, **options))  # type: ignore[arg-type]
 
 
 @main.group()
