@@ -224,3 +224,37 @@ def test_cli_user_errors_are_one_line_no_traceback(args: list[str], message: str
 def test_event_decoding_of_loader_output_roundtrip() -> None:
     raw = orjson.dumps({"queue_id": "q", "producer": "loader-api-candles__abcdef", "status": "started"})
     assert decode_event(raw).component == "loader-api-candles"
+
+
+def test_dummy_cli_kafka_ping_and_impersonate(make_settings) -> None:
+    settings = make_settings(partitions=1)
+    env = {**os.environ, **settings.to_env()}
+    ping = subprocess.run(
+        [sys.executable, "-m", "streamforge_pipelines.cli", "dummy", "kafka-ping", "--count", "3"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert ping.returncode == 0, ping.stderr.decode()[-2000:]
+    report = orjson.loads(ping.stdout.decode().strip().splitlines()[-1])
+    assert report["received"] == 3 and report["failures"] == 0
+    fake = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamforge_pipelines.cli",
+            "dummy",
+            "impersonate",
+            "error",
+            "--queue-id",
+            "wf-btcusdt-api_candles_5m-20240801-c0ffee",
+            "--step-s",
+            "0",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert fake.returncode == 0, fake.stderr.decode()[-2000:]
+    events, _ = asyncio.run(read_events(settings.kafka_bootstrap_servers or "", settings.topic_events, {}))
+    assert [e.status for e in events if e.queue_id.endswith("c0ffee")][-1] == "error"
