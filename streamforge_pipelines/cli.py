@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import click
 import orjson
@@ -181,11 +182,53 @@ def dev(host: str, port: int) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
 @click.option("--seed", default=None, type=int, help="Market seed (default: SIMULATOR_SEED, 42).")
-def simulator(host: str, port: int, seed: int | None) -> None:
-    """Serve the Binance-compatible exchange simulator."""
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Market structure (JSON/YAML): symbols, listings, clusters, lead-lags, downtime windows.",
+)
+@click.option("--limits/--no-limits", default=False, show_default=True, help="Enforce Binance's rate limits.")
+@click.option(
+    "--weight-limit",
+    default=6000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Spot REQUEST_WEIGHT per minute when --limits is on.",
+)
+@click.option(
+    "--faults", "faults_path", type=click.Path(exists=True, dir_okay=False), help="Fault injection (JSON)."
+)
+def simulator(
+    host: str,
+    port: int,
+    seed: int | None,
+    config_path: str | None,
+    limits: bool,
+    weight_limit: int,
+    faults_path: str | None,
+) -> None:
+    """Serve the Binance-compatible exchange simulator (REST, WebSocket, archive)."""
+    import yaml
+
+    from .workers.simulator.config import load_config
+    from .workers.simulator.faults import FaultConfig
+    from .workers.simulator.limits import LimitsConfig
     from .workers.simulator.server import serve
 
-    serve(host, port, seed if seed is not None else _settings().simulator_seed)
+    try:
+        config = load_config(config_path) if config_path else None
+        faults = FaultConfig.from_json(Path(faults_path)) if faults_path else None
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise click.UsageError(f"simulator: {exc}") from None
+    serve(
+        host,
+        port,
+        seed if seed is not None else _settings().simulator_seed,
+        config,
+        limits=LimitsConfig(request_weight_per_minute=weight_limit) if limits else None,
+        faults=faults,
+    )
 
 
 @main.group()

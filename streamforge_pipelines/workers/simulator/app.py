@@ -1,9 +1,11 @@
-"""The simulator's Binance-compatible spot REST API (aiohttp).
+"""The simulator's Binance-compatible REST API (aiohttp): spot ``/api/v3`` and USD-M ``/fapi/v1``.
 
-Serves ``/api/v3/ping``, ``/api/v3/time``, ``/api/v3/exchangeInfo``, ``/api/v3/klines`` and
-``/api/v3/uiKlines`` as ``reference/BINANCE_API.md`` (sections 1 and 2) describes them: same
-parameters, same JSON shapes (orjson), same error bodies ``{"code": int, "msg": str}`` with HTTP 400,
-and an ``X-MBX-USED-WEIGHT-1M`` header on every response.
+Spot: ``ping``, ``time``, ``exchangeInfo``, ``klines``, ``uiKlines``, ``aggTrades``, ``trades``,
+``historicalTrades`` and ``depth``; USD-M futures (:mod:`.futures`): ``klines``, ``depth``,
+``exchangeInfo``; and ``GET /_sim/truth`` (the market's ground truth, :meth:`Market.truth`). As
+``reference/BINANCE_API.md`` (sections 1–3) describes them: same parameters, same JSON shapes
+(orjson), same error bodies ``{"code": int, "msg": str}`` with HTTP 400, and an
+``X-MBX-USED-WEIGHT-1M`` header on every response (spot and futures weights counted apart).
 
 Choices where Binance's behaviour is not documented:
 
@@ -13,15 +15,18 @@ Choices where Binance's behaviour is not documented:
 * Only UTC ``timeZone`` values (``0``, ``+0``, ``00:00`` ...) are served; other offsets are
   ``-1130`` until interval boundaries in other zones are modelled.
 * ``uiKlines`` returns the same candles as ``klines`` (Binance does not document its changes).
+* ``aggTrades``: ``fromId`` together with ``startTime``/``endTime`` is ``-1128``; limits as klines.
+* ``depth``: ``symbolStatus`` other than TRADING/HALT/BREAK is ``-1130``, one that does not match the
+  symbol's status is ``-1220``.
 * Weight is counted per client address in the current clock minute, also for rejected requests.
 
-Extension points: :class:`WeightCounter` (enforcing 429/418 with ``Retry-After``),
-:func:`_api_middleware` (fault injection, latency), :data:`ROUTE_WEIGHTS` (more endpoints), and
-the app itself (``add_routes`` for WebSocket streams on the same server).
+Rate limits (429/418 with ``Retry-After``) come from :mod:`.limits`, faults from :mod:`.faults`.
+Extension points: :data:`ROUTE_WEIGHTS` (more endpoints) and the app itself (``add_routes``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -33,6 +38,9 @@ from aiohttp import web
 
 from streamforge_pipelines.intervals import INTERVALS
 
+from .config import SimulatorConfig
+from .faults import FaultConfig, fault_middleware
+from .limits import LimitsConfig, RateLimiter, rate_limit_middleware
 from .market import Market, SymbolSpec, UnknownSymbolError, format_units
 
 __all__ = [
@@ -40,7 +48,6 @@ __all__ = [
     "KLINES_MAX_LIMIT",
     "ROUTE_WEIGHTS",
     "ApiError",
-    "WeightCounter",
     "build_app",
 ]
 
@@ -49,7 +56,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 KLINES_DEFAULT_LIMIT = 500
 KLINES_MAX_LIMIT = 1000
-WEIGHT_WINDOW_MS = 60_000
+TRADES_DEFAULT_LIMIT = 500
+TRADES_MAX_LIMIT = 1000
+DEPTH_DEFAULT_LIMIT = 100
+DEPTH_MAX_LIMIT = 5000
+#: USD-M futures REQUEST_WEIGHT per minute (spot: 6000, from :class:`LimitsConfig`).
+FUTURES_WEIGHT_PER_MINUTE = 2400
 
 #: Request weight per path (unknown paths cost nothing).
 ROUTE_WEIGHTS: dict[str, int] = {
@@ -58,7 +70,32 @@ ROUTE_WEIGHTS: dict[str, int] = {
     "/api/v3/exchangeInfo": 20,
     "/api/v3/klines": 2,
     "/api/v3/uiKlines": 2,
+    "/api/v3/aggTrades": 4,
+    "/api/v3/trades": 25,
+    "/api/v3/historicalTrades": 25,
 }
+
+
+def depth_weight(limit: int) -> int:
+    """Spot ``/api/v3/depth`` weight for ``limit`` (after capping at 5000)."""
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+def _limit_of(query: Mapping[str, str], default: int) -> int:
+    text = query.get("limit")
+    return int(text) if text and _LONG.match(text) else default
+
+
+def request_weight(path: str, query: Mapping[str, str]) -> int:
+    """The weight a request costs: fixed per path, or by ``limit`` for depth and futures klines."""
+    if path == "/api/v3/depth":
+        return depth_weight(min(_limit_of(query, DEPTH_DEFAULT_LIMIT), DEPTH_MAX_LIMIT))
+    if path.startswith("/fapi/"):
+        from .futures import futures_weight
+
+        return futures_weight(path, query)
+    return ROUTE_WEIGHTS.get(path, 0)
+
 
 RATE_LIMITS: list[dict[str, Any]] = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
@@ -115,45 +152,12 @@ class ApiError(Exception):
         return cls(-1121, "Invalid symbol.")
 
 
-class WeightCounter:
-    """Request weight used per client in the current fixed window (1 minute, aligned to the clock).
-
-    The exchange's windows are aligned to clock minutes, so one window is live at a time and the
-    counts reset when the clock enters the next one. Enforcement (429, then 418 bans) is a later
-    issue: it will read :meth:`used` before serving.
-    """
-
-    def __init__(self, window_ms: int = WEIGHT_WINDOW_MS) -> None:
-        self.window_ms = window_ms
-        self._window = -1
-        self._used: dict[str, int] = {}
-
-    def _roll(self, now_ms: int) -> None:
-        window = now_ms // self.window_ms
-        if window != self._window:
-            self._window = window
-            self._used.clear()
-
-    def add(self, client: str, weight: int, now_ms: int) -> int:
-        """Charge ``weight`` to ``client`` and return its total in the current window."""
-        self._roll(now_ms)
-        used = self._used.get(client, 0) + weight
-        self._used[client] = used
-        return used
-
-    def used(self, client: str, now_ms: int) -> int:
-        """Weight ``client`` has used in the current window."""
-        self._roll(now_ms)
-        return self._used.get(client, 0)
-
-
 @dataclass(slots=True)
 class SimulatorState:
-    """What the handlers share: the market, the clock and the weight counter."""
+    """What the handlers share: the market and the clock."""
 
     market: Market
     clock: Clock
-    weights: WeightCounter
     symbol_info: dict[str, dict[str, Any]]
 
 
@@ -166,13 +170,40 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def build_app(market: Market, *, clock: Clock | None = None) -> web.Application:
-    """An aiohttp application serving ``market`` as Binance spot REST; ``clock`` returns epoch ms."""
-    app = web.Application(middlewares=[_api_middleware])
+def build_app(
+    market: Market | SimulatorConfig,
+    *,
+    clock: Clock | None = None,
+    limits: LimitsConfig | None = None,
+    faults: FaultConfig | None = None,
+    fault_seed: int = 0,
+) -> web.Application:
+    """An aiohttp application serving ``market`` (or the market of a config) as Binance does.
+
+    ``clock`` returns epoch ms (default: the wall clock). ``limits`` enforces the spot
+    REQUEST_WEIGHT/RAW_REQUESTS limits (429, then 418 bans); USD-M gets the same rules with its own
+    2400/minute budget. Without ``limits`` weight is counted and reported in the headers but never
+    refused. ``faults`` injects seeded faults into the REST and archive paths. Besides the REST API
+    it serves the data.binance.vision archive under ``/data/`` and the ground truth at ``/_sim/truth``.
+    """
+    from .archive import add_archive_routes
+    from .futures import add_futures_routes
+
+    if isinstance(market, SimulatorConfig):
+        market = Market.from_config(market)
+    clock = clock or _wall_clock_ms
+    spot_limits = limits or LimitsConfig(enabled=False)
+    futures_limits = dataclasses.replace(spot_limits, request_weight_per_minute=FUTURES_WEIGHT_PER_MINUTE)
+    middlewares = [_limits_middleware(spot_limits, futures_limits, clock)]
+    if faults is not None and faults.enabled:
+        middlewares.append(
+            _on_paths(("/api/", "/fapi/", "/data/"), fault_middleware(faults, rng_seed=fault_seed))
+        )
+    middlewares.append(_api_middleware)
+    app = web.Application(middlewares=middlewares)
     app[STATE] = SimulatorState(
         market=market,
-        clock=clock or _wall_clock_ms,
-        weights=WeightCounter(),
+        clock=clock,
         symbol_info={s.name: _symbol_info(s) for s in market.symbols},
     )
     app.router.add_get("/api/v3/ping", _ping)
@@ -180,7 +211,46 @@ def build_app(market: Market, *, clock: Clock | None = None) -> web.Application:
     app.router.add_get("/api/v3/exchangeInfo", _exchange_info)
     app.router.add_get("/api/v3/klines", _klines)
     app.router.add_get("/api/v3/uiKlines", _klines)
+    app.router.add_get("/api/v3/aggTrades", _agg_trades)
+    app.router.add_get("/api/v3/trades", _trades)
+    app.router.add_get("/api/v3/historicalTrades", _historical_trades)
+    app.router.add_get("/api/v3/depth", _depth)
+    app.router.add_get("/_sim/truth", _truth)
+    add_futures_routes(app)
+    add_archive_routes(app, market, clock)
     return app
+
+
+def _on_paths(prefixes: tuple[str, ...], middleware: Any) -> Any:
+    """``middleware`` applied only to requests whose path starts with one of ``prefixes``."""
+
+    @web.middleware
+    async def scoped(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(prefixes):
+            return await middleware(request, handler)
+        return await handler(request)
+
+    return scoped
+
+
+def _limits_middleware(spot: LimitsConfig, futures: LimitsConfig, clock: Clock) -> Any:
+    """Spot (``/api/``) and USD-M (``/fapi/``) weight, each with its own limiter, as Binance does."""
+
+    def weight_of(request: web.Request) -> int:
+        return request_weight(request.path, request.query)
+
+    spot_mw = rate_limit_middleware(RateLimiter(spot), weight_of=weight_of, clock=clock)
+    futures_mw = rate_limit_middleware(RateLimiter(futures), weight_of=weight_of, clock=clock)
+
+    @web.middleware
+    async def limited(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith("/api/"):
+            return await spot_mw(request, handler)
+        if request.path.startswith("/fapi/"):
+            return await futures_mw(request, handler)
+        return await handler(request)
+
+    return limited
 
 
 # ---------------------------------------------------------------------- middleware and responses
@@ -196,17 +266,13 @@ def _now(request: web.Request) -> int:
 
 @web.middleware
 async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Read the clock once, charge the weight, map :class:`ApiError`, add the weight header."""
+    """Read the clock once per request and map :class:`ApiError` to Binance's error JSON."""
     state = request.app[STATE]
-    now = request[NOW_MS] = state.clock()
-    used = state.weights.add(request.remote or "", ROUTE_WEIGHTS.get(request.path, 0), now)
+    request[NOW_MS] = state.clock()
     try:
-        response = await handler(request)
+        return await handler(request)
     except ApiError as err:
-        response = _json({"code": err.code, "msg": err.msg}, status=err.status)
-    response.headers["X-MBX-USED-WEIGHT-1M"] = str(used)
-    response.headers["X-MBX-USED-WEIGHT"] = str(used)  # legacy name, still sent by Binance
-    return response
+        return _json({"code": err.code, "msg": err.msg}, status=err.status)
 
 
 # ---------------------------------------------------------------------- handlers
@@ -242,7 +308,72 @@ async def _klines(request: web.Request) -> web.Response:
     return _json(rows)
 
 
+async def _agg_trades(request: web.Request) -> web.Response:
+    q = request.query
+    market = request.app[STATE].market
+    symbol = _mandatory(q, "symbol")
+    from_id = _optional_long(q, "fromId")
+    start = _optional_long(q, "startTime")
+    end = _optional_long(q, "endTime")
+    limit = _limit(q, TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT)
+    _check_symbol(market, symbol)
+    if from_id is not None and (start is not None or end is not None):
+        raise ApiError.bad_combo()
+    if start is not None and end is not None and start > end:
+        raise ApiError.bad_combo()
+    rows = market.agg_trades(symbol, _now(request), limit, from_id=from_id, start_ms=start, end_ms=end)
+    return _json(rows)
+
+
+async def _trades(request: web.Request) -> web.Response:
+    q = request.query
+    market = request.app[STATE].market
+    symbol = _mandatory(q, "symbol")
+    limit = _limit(q, TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT)
+    _check_symbol(market, symbol)
+    return _json(market.trades(symbol, _now(request), limit))
+
+
+async def _historical_trades(request: web.Request) -> web.Response:
+    q = request.query
+    market = request.app[STATE].market
+    symbol = _mandatory(q, "symbol")
+    from_id = _optional_long(q, "fromId")
+    limit = _limit(q, TRADES_DEFAULT_LIMIT, TRADES_MAX_LIMIT)
+    _check_symbol(market, symbol)
+    return _json(market.trades(symbol, _now(request), limit, from_id=from_id))
+
+
+async def _depth(request: web.Request) -> web.Response:
+    q = request.query
+    market = request.app[STATE].market
+    symbol = _mandatory(q, "symbol")
+    limit = _limit(q, DEPTH_DEFAULT_LIMIT, DEPTH_MAX_LIMIT)
+    spec = _check_symbol(market, symbol)
+    status = q.get("symbolStatus")
+    if status is not None:
+        if status not in ("TRADING", "HALT", "BREAK"):
+            raise ApiError.invalid("symbolStatus")
+        if status != spec.status:
+            raise ApiError(-1220, "The symbol's status does not match the requested symbolStatus.")
+    return _json(market.depth_snapshot(symbol, limit, _now(request)).to_json())
+
+
+async def _truth(request: web.Request) -> web.Response:
+    return _json(request.app[STATE].market.truth())
+
+
 # ---------------------------------------------------------------------- parameters
+
+
+def _limit(query: Mapping[str, str], default: int, maximum: int) -> int:
+    """``limit``: default when absent, ``-1130`` below 1, capped at ``maximum``."""
+    limit = _optional_long(query, "limit")
+    if limit is None:
+        return default
+    if limit < 1:
+        raise ApiError.invalid("limit")
+    return min(limit, maximum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,9 +426,9 @@ def _optional_long(query: Mapping[str, str], name: str) -> int | None:
     return int(value)
 
 
-def _check_symbol(market: Market, name: str) -> None:
+def _check_symbol(market: Market, name: str) -> SymbolSpec:
     try:
-        market.symbol(name)
+        return market.symbol(name)
     except UnknownSymbolError:
         raise ApiError.bad_symbol() from None
 

@@ -5,8 +5,10 @@
     async with SimulatorServer(seed=42) as sim:
         url = sim.base_url          # "http://127.0.0.1:<free port>"
 
-``serve(host, port, seed)`` is the long-running process behind ``streamforge simulator``: it logs
-one JSON line with the URL when it is listening and stops cleanly on SIGTERM/SIGINT.
+``serve(host, port, seed, config=None)`` is the long-running process behind ``streamforge
+simulator``: it logs one JSON line with the URL when it is listening and stops cleanly on
+SIGTERM/SIGINT. A :class:`~.config.SimulatorConfig` (e.g. from :func:`~.config.load_config`) replaces
+the seed-only default market.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import orjson
 from aiohttp import web
 
 from .app import Clock, build_app
+from .config import SimulatorConfig
+from .faults import FaultConfig
+from .limits import LimitsConfig
 from .market import Market
 
 __all__ = ["SimulatorServer", "serve"]
@@ -39,11 +44,18 @@ class SimulatorServer:
         port: int = 0,
         seed: int = 0,
         clock: Clock | None = None,
+        config: SimulatorConfig | None = None,
+        limits: LimitsConfig | None = None,
+        faults: FaultConfig | None = None,
     ) -> None:
-        self.market = market if market is not None else Market(seed)
+        if market is None:
+            market = Market.from_config(config) if config is not None else Market(seed)
+        self.market = market
         self.host = host
         self.port = port
-        self.app = build_app(self.market, clock=clock)
+        self.app = build_app(
+            self.market, clock=clock, limits=limits, faults=faults, fault_seed=self.market.seed
+        )
         self._runner: web.AppRunner | None = None
 
     @property
@@ -92,12 +104,22 @@ class SimulatorServer:
         await self.stop()
 
 
-async def _serve_until_signalled(host: str, port: int, seed: int) -> None:
+async def _serve_until_signalled(
+    host: str,
+    port: int,
+    seed: int,
+    config: SimulatorConfig | None,
+    limits: LimitsConfig | None,
+    faults: FaultConfig | None,
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with SimulatorServer(host=host, port=port, seed=seed) as server:
+    async with SimulatorServer(
+        host=host, port=port, seed=seed, config=config, limits=limits, faults=faults
+    ) as server:
+        seed = server.market.seed
         log.info(
             orjson.dumps(
                 {
@@ -113,8 +135,20 @@ async def _serve_until_signalled(host: str, port: int, seed: int) -> None:
     log.info(orjson.dumps({"event": "simulator_stopped", "seed": seed}).decode())
 
 
-def serve(host: str, port: int, seed: int) -> None:
-    """Serve the simulator on ``host:port`` until SIGTERM/SIGINT (uvloop when installed)."""
+def serve(
+    host: str,
+    port: int,
+    seed: int,
+    config: SimulatorConfig | None = None,
+    *,
+    limits: LimitsConfig | None = None,
+    faults: FaultConfig | None = None,
+) -> None:
+    """Serve the simulator on ``host:port`` until SIGTERM/SIGINT (uvloop when installed).
+
+    With ``config`` its seed, symbols and structure are served (``seed`` is then ignored);
+    ``limits`` enforces Binance's rate limits, ``faults`` injects seeded faults.
+    """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     runner_kwargs: dict = {}
@@ -123,4 +157,4 @@ def serve(host: str, port: int, seed: int) -> None:
 
         runner_kwargs["loop_factory"] = uvloop.new_event_loop
     with asyncio.Runner(**runner_kwargs) as runner:
-        runner.run(_serve_until_signalled(host, port, seed))
+        runner.run(_serve_until_signalled(host, port, seed, config, limits, faults))
