@@ -21,7 +21,7 @@ Choices where Binance's behaviour is not documented:
 * Weight is counted per client address in the current clock minute, also for rejected requests.
 
 Rate limits (429/418 with ``Retry-After``) come from :mod:`.limits`, faults from :mod:`.faults`.
-Extension points: :data:`ROUTE_WEIGHTS` (more endpoints) and the app itself (``add_routes``).
+Request weights (and so the ``X-MBX-USED-WEIGHT-1M`` figures) come from :mod:`.limits`' tables.
 """
 
 from __future__ import annotations
@@ -40,13 +40,12 @@ from streamforge_pipelines.intervals import INTERVALS
 
 from .config import SimulatorConfig
 from .faults import FaultConfig, fault_middleware
-from .limits import LimitsConfig, RateLimiter, rate_limit_middleware
+from .limits import LimitsConfig, RateLimiter, default_weight_of, rate_limit_middleware
 from .market import Market, SymbolSpec, UnknownSymbolError, format_units
 
 __all__ = [
     "KLINES_DEFAULT_LIMIT",
     "KLINES_MAX_LIMIT",
-    "ROUTE_WEIGHTS",
     "ApiError",
     "build_app",
 ]
@@ -62,40 +61,6 @@ DEPTH_DEFAULT_LIMIT = 100
 DEPTH_MAX_LIMIT = 5000
 #: USD-M futures REQUEST_WEIGHT per minute (spot: 6000, from :class:`LimitsConfig`).
 FUTURES_WEIGHT_PER_MINUTE = 2400
-
-#: Request weight per path (unknown paths cost nothing).
-ROUTE_WEIGHTS: dict[str, int] = {
-    "/api/v3/ping": 1,
-    "/api/v3/time": 1,
-    "/api/v3/exchangeInfo": 20,
-    "/api/v3/klines": 2,
-    "/api/v3/uiKlines": 2,
-    "/api/v3/aggTrades": 4,
-    "/api/v3/trades": 25,
-    "/api/v3/historicalTrades": 25,
-}
-
-
-def depth_weight(limit: int) -> int:
-    """Spot ``/api/v3/depth`` weight for ``limit`` (after capping at 5000)."""
-    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
-
-
-def _limit_of(query: Mapping[str, str], default: int) -> int:
-    text = query.get("limit")
-    return int(text) if text and _LONG.match(text) else default
-
-
-def request_weight(path: str, query: Mapping[str, str]) -> int:
-    """The weight a request costs: fixed per path, or by ``limit`` for depth and futures klines."""
-    if path == "/api/v3/depth":
-        return depth_weight(min(_limit_of(query, DEPTH_DEFAULT_LIMIT), DEPTH_MAX_LIMIT))
-    if path.startswith("/fapi/"):
-        from .futures import futures_weight
-
-        return futures_weight(path, query)
-    return ROUTE_WEIGHTS.get(path, 0)
-
 
 RATE_LIMITS: list[dict[str, Any]] = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
@@ -236,9 +201,7 @@ def _on_paths(prefixes: tuple[str, ...], middleware: Any) -> Any:
 def _limits_middleware(spot: LimitsConfig, futures: LimitsConfig, clock: Clock) -> Any:
     """Spot (``/api/``) and USD-M (``/fapi/``) weight, each with its own limiter, as Binance does."""
 
-    def weight_of(request: web.Request) -> int:
-        return request_weight(request.path, request.query)
-
+    weight_of = default_weight_of
     spot_mw = rate_limit_middleware(RateLimiter(spot), weight_of=weight_of, clock=clock)
     futures_mw = rate_limit_middleware(RateLimiter(futures), weight_of=weight_of, clock=clock)
 

@@ -15,7 +15,6 @@ ids as spot, shifted by the basis) and ``exchangeInfo`` (``futuresType``, ``asse
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -27,7 +26,6 @@ from streamforge_pipelines.intervals import INTERVALS
 
 from . import book
 from .app import (
-    _LONG,
     STATE,
     ApiError,
     _check_symbol,
@@ -45,7 +43,6 @@ __all__ = [
     "Contract",
     "add_futures_routes",
     "contract",
-    "futures_weight",
 ]
 
 FUTURES_KLINES_DEFAULT_LIMIT = 500
@@ -54,35 +51,12 @@ FUTURES_DEPTH_DEFAULT_LIMIT = 500
 FUTURES_DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 #: Futures premium over spot, as a fraction of the symbol's base price.
 BASIS = 0.0004
-_KLINE_PATHS = (
-    "/fapi/v1/klines",
-    "/fapi/v1/continuousKlines",
-    "/fapi/v1/indexPriceKlines",
-    "/fapi/v1/markPriceKlines",
-    "/fapi/v1/premiumIndexKlines",
-)
 
 RATE_LIMITS: list[dict[str, Any]] = [
     {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
     {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
     {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
 ]
-
-
-def _limit_param(query: Mapping[str, str], default: int) -> int:
-    text = query.get("limit")
-    return int(text) if text and _LONG.match(text) else default
-
-
-def futures_weight(path: str, query: Mapping[str, str]) -> int:
-    """Weight of a ``/fapi/v1`` request: klines and depth by their ``limit``, others 1."""
-    if path in _KLINE_PATHS:
-        limit = _limit_param(query, FUTURES_KLINES_DEFAULT_LIMIT)
-        return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
-    if path == "/fapi/v1/depth":
-        limit = _limit_param(query, FUTURES_DEPTH_DEFAULT_LIMIT)
-        return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
-    return 1
 
 
 def _decimals(text: str) -> int:
