@@ -104,3 +104,20 @@ def test_archive_served_by_the_app_verifies_against_its_checksum() -> None:
     with zipfile.ZipFile(io.BytesIO(body)) as z:
         rows = z.read("BTCUSDT-1h-2024-07-30.csv").decode().splitlines()
     assert len(rows) == 24
+
+
+def test_health_and_metrics() -> None:
+    async def scenario() -> tuple[dict, str]:
+        async with SimulatorServer(Market(7), clock=_clock) as sim:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(sim.base_url + KLINES) as resp:
+                    assert resp.status == 200
+                async with http.get(sim.base_url + "/health") as resp:
+                    health = orjson.loads(await resp.read())
+                async with http.get(sim.base_url + "/metrics") as resp:
+                    metrics = (await resp.read()).decode()
+        return health, metrics
+
+    health, metrics = asyncio.run(scenario())
+    assert health == {"status": "ok", "seed": 7, "symbols": len(Market(7).symbols)}
+    assert 'streamforge_simulator_requests_total{route="/api/v3",status="200"}' in metrics

@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from streamforge_pipelines.intervals import INTERVALS
 
@@ -159,7 +160,7 @@ def build_app(
     clock = clock or _wall_clock_ms
     spot_limits = limits or LimitsConfig(enabled=False)
     futures_limits = dataclasses.replace(spot_limits, request_weight_per_minute=FUTURES_WEIGHT_PER_MINUTE)
-    middlewares = [_limits_middleware(spot_limits, futures_limits, clock)]
+    middlewares = [_count_requests, _limits_middleware(spot_limits, futures_limits, clock)]
     if faults is not None and faults.enabled:
         middlewares.append(
             _on_paths(("/api/", "/fapi/", "/data/"), fault_middleware(faults, rng_seed=fault_seed))
@@ -181,9 +182,38 @@ def build_app(
     app.router.add_get("/api/v3/historicalTrades", _historical_trades)
     app.router.add_get("/api/v3/depth", _depth)
     app.router.add_get("/_sim/truth", _truth)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
     add_futures_routes(app)
     add_archive_routes(app, market, clock)
     return app
+
+
+REQUESTS = Counter(
+    "streamforge_simulator_requests_total", "Requests served by the exchange simulator", ["route", "status"]
+)
+
+
+@web.middleware
+async def _count_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every answer by route family and status (429/418 and injected faults included)."""
+    route = "/".join(request.path.split("/")[:3]) or "/"
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        REQUESTS.labels(route, str(exc.status)).inc()
+        raise
+    REQUESTS.labels(route, str(response.status)).inc()
+    return response
+
+
+async def _health(request: web.Request) -> web.Response:
+    market = request.app[STATE].market
+    return _json({"status": "ok", "seed": market.seed, "symbols": len(market.symbols)})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def _on_paths(prefixes: tuple[str, ...], middleware: Any) -> Any:
