@@ -43,6 +43,7 @@ from .config import SimulatorConfig
 from .faults import FaultConfig, fault_middleware
 from .limits import LimitsConfig, RateLimiter, default_weight_of, rate_limit_middleware
 from .market import Market, SymbolSpec, UnknownSymbolError, format_units
+from .ws import WsConfig, WsStreams
 
 __all__ = [
     "KLINES_DEFAULT_LIMIT",
@@ -143,14 +144,17 @@ def build_app(
     limits: LimitsConfig | None = None,
     faults: FaultConfig | None = None,
     fault_seed: int = 0,
+    ws: WsConfig | None = None,
 ) -> web.Application:
     """An aiohttp application serving ``market`` (or the market of a config) as Binance does.
 
     ``clock`` returns epoch ms (default: the wall clock). ``limits`` enforces the spot
     REQUEST_WEIGHT/RAW_REQUESTS limits (429, then 418 bans); USD-M gets the same rules with its own
     2400/minute budget. Without ``limits`` weight is counted and reported in the headers but never
-    refused. ``faults`` injects seeded faults into the REST and archive paths. Besides the REST API
-    it serves the data.binance.vision archive under ``/data/`` and the ground truth at ``/_sim/truth``.
+    refused. ``faults`` injects seeded faults into the REST and archive paths (and, through
+    ``ws_disconnect_rate``/``depth_gap_rate``, into the WebSocket streams unless ``ws`` is given).
+    Besides the REST API it serves the WebSocket market streams (``/ws``, ``/stream``), the
+    data.binance.vision archive under ``/data/`` and the ground truth at ``/_sim/truth``.
     """
     from .archive import add_archive_routes
     from .futures import add_futures_routes
@@ -186,6 +190,9 @@ def build_app(
     app.router.add_get("/metrics", _metrics)
     add_futures_routes(app)
     add_archive_routes(app, market, clock)
+    if ws is None:
+        ws = WsConfig.from_faults(faults, fault_seed=fault_seed) if faults is not None else WsConfig()
+    WsStreams(market, clock=clock, config=ws).install(app)
     return app
 
 
