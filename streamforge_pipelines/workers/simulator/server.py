@@ -27,6 +27,7 @@ from .config import SimulatorConfig
 from .faults import FaultConfig
 from .limits import LimitsConfig
 from .market import Market
+from .ws import WsConfig
 
 __all__ = ["SimulatorServer", "serve"]
 
@@ -47,6 +48,7 @@ class SimulatorServer:
         config: SimulatorConfig | None = None,
         limits: LimitsConfig | None = None,
         faults: FaultConfig | None = None,
+        ws: WsConfig | None = None,
     ) -> None:
         if market is None:
             market = Market.from_config(config) if config is not None else Market(seed)
@@ -54,7 +56,7 @@ class SimulatorServer:
         self.host = host
         self.port = port
         self.app = build_app(
-            self.market, clock=clock, limits=limits, faults=faults, fault_seed=self.market.seed
+            self.market, clock=clock, limits=limits, faults=faults, fault_seed=self.market.seed, ws=ws
         )
         self._runner: web.AppRunner | None = None
 
@@ -111,13 +113,14 @@ async def _serve_until_signalled(
     config: SimulatorConfig | None,
     limits: LimitsConfig | None,
     faults: FaultConfig | None,
+    ws: WsConfig | None,
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with SimulatorServer(
-        host=host, port=port, seed=seed, config=config, limits=limits, faults=faults
+        host=host, port=port, seed=seed, config=config, limits=limits, faults=faults, ws=ws
     ) as server:
         seed = server.market.seed
         log.info(
@@ -143,6 +146,7 @@ def serve(
     *,
     limits: LimitsConfig | None = None,
     faults: FaultConfig | None = None,
+    ws: WsConfig | None = None,
 ) -> None:
     """Serve the simulator on ``host:port`` until SIGTERM/SIGINT (uvloop when installed).
 
@@ -157,4 +161,4 @@ def serve(
 
         runner_kwargs["loop_factory"] = uvloop.new_event_loop
     with asyncio.Runner(**runner_kwargs) as runner:
-        runner.run(_serve_until_signalled(host, port, seed, config, limits, faults))
+        runner.run(_serve_until_signalled(host, port, seed, config, limits, faults, ws))
