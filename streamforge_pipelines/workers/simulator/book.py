@@ -143,6 +143,12 @@ def levels(
     )
 
 
+#: Levels that enter this many best levels of a side are always (re)sent in the diff, as levels
+#: near the top trade on a real book: a client whose snapshot is shallower than the distance the
+#: price travelled still learns every level near the top (Binance's caveat in section 5.1).
+TOUCH_LEVELS = 100
+
+
 def _side_diff(
     old_px: np.ndarray, old_qty: np.ndarray, new_px: np.ndarray, new_qty: np.ndarray, *, descending: bool
 ) -> list[list[str]]:
@@ -150,6 +156,9 @@ def _side_diff(
     keep_new = np.ones(len(new_px), dtype=bool)
     keep_new[i_new] = False
     keep_new[i_new[new_qty[i_new] != old_qty[i_old]]] = True
+    # levels are sorted best first: a level in the new top that was outside the old top is sent
+    entering = ~np.isin(new_px[:TOUCH_LEVELS], old_px[:TOUCH_LEVELS], assume_unique=True)
+    keep_new[: len(entering)] |= entering
     gone = np.ones(len(old_px), dtype=bool)
     gone[i_old] = False
     px = np.concatenate([new_px[keep_new], old_px[gone]])
