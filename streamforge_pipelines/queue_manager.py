@@ -259,6 +259,6 @@ async def _follow(
         if now - last_event > settings.task_stall_s:
             log.error("no telemetry for %.0fs: giving up on %s", now - last_event, tracker.pending(queue_ids))
             return
-        if now - started > settings.task_timeout_s:
+        if settings.task_timeout_s and now - started > settings.task_timeout_s:
             log.error("tasks not stored after %.0fs: %s", settings.task_timeout_s, tracker.pending(queue_ids))
             return

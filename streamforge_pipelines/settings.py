@@ -40,7 +40,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "METRICS_PORT": ("metrics_port", "Port of a worker's /metrics endpoint; 0 = disabled"),
     "LOG_LEVEL": ("log_level", "Log level of the JSON logs"),
     "LOADER_CONCURRENCY": ("loader_concurrency", "Parallel kline page requests per loader"),
-    "TASK_TIMEOUT_S": ("task_timeout_s", "Seconds an asset step waits for its tasks to be stored"),
+    "TASK_TIMEOUT_S": (
+        "task_timeout_s",
+        "Seconds an asset step waits for its tasks to be stored; 0 = no limit",
+    ),
     "TASK_STALL_S": ("task_stall_s", "Seconds without telemetry after which a task counts as stalled"),
 }
 
@@ -86,7 +89,7 @@ class Settings(BaseModel):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     log_level: str = "INFO"
     loader_concurrency: int = Field(default=4, ge=1, le=64)
-    task_timeout_s: float = Field(default=600.0, gt=0)
+    task_timeout_s: float = Field(default=0.0, ge=0)
     task_stall_s: float = Field(default=120.0, gt=0)
 
     @field_validator("universe", mode="before")

@@ -9,6 +9,8 @@ whole range, never one run per symbol-day.
 """
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import dagster as dg
@@ -17,6 +19,7 @@ from pydantic import Field
 from ..partitions import CANDLE_INTERVALS, DAILY
 from ..queue_manager import LoadReport, LoadRequest, load_candles
 from ..resources import ExchangeResource, KafkaResource, LoaderResource, StoreResource, resolve_settings
+from ..tracking import TaskTracker
 
 GROUP = "market_data"
 
@@ -26,6 +29,24 @@ class CandlesConfig(dg.Config):
         default_factory=list,
         description="Symbols to load; empty = the configured universe (STREAMFORGE_UNIVERSE)",
     )
+
+
+class ProgressLog:
+    """Logs a load's progress to the run's log at most every ``every_s`` seconds."""
+
+    def __init__(self, log: Callable[[str], None], tasks: int, every_s: float = 5.0) -> None:
+        self._log, self._tasks, self._every = log, tasks, every_s
+        self._last = 0.0
+
+    def __call__(self, tracker: TaskTracker) -> None:
+        now = time.monotonic()
+        if now - self._last < self._every:
+            return
+        self._last = now
+        states = tracker.tasks.values()
+        done = sum(1 for t in states if t.complete)
+        loaded, stored = sum(t.loaded for t in states), sum(t.stored for t in states)
+        self._log(f"progress: {done}/{self._tasks} tasks stored; {loaded} candles loaded, {stored} stored")
 
 
 def report_metadata(report: LoadReport) -> dict[str, dg.MetadataValue]:
@@ -84,7 +105,7 @@ def build_candles_asset(interval: str) -> dg.AssetsDefinition:
                     db,
                     launch=loaders.launch,
                     max_parallel_tasks=loaders.max_parallel_tasks,
-                    on_progress=lambda t: None,
+                    on_progress=ProgressLog(context.log.info, len(request.symbols)),
                 )
             )
         metadata = report_metadata(report)

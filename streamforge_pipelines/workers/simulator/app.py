@@ -12,8 +12,12 @@ Choices where Binance's behaviour is not documented:
 * ``limit`` above 1000 is capped at 1000 (as spot ``depth`` documents for its own maximum; clients
   paging with ``limit=1000`` are unaffected). ``limit`` below 1 is ``-1130``.
 * ``startTime`` > ``endTime`` is ``-1128`` (USD-M futures answer ``-1023`` instead).
-* Only UTC ``timeZone`` values (``0``, ``+0``, ``00:00`` ...) are served; other offsets are
-  ``-1130`` until interval boundaries in other zones are modelled.
+* ``timeZone`` (klines, uiKlines): ``[+|-]H``, ``[+|-]HH``, ``[+|-]H:MM`` or ``[+|-]HH:MM`` with
+  minutes below 60, in ``[-12:00, +14:00]``; anything else is ``-1130``. Interval boundaries are
+  those of the local time (:meth:`Market.klines`), startTime/endTime stay UTC.
+* ``depth`` (spot and USD-M): with :attr:`FaultConfig.stale_snapshot_rate` a seeded share of the
+  snapshots is the book of 1–5 s earlier (an older ``lastUpdateId``), as a lagging replica would
+  serve it; clients detect it by section 5.1 step 4 of the reference.
 * ``uiKlines`` returns the same candles as ``klines`` (Binance does not document its changes).
 * ``aggTrades``: ``fromId`` together with ``startTime``/``endTime`` is ``-1128``; limits as klines.
 * ``depth``: ``symbolStatus`` other than TRADING/HALT/BREAK is ``-1130``, one that does not match the
@@ -27,6 +31,7 @@ Request weights (and so the ``X-MBX-USED-WEIGHT-1M`` figures) come from :mod:`.l
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -39,17 +44,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from streamforge_pipelines.intervals import INTERVALS
 
+from . import book
 from .config import SimulatorConfig
 from .faults import FaultConfig, fault_middleware
 from .limits import LimitsConfig, RateLimiter, default_weight_of, rate_limit_middleware
-from .market import Market, SymbolSpec, UnknownSymbolError, format_units
+from .market import TZ_MAX_OFFSET, TZ_MIN_OFFSET, Market, SymbolSpec, UnknownSymbolError, format_units
 from .ws import WsConfig, WsStreams
 
 __all__ = [
     "KLINES_DEFAULT_LIMIT",
     "KLINES_MAX_LIMIT",
     "ApiError",
+    "StaleSnapshots",
     "build_app",
+    "parse_time_zone",
 ]
 
 Clock = Callable[[], int]
@@ -74,7 +82,10 @@ RATE_LIMITS: list[dict[str, Any]] = [
 _LONG = re.compile(r"^[0-9]{1,20}$")
 _LONG_RANGE = "^[0-9]{1,20}$"
 _SYMBOLS_RANGE = '^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$'
-_UTC_ZONES = {"0", "+0", "-0", "00", "+00", "-00", "0:00", "+0:00", "-0:00", "00:00", "+00:00", "-00:00"}
+_TIME_ZONE = re.compile(r"^([+-]?)([0-9]{1,2})(?::([0-9]{2}))?$")
+#: Age of a stale depth snapshot, in 100 ms windows: 1 to 5 seconds.
+STALE_MIN_WINDOWS = 10
+STALE_MAX_WINDOWS = 50
 _JSON_HEADERS = {"Content-Type": "application/json;charset=UTF-8"}
 
 _ORDER_TYPES = [
@@ -119,13 +130,41 @@ class ApiError(Exception):
         return cls(-1121, "Invalid symbol.")
 
 
+class StaleSnapshots:
+    """Seeded decisions of the stale-snapshot fault (:attr:`FaultConfig.stale_snapshot_rate`).
+
+    Every depth request (spot and USD-M) draws two values from one ``random.Random(seed)``,
+    synchronously in its handler, so sequential requests get the same decisions for the same seed.
+    """
+
+    def __init__(self, rate: float, seed: int) -> None:
+        self.rate = rate
+        self.rng = random.Random(seed)
+
+    def age_ms(self) -> int:
+        """How old the next snapshot is: 0 (current) or 1–5 s in whole 100 ms windows."""
+        u_stale, u_age = self.rng.random(), self.rng.random()
+        if u_stale >= self.rate:
+            return 0
+        span = STALE_MAX_WINDOWS - STALE_MIN_WINDOWS + 1
+        windows = STALE_MIN_WINDOWS + min(int(u_age * span), span - 1)
+        return windows * book.WINDOW_MS
+
+
 @dataclass(slots=True)
 class SimulatorState:
-    """What the handlers share: the market and the clock."""
+    """What the handlers share: the market, the clock and the faults the handlers apply."""
 
     market: Market
     clock: Clock
     symbol_info: dict[str, dict[str, Any]]
+    faults: FaultConfig | None = None
+    #: None: depth snapshots are never stale.
+    stale: StaleSnapshots | None = None
+
+    def snapshot_time(self, now_ms: int) -> int:
+        """The clock reading whose book a depth snapshot at ``now_ms`` shows (earlier when stale)."""
+        return now_ms if self.stale is None else now_ms - self.stale.age_ms()
 
 
 STATE = web.AppKey("simulator_state", SimulatorState)
@@ -175,6 +214,12 @@ def build_app(
         market=market,
         clock=clock,
         symbol_info={s.name: _symbol_info(s) for s in market.symbols},
+        faults=faults,
+        stale=(
+            StaleSnapshots(faults.stale_snapshot_rate, fault_seed)
+            if faults is not None and faults.enabled and faults.stale_snapshot_rate > 0
+            else None
+        ),
     )
     app.router.add_get("/api/v3/ping", _ping)
     app.router.add_get("/api/v3/time", _time)
@@ -303,7 +348,7 @@ async def _exchange_info(request: web.Request) -> web.Response:
 async def _klines(request: web.Request) -> web.Response:
     q = _parse_klines(request.query, request.app[STATE].market)
     rows = request.app[STATE].market.klines(
-        q.symbol, q.interval, q.start_ms, q.end_ms, q.limit, _now(request)
+        q.symbol, q.interval, q.start_ms, q.end_ms, q.limit, _now(request), q.tz_offset_min
     )
     return _json(rows)
 
@@ -356,7 +401,8 @@ async def _depth(request: web.Request) -> web.Response:
             raise ApiError.invalid("symbolStatus")
         if status != spec.status:
             raise ApiError(-1220, "The symbol's status does not match the requested symbolStatus.")
-    return _json(market.depth_snapshot(symbol, limit, _now(request)).to_json())
+    at = request.app[STATE].snapshot_time(_now(request))
+    return _json(market.depth_snapshot(symbol, limit, at).to_json())
 
 
 async def _truth(request: web.Request) -> web.Response:
@@ -385,6 +431,26 @@ class KlinesQuery:
     start_ms: int | None
     end_ms: int | None
     limit: int
+    #: ``timeZone`` in minutes east of UTC.
+    tz_offset_min: int = 0
+
+
+def parse_time_zone(text: str) -> int:
+    """A ``timeZone`` value in minutes east of UTC (``"8"`` → 480, ``"-5:30"`` → -330).
+
+    ``[+|-]H[H][:MM]`` with minutes below 60, in ``[-12:00, +14:00]``; else ``-1130``.
+    """
+    match = _TIME_ZONE.match(text)
+    if match is None:
+        raise ApiError.invalid("timeZone")
+    sign, hours, minutes = match.groups()
+    if minutes is not None and int(minutes) >= 60:
+        raise ApiError.invalid("timeZone")
+    offset = int(hours) * 60 + int(minutes or 0)
+    offset = -offset if sign == "-" else offset
+    if not TZ_MIN_OFFSET <= offset <= TZ_MAX_OFFSET:
+        raise ApiError.invalid("timeZone")
+    return offset
 
 
 def _parse_klines(query: Mapping[str, str], market: Market) -> KlinesQuery:
@@ -397,15 +463,15 @@ def _parse_klines(query: Mapping[str, str], market: Market) -> KlinesQuery:
     if interval not in INTERVALS:
         raise ApiError(-1120, "Invalid interval.")
     _check_symbol(market, symbol)
-    if query.get("timeZone") is not None and query["timeZone"] not in _UTC_ZONES:
-        raise ApiError.invalid("timeZone")
+    zone = query.get("timeZone")
+    tz_offset = 0 if zone is None else parse_time_zone(zone)
     if limit is None:
         limit = KLINES_DEFAULT_LIMIT
     elif limit < 1:
         raise ApiError.invalid("limit")
     if start is not None and end is not None and start > end:
         raise ApiError.bad_combo()
-    return KlinesQuery(symbol, interval, start, end, min(limit, KLINES_MAX_LIMIT))
+    return KlinesQuery(symbol, interval, start, end, min(limit, KLINES_MAX_LIMIT), tz_offset)
 
 
 def _mandatory(query: Mapping[str, str], name: str) -> str:

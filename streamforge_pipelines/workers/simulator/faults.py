@@ -136,7 +136,8 @@ class FaultConfig:
     ws_disconnect_rate: float = 0.0
     #: Consumed by the depth stream: share of diff events dropped (an update-id gap).
     depth_gap_rate: float = 0.0
-    #: Consumed by the depth snapshot endpoint: share of snapshots served stale.
+    #: Consumed by the depth snapshot endpoints (``/api/v3/depth``, ``/fapi/v1/depth``, via
+    #: ``app.StaleSnapshots``): share of snapshots served 1–5 s old (older ``lastUpdateId``).
     stale_snapshot_rate: float = 0.0
     #: False: the middleware passes every request through untouched.
     enabled: bool = True

@@ -9,7 +9,8 @@ quantity precision, quote volumes at 8 decimals.
 Served: ``klines`` (limit default 500, max 1500, weight 1/2/5/10 by ``limit``; no ``1s`` →
 ``-1120``; ``startTime > endTime`` → ``-1023``), ``depth`` (limit ∈ {5, 10, 20, 50, 100, 500, 1000},
 default 500, anything else ``-1130``; weight 2/5/10/20; ``E`` and ``T`` fields; same book and update
-ids as spot, shifted by the basis) and ``exchangeInfo`` (``futuresType``, ``assets``,
+ids as spot, shifted by the basis; stale with :attr:`.faults.FaultConfig.stale_snapshot_rate`
+as spot ``depth`` is) and ``exchangeInfo`` (``futuresType``, ``assets``,
 ``REQUEST_WEIGHT`` 2400 / 1 MINUTE).
 """
 
@@ -154,7 +155,8 @@ async def _depth(request: web.Request) -> web.Response:
     elif limit not in FUTURES_DEPTH_LIMITS:
         raise ApiError.invalid("limit")
     now = _now(request)
-    window = now // book.WINDOW_MS - 1
+    # A stale snapshot (FaultConfig.stale_snapshot_rate) is the book of an earlier window.
+    window = request.app[STATE].snapshot_time(now) // book.WINDOW_MS - 1
     c = contract(spec)
     levels = market.book_levels(spec.name, window, limit)
     snap = book.DepthSnapshot.from_levels(levels, c.price_decimals, c.qty_decimals, c.basis_units)

@@ -42,6 +42,10 @@ it), so 1s candles are continuous like the minutes; a second without trades has 
 close and zero volume. Sixty seconds still aggregate exactly to their minute. The still-open
 candle at ``now_ms`` aggregates the closed minutes and the seconds of the current minute so far.
 
+**Time zones** (``timeZone`` of ``klines``): interval boundaries may be those of a local time
+``UTC + offset``; a candle whose window is shifted aggregates the active minutes of that window
+exactly (the 1m candles are the same in every zone).
+
 **Listing and downtime**: minutes before the listing minute and minutes inside a
 :class:`~.config.DowntimeWindow` have no trades and no candles; a candle of a larger interval
 exists when at least one of its minutes is active and aggregates the active ones.
@@ -83,6 +87,8 @@ from .config import Cluster, DowntimeWindow, LeadLag, SimulatorConfig, check_str
 __all__ = [
     "DEFAULT_SYMBOLS",
     "SCALE",
+    "TZ_MAX_OFFSET",
+    "TZ_MIN_OFFSET",
     "Market",
     "MinuteTrades",
     "SymbolSpec",
@@ -463,6 +469,7 @@ class Market:
         self._hour_rows = lru_cache(maxsize=_HOUR_ROWS)(self._compute_hour_rows)
         self._day_agg = lru_cache(maxsize=_DAY_AGGS)(self._compute_day_agg)
         self._long_row = lru_cache(maxsize=_LONG_ROWS)(self._compute_long_row)
+        self._day_split = lru_cache(maxsize=_DAY_AGGS)(self._compute_day_split)
 
     @classmethod
     def from_config(cls, config: SimulatorConfig) -> Market:
@@ -541,6 +548,7 @@ class Market:
         end_ms: int | None,
         limit: int,
         now_ms: int,
+        tz_offset_min: int = 0,
     ) -> list[list]:
         """Kline rows as ``GET /api/v3/klines`` returns them, with Binance's window rules.
 
@@ -549,11 +557,21 @@ class Market:
         Bounds apply to open times. Candles that open after ``now_ms``, close before the listing
         or lie wholly in downtime do not exist; the candle open at ``now_ms`` is returned as it
         stands at ``now_ms``.
+
+        ``tz_offset_min`` is the ``timeZone`` parameter in minutes east of UTC (in
+        ``[-720, 840]``): interval boundaries are those of local time (a ``1d`` candle opens at
+        local midnight), bounds and open times stay UTC. Candles whose boundaries move are
+        aggregated exactly from the minutes of their shifted window; where the offset is a
+        multiple of the interval nothing changes.
         """
         spec = self.symbol(symbol)
         check_interval(interval)
         if limit < 1:
             raise ValueError("limit must be positive")
+        if tz_offset_min and _shifts(interval, _check_tz(tz_offset_min)):
+            return self._shifted_klines(
+                spec, interval, start_ms, end_ms, limit, now_ms, tz_offset_min * MINUTE_MS
+            )
         opens = self._select(spec, interval, start_ms, end_ms, limit, now_ms)
         if not opens:
             return []
@@ -567,10 +585,25 @@ class Market:
         return closed
 
     def count_klines(
-        self, symbol: str, interval: str, start_ms: int, end_ms_exclusive: int, now_ms: int
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int,
+        end_ms_exclusive: int,
+        now_ms: int,
+        tz_offset_min: int = 0,
     ) -> int:
-        """How many candles the exchange has with an open time in ``[start_ms, end_ms_exclusive)``."""
+        """How many candles the exchange has with an open time in ``[start_ms, end_ms_exclusive)``.
+
+        ``tz_offset_min``: the ``timeZone`` whose local boundaries the candles follow (see
+        :meth:`klines`).
+        """
         spec = self.symbol(symbol)
+        check_interval(interval)
+        if tz_offset_min and _shifts(interval, _check_tz(tz_offset_min)):
+            return self._count_shifted(
+                spec, interval, start_ms, end_ms_exclusive, now_ms, tz_offset_min * MINUTE_MS
+            )
         bounds = self._bounds(spec, interval, now_ms)
         if bounds is None:
             return 0
@@ -789,6 +822,150 @@ class Market:
                 t = next_open_time(t, interval)
         return n
 
+    # ------------------------------------------------------------------ shifted time zones
+
+    def _shifted_klines(
+        self,
+        spec: SymbolSpec,
+        interval: str,
+        start_ms: int | None,
+        end_ms: int | None,
+        limit: int,
+        now_ms: int,
+        off_ms: int,
+    ) -> list[list]:
+        """:meth:`klines` for boundaries of local time ``UTC + off_ms`` that differ from UTC's.
+
+        Each candle aggregates the active minutes of its shifted window (whole days from the day
+        aggregates, the partial days from the minute frames); candles without an active minute do
+        not exist, as in UTC.
+        """
+        if now_ms < spec.first_minute_ms:
+            return []
+        zone = _Zone(interval, off_ms)
+        lo, hi = zone.floor(spec.first_minute_ms), zone.floor(now_ms)
+        upper = hi if end_ms is None else min(hi, zone.floor(end_ms))
+        step = FIXED_INTERVAL_MS.get(interval)
+        if step is not None and step < DAY_MS and not self._down[spec.name]:
+            # Every candle from the listing on has an active minute: select, then aggregate at once.
+            if start_ms is not None:
+                opens = _forward(max(lo, zone.ceil(start_ms)), upper, limit, interval)
+            else:
+                opens = _backward(lo, upper, limit, interval)
+            if not opens:
+                return []
+            still_open = now_ms < opens[-1] + step
+            out = self._frame_rows(spec, opens[:-1] if still_open else opens, step)
+            if still_open:
+                row = self._open_row_until(spec, opens[-1], opens[-1] + step - 1, now_ms)
+                if row is not None:
+                    out.append(list(row))
+            return out
+        rows: list[list] = []
+        if start_ms is not None:
+            t = max(lo, zone.ceil(start_ms))
+            while t <= upper and len(rows) < limit:
+                end = zone.next(t)
+                row = self._shifted_row(spec, t, end, now_ms)
+                if row is not None:
+                    rows.append(row)
+                t = end
+            return rows
+        t = upper
+        while t >= lo and len(rows) < limit:
+            row = self._shifted_row(spec, t, zone.next(t), now_ms)
+            if row is not None:
+                rows.append(row)
+            t = zone.floor(t - 1)
+        rows.reverse()
+        return rows
+
+    def _shifted_row(self, spec: SymbolSpec, open_ms: int, end_ms: int, now_ms: int) -> list | None:
+        """The candle ``[open_ms, end_ms)`` (minute-aligned) at ``now_ms``; None: no active minute."""
+        if now_ms >= end_ms:
+            agg = self._agg_shifted(spec, open_ms, end_ms)
+            return None if agg is None else list(_render_one(open_ms, end_ms - 1, agg))
+        row = self._open_row_until(spec, open_ms, end_ms - 1, now_ms)
+        return None if row is None else list(row)
+
+    def _frame_rows(self, spec: SymbolSpec, opens: list[int], step: int) -> list[list]:
+        """Closed candles of a sub-day ``step`` opening at ``opens`` (consecutive, minute-aligned).
+
+        The minute frames of the days they span are cut to ``[opens[0], opens[-1] + step)`` and
+        aggregated in groups over the active minutes; each candle must have one.
+        """
+        if not opens:
+            return []
+        a, b = opens[0], opens[-1] + step
+        frames: list[np.ndarray] = []
+        masks: list[np.ndarray] = []
+        for day in range(a // DAY_MS, (b - 1) // DAY_MS + 1):
+            frame, cells = self._day(spec.name, day)
+            i = max(a - day * DAY_MS, 0) // MINUTE_MS
+            j = min(b - day * DAY_MS, DAY_MS) // MINUTE_MS
+            frames.append(frame[:, i:j])
+            masks.append(np.ones(j - i, dtype=bool) if cells.mask is None else cells.mask[i:j])
+        has, agg = _aggregate_masked(np.concatenate(frames, axis=1), np.concatenate(masks), step // MINUTE_MS)
+        assert has.all(), "a selected candle has at least one active minute"
+        return [list(r) for r in _render(opens, step, agg)]
+
+    def _agg_shifted(self, spec: SymbolSpec, start_ms: int, end_ms: int) -> Agg | None:
+        """:meth:`_agg_range` of a closed shifted candle: day heads and tails from a cache.
+
+        A shifted candle of 1d or longer starts and ends inside UTC days; the aggregates of those
+        partial days are cached per split minute (:meth:`_compute_day_split`), so paging through
+        years of candles does not recompute the minute frames of every day.
+        """
+        start_ms = max(start_ms, spec.first_minute_ms)
+        parts: list[Agg | None] = []
+        t = start_ms
+        while t < end_ms:
+            day = t // DAY_MS
+            day_ms = day * DAY_MS
+            stop = min(end_ms, day_ms + DAY_MS)
+            i, j = (t - day_ms) // MINUTE_MS, (stop - day_ms) // MINUTE_MS
+            if i == 0 and j == MINUTES_PER_DAY:
+                parts.append(self._day_agg(spec.name, day))
+            elif i == 0:
+                parts.append(self._day_split(spec.name, day, j)[0])
+            elif j == MINUTES_PER_DAY:
+                parts.append(self._day_split(spec.name, day, i)[1])
+            else:
+                parts.append(self._agg_minutes(spec.name, day, i, j))
+            t = stop
+        present = [p for p in parts if p is not None]
+        return _combine(present) if present else None
+
+    def _compute_day_split(self, name: str, day: int, split: int) -> tuple[Agg | None, Agg | None]:
+        """Aggregates of minutes ``[0, split)`` and ``[split, 1440)`` of ``day`` (None: no active one)."""
+        spec = self._by_name[name]
+        if day * DAY_MS + DAY_MS <= spec.first_minute_ms:
+            return None, None
+        return self._agg_minutes(name, day, 0, split), self._agg_minutes(name, day, split, MINUTES_PER_DAY)
+
+    def _count_shifted(
+        self, spec: SymbolSpec, interval: str, start_ms: int, end_ms_exclusive: int, now_ms: int, off_ms: int
+    ) -> int:
+        """:meth:`count_klines` for boundaries of local time ``UTC + off_ms``."""
+        if now_ms < spec.first_minute_ms:
+            return 0
+        zone = _Zone(interval, off_ms)
+        lo, hi = zone.floor(spec.first_minute_ms), zone.floor(now_ms)
+        a, b = max(start_ms, lo), min(end_ms_exclusive, hi + 1)
+        if a >= b:
+            return 0
+        n = count_open_times(a + off_ms, b + off_ms, interval)
+        for s, e in self._down[spec.name]:
+            if e <= a or s >= b:
+                continue
+            t = max(zone.floor(s), zone.ceil(a))
+            while t < min(e, b):
+                end = zone.next(t)
+                if s <= max(t, spec.first_minute_ms) and end <= e:
+                    n -= 1
+                t = end
+        return n
+
     # ------------------------------------------------------------------ rows
 
     def _rows(self, spec: SymbolSpec, interval: str, opens: list[int]) -> list[list]:
@@ -860,6 +1037,10 @@ class Market:
         close_ms = next_open_time(open_ms, interval) - 1
         if interval == "1s":
             return _render_one(open_ms, close_ms, self._agg_seconds(spec, open_ms, open_ms + SECOND_MS))
+        return self._open_row_until(spec, open_ms, close_ms, now_ms)
+
+    def _open_row_until(self, spec: SymbolSpec, open_ms: int, close_ms: int, now_ms: int) -> tuple | None:
+        """The minute-aligned candle ``[open_ms, close_ms]`` still open at ``now_ms`` (None: empty)."""
         minute = floor_open_time(now_ms, "1m")
         parts = [a for a in (self._agg_range(spec, open_ms, minute),) if a is not None]
         if self._minute_active(spec, minute):
@@ -1445,6 +1626,48 @@ def _render_aggs(
 def _mix(beta: float, market: np.ndarray | float, own: np.ndarray | float) -> np.ndarray | float:
     """Unit-variance mix of a market shock and an idiosyncratic shock with correlation ``beta``."""
     return beta * market + math.sqrt(1.0 - beta * beta) * own
+
+
+#: ``timeZone`` range Binance accepts, in minutes east of UTC: [-12:00, +14:00].
+TZ_MIN_OFFSET = -12 * 60
+TZ_MAX_OFFSET = 14 * 60
+
+
+def _check_tz(offset_min: int) -> int:
+    """``offset_min`` if it is a valid ``timeZone`` offset, else ``ValueError``."""
+    if not TZ_MIN_OFFSET <= offset_min <= TZ_MAX_OFFSET:
+        raise ValueError(f"time zone offset {offset_min} min outside [-12:00, +14:00]")
+    return offset_min
+
+
+def _shifts(interval: str, offset_min: int) -> bool:
+    """Whether a ``timeZone`` offset moves the boundaries of ``interval`` (not a multiple of it)."""
+    if offset_min == 0:
+        return False
+    if interval == "1M":
+        return True
+    return (offset_min * MINUTE_MS) % FIXED_INTERVAL_MS[interval] != 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Zone:
+    """Boundaries of ``interval`` in the local time ``UTC + off_ms``, as UTC milliseconds."""
+
+    interval: str
+    off_ms: int
+
+    def floor(self, ms: int) -> int:
+        """Open time of the local candle containing ``ms``."""
+        return floor_open_time(ms + self.off_ms, self.interval) - self.off_ms
+
+    def next(self, open_ms: int) -> int:
+        """Open time of the local candle after the one opening at ``open_ms``."""
+        return next_open_time(open_ms + self.off_ms, self.interval) - self.off_ms
+
+    def ceil(self, ms: int) -> int:
+        """The first local open time at or after ``ms``."""
+        t = self.floor(ms)
+        return t if t == ms else self.next(t)
 
 
 def _ceil_open_time(ms: int, interval: str) -> int:
