@@ -1,8 +1,8 @@
-"""The simulator's Binance spot WebSocket market streams (aiohttp), over a :class:`~.market.Market`.
+"""The simulator's Binance spot and USD-M futures WebSocket market streams (aiohttp), over a Market.
 
-``WsStreams(market, clock=..., config=WsConfig(...)).install(app)`` adds the routes and an
+``WsStreams(market, clock=..., config=WsConfig(...)).install(app)`` adds the spot and futures routes and an
 ``on_shutdown`` hook that sends every open connection ``serverShutdown`` and closes it (close code
-1001); ``ws_routes(...)`` returns just the routes. Served paths:
+1001); ``ws_routes(...)`` returns just the spot routes. Spot paths:
 
 * ``/ws/<stream>[/<stream>...]`` — raw frames (the bare payload); ``/ws`` alone for SUBSCRIBE-only use;
 * ``/stream?streams=<s1>/<s2>/...`` — combined frames ``{"stream": name, "data": payload}``;
@@ -26,6 +26,33 @@ lowercase in stream names):
 * ``<s>@depth<5|10|20>[@100ms]``: ``{"lastUpdateId", "bids", "asks"}`` every 1000 (100) ms.
 * ``<s>@bookTicker``: the best levels after each 100 ms window in which they changed; ``u`` is the
   window's update id, the same sequence as the diff events' ``u``.
+* ``<s>@kline_<interval>@+08:00``: the same, bucketed in UTC+8 (``Market.klines(...,
+  tz_offset_min=480)``): a ``1d`` candle opens at 16:00 UTC and aggregates the 1m candles of its
+  window; where 8 h is a multiple of the interval (``1m`` … ``4h``, ``8h``) nothing changes.
+
+USD-M futures streams (§4.4) on the same app, under :data:`FUTURES_PREFIX`; Binance's routed
+endpoints map as ``wss://fstream.binance.com/public/ws/<s>`` → ``/fapi-ws/public/ws/<s>``,
+``…/public/stream?streams=`` → ``/fapi-ws/public/stream?streams=``, the same for ``/market``, and the
+legacy unrouted ``…/ws/<s>`` / ``…/stream`` → ``/fapi-ws/ws/<s>`` / ``/fapi-ws/stream``. ``/public``
+and the unrouted URLs deliver the book streams (depth, partial depth, bookTicker), ``/market`` the
+others (aggTrade, kline); a valid stream on the other route is accepted and stays silent (Binance does
+not document this case). Contracts are those of ``/fapi/v1`` (:func:`.futures.contract`): the spot
+model shifted by a constant basis, rendered at the contract's price / quantity precision.
+
+* ``<s>@aggTrade``: the spot aggregate trades (same ids and times), no ``M``;
+* ``<s>@kline_<interval>`` (no ``1s``): pushed every 250 ms, values as ``/fapi/v1/klines``;
+* ``<s>@depth`` (250 ms) / ``@depth@500ms`` / ``@depth@100ms``: the 100 ms windows published in
+  each period merged, ``{"e", "E", "T", "s", "U", "u", "pu", "b", "a"}``: ``E`` the period's end,
+  ``T`` the publish time of its last window, ``u`` that window's update id (the sequence of
+  ``/fapi/v1/depth``'s ``lastUpdateId``), ``pu`` the previous period's ``u``; ``U`` lies in
+  ``(pu, u of the first window]``, picked by a hash — generally not ``pu + 1`` (§5.2);
+* ``<s>@depth<5|10|20>[@500ms|@100ms]`` (250 ms by default): the top levels after the period, in
+  the diff event's shape (same ``E``, ``T``, ``U``, ``u``, ``pu``);
+* ``<s>@bookTicker``: ``{"e", "u", "E", "T", "s", "b", "B", "a", "A"}`` after each 100 ms window.
+
+Futures connections follow the ``futures_*`` fields of :class:`WsConfig` (ping every 3 min, pong
+within 10 min, 10 incoming messages/s, 200 streams); ``depth_gap_rate`` drops futures diff events
+too, which a client sees as ``pu`` differing from the last ``u`` it received.
 
 Simulated time: each connection reads ``clock()`` once when it opens (``T0``) and then runs its own
 timeline ``T0 + real elapsed x speedup``. With the wall clock and ``speedup=1`` that is the wall
@@ -65,6 +92,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -85,7 +113,16 @@ from streamforge_pipelines.intervals import INTERVALS, floor_open_time, next_ope
 from . import book
 from .market import SCALE, Market, UnknownSymbolError
 
-__all__ = ["StreamSpec", "WsConfig", "WsStreams", "parse_stream", "ws_routes"]
+__all__ = [
+    "FUTURES_PREFIX",
+    "FUTURES_ROUTES",
+    "StreamSpec",
+    "WsConfig",
+    "WsStreams",
+    "parse_futures_stream",
+    "parse_stream",
+    "ws_routes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,9 +131,21 @@ Clock = Callable[[], int]
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 _ID_STRING = re.compile(r"^[A-Za-z0-9]{1,36}$")
 _STREAM = re.compile(
-    r"^(?P<sym>[a-z0-9]+)@(?:kline_(?P<interval>[0-9]+[smhdwM])|(?P<kind>trade|aggTrade|bookTicker)"
-    r"|depth(?P<levels>5|10|20)?(?:@(?P<speed>100ms))?)$"
+    r"^(?P<sym>[a-z0-9]+)@(?:kline_(?P<interval>[0-9]+[smhdwM])(?P<tz>@\+08:00)?"
+    r"|(?P<kind>trade|aggTrade|bookTicker)|depth(?P<levels>5|10|20)?(?:@(?P<speed>100ms))?)$"
 )
+_FUTURES_STREAM = re.compile(
+    r"^(?P<sym>[a-z0-9]+)@(?:kline_(?P<interval>[0-9]+[smhdwM])|(?P<kind>aggTrade|bookTicker)"
+    r"|depth(?P<levels>5|10|20)?(?:@(?P<speed>100ms|500ms))?)$"
+)
+#: UTC+8 bucketing of ``@kline_<i>@+08:00`` (minutes east of UTC).
+_TZ_PLUS8_MIN = 480
+#: Futures kline pushes (simulated ms); futures diff / partial depth default period.
+_FUTURES_KLINE_MS = 250
+_FUTURES_DEPTH_MS = 250
+#: Futures stream kinds by routed endpoint (``/public``: book data, ``/market``: the rest).
+_PUBLIC_KINDS = frozenset({"depth", "partial", "bookTicker"})
+_MARKET_KINDS = frozenset({"kline", "aggTrade"})
 _INT64 = (-(1 << 63), (1 << 63) - 1)
 _DEPTH_CACHE = 20_000
 #: Simulated time one depth stream computes per pump round (the model needs ~1 ms per 100 ms window).
@@ -121,12 +170,34 @@ class WsConfig:
     #: Share of diff-depth events not sent (``FaultConfig.depth_gap_rate``).
     depth_gap_rate: float = 0.0
     fault_seed: int = 0
+    #: USD-M futures connection rules (§4.4): ping every 3 min, pong within 10 min, 10 msgs/s,
+    #: 200 streams; the other fields (lifetime, speedup, faults) are shared with spot.
+    futures_ping_interval_s: float = 180.0
+    futures_pong_timeout_s: float = 600.0
+    futures_max_incoming_per_s: int = 10
+    futures_max_streams: int = 200
 
     def __post_init__(self) -> None:
-        for name in ("ping_interval_s", "pong_timeout_s", "max_lifetime_s", "speedup", "disconnect_within_s"):
+        for name in (
+            "ping_interval_s",
+            "pong_timeout_s",
+            "max_lifetime_s",
+            "speedup",
+            "disconnect_within_s",
+            "futures_ping_interval_s",
+            "futures_pong_timeout_s",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive")
-        if self.max_incoming_per_s < 1 or self.max_streams < 1:
+        if (
+            min(
+                self.max_incoming_per_s,
+                self.max_streams,
+                self.futures_max_incoming_per_s,
+                self.futures_max_streams,
+            )
+            < 1
+        ):
             raise ValueError("max_incoming_per_s and max_streams must be at least 1")
         for name in ("disconnect_rate", "depth_gap_rate"):
             if not 0 <= getattr(self, name) <= 1:
@@ -137,10 +208,24 @@ class WsConfig:
         """A config taking ``ws_disconnect_rate`` / ``depth_gap_rate`` from a ``faults.FaultConfig``."""
         return cls(disconnect_rate=faults.ws_disconnect_rate, depth_gap_rate=faults.depth_gap_rate, **fields)
 
+    def for_futures(self) -> WsConfig:
+        """The rules of the futures endpoints: the ``futures_*`` fields in place of the spot ones."""
+        return dataclasses.replace(
+            self,
+            ping_interval_s=self.futures_ping_interval_s,
+            pong_timeout_s=self.futures_pong_timeout_s,
+            max_incoming_per_s=self.futures_max_incoming_per_s,
+            max_streams=self.futures_max_streams,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
-    """A parsed stream name: ``kind`` is kline, trade, aggTrade, depth, partial or bookTicker."""
+    """A parsed stream name: ``kind`` is kline, trade, aggTrade, depth, partial or bookTicker.
+
+    ``tz_offset_min``: the local time of a ``@kline_<i>@+08:00`` stream's candles (minutes east of
+    UTC); ``futures``: a USD-M stream name (:func:`parse_futures_stream`).
+    """
 
     name: str
     symbol: str
@@ -148,10 +233,12 @@ class StreamSpec:
     interval: str = ""
     period_ms: int = 0
     levels: int = 0
+    tz_offset_min: int = 0
+    futures: bool = False
 
 
 def parse_stream(name: str) -> StreamSpec | None:
-    """The stream ``name`` denotes, or None when it is not a stream this simulator serves."""
+    """The spot stream ``name`` denotes, or None when it is not a stream this simulator serves."""
     m = _STREAM.match(name)
     if m is None:
         return None
@@ -159,13 +246,66 @@ def parse_stream(name: str) -> StreamSpec | None:
     if m["interval"] is not None:
         if m["interval"] not in INTERVALS:
             return None
-        return StreamSpec(name, sym, "kline", m["interval"], 1000 if m["interval"] == "1s" else 2000)
+        tz = _TZ_PLUS8_MIN if m["tz"] else 0
+        return StreamSpec(
+            name, sym, "kline", m["interval"], 1000 if m["interval"] == "1s" else 2000, tz_offset_min=tz
+        )
     if m["kind"] is not None:
         return StreamSpec(name, sym, m["kind"], period_ms=book.WINDOW_MS if m["kind"] == "bookTicker" else 0)
     period = 100 if m["speed"] == "100ms" else 1000
     if m["levels"] is not None:
         return StreamSpec(name, sym, "partial", period_ms=period, levels=int(m["levels"]))
     return StreamSpec(name, sym, "depth", period_ms=period)
+
+
+def parse_futures_stream(name: str) -> StreamSpec | None:
+    """The USD-M futures stream ``name`` denotes (§4.4), or None when it is not one served here.
+
+    ``<s>@aggTrade``, ``<s>@kline_<i>`` (no ``1s``), ``<s>@depth[@500ms|@100ms]``,
+    ``<s>@depth<5|10|20>[@500ms|@100ms]`` (250 ms by default) and ``<s>@bookTicker``.
+    """
+    m = _FUTURES_STREAM.match(name)
+    if m is None:
+        return None
+    sym = m["sym"].upper()
+    if m["interval"] is not None:
+        if m["interval"] not in INTERVALS or m["interval"] == "1s":
+            return None
+        return StreamSpec(name, sym, "kline", m["interval"], _FUTURES_KLINE_MS, futures=True)
+    if m["kind"] is not None:
+        period = book.WINDOW_MS if m["kind"] == "bookTicker" else 0
+        return StreamSpec(name, sym, m["kind"], period_ms=period, futures=True)
+    period = int(m["speed"][:-2]) if m["speed"] else _FUTURES_DEPTH_MS
+    if m["levels"] is not None:
+        return StreamSpec(name, sym, "partial", period_ms=period, levels=int(m["levels"]), futures=True)
+    return StreamSpec(name, sym, "depth", period_ms=period, futures=True)
+
+
+@dataclass(frozen=True, slots=True)
+class _Dialect:
+    """What one endpoint serves: spot, or a futures route (``public``, ``market`` or unrouted)."""
+
+    futures: bool
+    kinds: frozenset[str] | None = None
+
+    def parse(self, name: str) -> StreamSpec | None:
+        return parse_futures_stream(name) if self.futures else parse_stream(name)
+
+    def serves(self, spec: StreamSpec) -> bool:
+        return self.kinds is None or spec.kind in self.kinds
+
+
+_SPOT = _Dialect(futures=False)
+#: Prefix of the USD-M futures endpoints: ``wss://fstream.binance.com/<route>/...`` is served at
+#: ``/fapi-ws/<route>/...``.
+FUTURES_PREFIX = "/fapi-ws"
+#: Futures routes (§4.4) and the stream kinds each delivers; ``""`` is the unrouted legacy URL,
+#: which only gets ``/public`` data.
+FUTURES_ROUTES: dict[str, frozenset[str]] = {
+    "/public": _PUBLIC_KINDS,
+    "/market": _MARKET_KINDS,
+    "": _PUBLIC_KINDS,
+}
 
 
 class _RequestError(Exception):
@@ -274,15 +414,37 @@ class _Silent(_Stream):
 
 
 class _Kline(_Stream):
+    """``<s>@kline_<i>[@+08:00]``: the open candle every push, the closed one once at its boundary."""
+
+    def row(self, e: int) -> tuple[list, bool] | None:
+        """The REST row of the candle the push at ``e`` shows, and whether it is closed."""
+        spec, market = self.spec, self.shared.market
+        interval, off = spec.interval, spec.tz_offset_min * 60_000
+        candle = floor_open_time(e - 1 + off, interval) - off
+        closed = next_open_time(candle + off, interval) - off <= e
+        now = e if closed else e - 1
+        if off:
+            rows = market.klines(
+                spec.symbol, interval, candle, candle, 1, now, tz_offset_min=spec.tz_offset_min
+            )
+        else:
+            rows = market.klines(spec.symbol, interval, candle, candle, 1, now)
+        if not rows or rows[0][0] != candle:
+            return None
+        return rows[0], closed
+
+    def render(self, row: list) -> list:
+        """The row's values as the stream shows them (spot: unchanged)."""
+        return row
+
     def at(self, e: int) -> dict[str, Any] | None:
         spec, market = self.spec, self.shared.market
         interval = spec.interval
-        candle = floor_open_time(e - 1, interval)
-        closed = next_open_time(candle, interval) <= e
-        rows = market.klines(spec.symbol, interval, candle, candle, 1, e if closed else e - 1)
-        if not rows or rows[0][0] != candle:
+        got = self.row(e)
+        if got is None:
             return None
-        t, o, h, lo, c, v, close_ms, q, n, tv, tq, _ = rows[0]
+        row, closed = got
+        t, o, h, lo, c, v, close_ms, q, n, tv, tq, _ = self.render(row)
         if n:
             last = market.trades(spec.symbol, min(e - 1, close_ms), 1)
             last_id = last[0]["id"] if last else -1
@@ -454,6 +616,156 @@ class _BookTicker(_Stream):
         return {"u": snap.last_update_id, "s": self.spec.symbol, "b": b, "B": bq, "a": a, "A": aq}
 
 
+# ---------------------------------------------------------------------- USD-M futures streams
+
+
+def _contract(market: Market, symbol: str) -> Any:
+    """The futures contract (precisions, basis) of ``symbol``: ``futures.contract`` read-only."""
+    from .futures import contract  # late: futures imports .app, which imports this module
+
+    return contract(market.symbol(symbol))
+
+
+def _spot_units(text: str) -> int:
+    """1e-8 units of a spot string (always 8 decimals)."""
+    return int(text.replace(".", ""))
+
+
+def _to_futures(c: Any, side: list[list[str]]) -> list[list[str]]:
+    """Spot ``[price, qty]`` levels at contract precision, prices shifted by the basis."""
+    return [[c.price(_spot_units(p)), c.qty(_spot_units(q))] for p, q in side]
+
+
+def _first_update_id(pu: int, u1: int) -> int:
+    """``U`` of a futures event whose first window ends at ``u1`` (after ``pu``): in ``[pu + 1, u1]``.
+
+    Futures update ids are shared with other books, so ``U`` is generally not ``pu + 1``
+    (§5.2); a deterministic hash of ``u1`` picks it.
+    """
+    return pu + 1 + (u1 * 0x9E3779B1 >> 7) % (u1 - pu)
+
+
+class _FKline(_Kline):
+    """``<s>@kline_<i>``: the spot candle as ``/fapi/v1/klines`` renders it, pushed every 250 ms."""
+
+    def render(self, row: list) -> list:
+        from .futures import futures_row
+
+        return futures_row(_contract(self.shared.market, self.spec.symbol), row)
+
+
+class _FAggTrades(_Trades):
+    """``<s>@aggTrade``: the spot aggregate trades at contract precision, without ``M``."""
+
+    def collect(self, now_ms: int) -> list[tuple[int, dict[str, Any]]]:
+        out = super().collect(now_ms)
+        if out:
+            c = _contract(self.shared.market, self.spec.symbol)
+            for _, payload in out:
+                del payload["M"]
+                payload["p"] = c.price(_spot_units(payload["p"]))
+                payload["q"] = c.qty(_spot_units(payload["q"]))
+        return out
+
+
+class _FDepth(_Stream):
+    """``<s>@depth[@500ms|@100ms]``: the windows published in each period merged, with ``T``, ``pu``.
+
+    ``E`` is the period's end (a multiple of 250 / 500 / 100 ms), ``T`` the publish time of its
+    last 100 ms window, ``u`` that window's update id, ``pu`` the ``u`` of the previous period (sent
+    or not: an injected gap shows as ``pu`` differing from the last ``u`` received).
+    """
+
+    def collect(self, now_ms: int) -> list[tuple[int, dict[str, Any]]]:
+        shared, spec, p = self.shared, self.spec, self.spec.period_ms
+        now_ms = min(now_ms, self.cursor + _MAX_CATCH_UP_MS)
+        base, end = self.cursor // p * p, now_ms // p * p
+        if end <= base:
+            return []
+        groups: dict[int, list[book.DepthUpdate]] = {}
+        for ev in shared.depth.events(spec.symbol, base, end):
+            groups.setdefault(-(-ev.event_ms // p) * p, []).append(ev)
+        self.cursor = end
+        rate = shared.config.depth_gap_rate
+        c = _contract(shared.market, spec.symbol)
+        out = []
+        for e, group in sorted(groups.items()):
+            merged = _Depth._merge(group)
+            if not (merged.bids or merged.asks) or (rate and shared.rng.random() < rate):
+                continue
+            pu = group[0].first_update_id - 1
+            payload = {
+                "e": "depthUpdate",
+                "E": e * self.mult,
+                "T": merged.event_ms * self.mult,
+                "s": spec.symbol,
+                "U": _first_update_id(pu, group[0].last_update_id),
+                "u": merged.last_update_id,
+                "pu": pu,
+                "b": _to_futures(c, merged.bids),
+                "a": _to_futures(c, merged.asks),
+            }
+            out.append((e, payload))
+        return out
+
+
+class _FPartial(_Stream):
+    """``<s>@depth<N>[@500ms|@100ms]``: the top ``N`` levels in the diff event's shape (§4.4)."""
+
+    def at(self, e: int) -> dict[str, Any] | None:
+        market, spec, p = self.shared.market, self.spec, self.spec.period_ms
+        w_last = e // book.WINDOW_MS - 1
+        w_first = (e - p) // book.WINDOW_MS
+        c = _contract(market, spec.symbol)
+        levels = market.book_levels(spec.symbol, w_last, spec.levels)
+        snap = book.DepthSnapshot.from_levels(levels, c.price_decimals, c.qty_decimals, c.basis_units)
+        pu = market.book_levels(spec.symbol, w_first - 1, 0).last_update_id
+        u1 = (
+            market.book_levels(spec.symbol, w_first, 0).last_update_id
+            if w_first < w_last
+            else snap.last_update_id
+        )
+        return {
+            "e": "depthUpdate",
+            "E": e * self.mult,
+            "T": (w_last + 1) * book.WINDOW_MS * self.mult,
+            "s": spec.symbol,
+            "U": _first_update_id(pu, u1),
+            "u": snap.last_update_id,
+            "pu": pu,
+            "b": snap.bids,
+            "a": snap.asks,
+        }
+
+
+class _FBookTicker(_BookTicker):
+    """``<s>@bookTicker``: best levels after each 100 ms window that changed them, with ``e``/``E``/``T``."""
+
+    def at(self, e: int) -> dict[str, Any] | None:
+        market, spec = self.shared.market, self.spec
+        c = _contract(market, spec.symbol)
+        levels = market.book_levels(spec.symbol, e // book.WINDOW_MS - 1, 1)
+        snap = book.DepthSnapshot.from_levels(levels, c.price_decimals, c.qty_decimals, c.basis_units)
+        if not snap.bids or not snap.asks:
+            return None
+        best = (*snap.bids[0], *snap.asks[0])
+        if best == self._last:
+            return None
+        self._last = best
+        b, bq, a, aq = best
+        t = e * self.mult
+        return {"e": "bookTicker", "u": snap.last_update_id, "E": t, "T": t, "s": spec.symbol,
+                "b": b, "B": bq, "a": a, "A": aq}  # fmt: skip
+
+
+_FUTURES_KINDS: dict[str, type[_Stream]] = {
+    "kline": _FKline,
+    "aggTrade": _FAggTrades,
+    "depth": _FDepth,
+    "partial": _FPartial,
+    "bookTicker": _FBookTicker,
+}
+
 _KINDS: dict[str, type[_Stream]] = {
     "kline": _Kline,
     "trade": _Trades,
@@ -468,8 +780,17 @@ _KINDS: dict[str, type[_Stream]] = {
 
 
 class _Connection:
-    def __init__(self, ws: web.WebSocketResponse, shared: _Shared, *, combined: bool, time_mult: int) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        shared: _Shared,
+        *,
+        combined: bool,
+        time_mult: int,
+        dialect: _Dialect = _SPOT,
+    ) -> None:
         self.ws = ws
+        self.dialect = dialect
         self.shared = shared
         self.config = shared.config
         self.combined = combined
@@ -495,12 +816,14 @@ class _Connection:
         for name in names:
             if name in self.streams:
                 continue
-            spec = parse_stream(name)
+            spec = self.dialect.parse(name)
             assert spec is not None
             try:
                 self.shared.market.symbol(spec.symbol)
-                cls = _KINDS[spec.kind]
+                cls = (_FUTURES_KINDS if spec.futures else _KINDS)[spec.kind]
             except UnknownSymbolError:
+                cls = _Silent
+            if not self.dialect.serves(spec):
                 cls = _Silent
             self.streams[name] = cls(spec, self.shared, now, self.mult)
         self.changed.set()
@@ -657,7 +980,7 @@ class _Connection:
         if not isinstance(params, list):
             raise _RequestError(2, "Invalid request: params must be an array")
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            if not all(isinstance(p, str) and parse_stream(p) is not None for p in params):
+            if not all(isinstance(p, str) and self.dialect.parse(p) is not None for p in params):
                 raise _RequestError(2, "Invalid request: invalid stream")
             if method == "UNSUBSCRIBE":
                 for p in params:
@@ -733,11 +1056,35 @@ class WsStreams:
             depth=_DepthCache(market),
             rng=random.Random(cfg.fault_seed),
         )
+        self._futures = _Shared(
+            market=market,
+            clock=self._shared.clock,
+            config=cfg.for_futures(),
+            depth=self._shared.depth,
+            rng=random.Random(f"futures-{cfg.fault_seed}"),
+        )
         self._connections: set[_Connection] = set()
-        self.routes: list[web.RouteDef] = [
-            web.get("/ws", self._handle),
-            web.get("/ws/{streams:.+}", self._handle),
-            web.get("/stream", self._handle),
+        #: The spot routes (``/ws``, ``/ws/<streams>``, ``/stream``).
+        self.routes: list[web.RouteDef] = self._route_set("", self._shared, _SPOT)
+        #: The USD-M futures routes (``/fapi-ws/{public,market}/{ws,stream}`` and ``/fapi-ws/{ws,stream}``).
+        self.futures_routes: list[web.RouteDef] = []
+        for route, kinds in FUTURES_ROUTES.items():
+            self.futures_routes += self._route_set(
+                f"{FUTURES_PREFIX}{route}", self._futures, _Dialect(True, kinds)
+            )
+
+    def _route_set(self, prefix: str, shared: _Shared, dialect: _Dialect) -> list[web.RouteDef]:
+        def handler(combined: bool) -> Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]:
+            async def handle(request: web.Request) -> web.StreamResponse:
+                return await self._handle(request, shared, dialect, combined)
+
+            return handle
+
+        raw, comb = handler(False), handler(True)
+        return [
+            web.get(f"{prefix}/ws", raw),
+            web.get(f"{prefix}/ws/{{streams:.+}}", raw),
+            web.get(f"{prefix}/stream", comb),
         ]
 
     @property
@@ -746,8 +1093,9 @@ class WsStreams:
         return len(self._connections)
 
     def install(self, app: web.Application) -> None:
-        """Add the routes to ``app`` and close the open connections when it shuts down."""
+        """Add the spot and futures routes to ``app``; close the open connections when it shuts down."""
         app.add_routes(self.routes)
+        app.add_routes(self.futures_routes)
         app.on_shutdown.append(self._on_shutdown)
 
     async def close_all(self, code: int = 1001, message: str = "Server shutting down") -> None:
@@ -757,13 +1105,14 @@ class WsStreams:
     async def _on_shutdown(self, app: web.Application) -> None:
         await self.close_all()
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        cfg = self.config
-        combined = request.path.startswith("/stream")
+    async def _handle(
+        self, request: web.Request, shared: _Shared, dialect: _Dialect, combined: bool
+    ) -> web.StreamResponse:
+        cfg = shared.config
         raw = request.query.get("streams", "") if combined else request.match_info.get("streams", "")
         # Binance accepts names it does not know in the URL (ccxt connects to ``/ws/0`` and then
         # SUBSCRIBEs): they are ignored.
-        names = [n for n in raw.split("/") if n and parse_stream(n) is not None]
+        names = [n for n in raw.split("/") if n and dialect.parse(n) is not None]
         if len(dict.fromkeys(names)) > cfg.max_streams:
             return _bad_request("too many streams")
         unit = request.query.get("timeUnit", "MILLISECOND").upper()
@@ -772,7 +1121,7 @@ class WsStreams:
         ws = web.WebSocketResponse(autoping=False, compress=False, timeout=5.0, max_msg_size=1 << 20)
         await ws.prepare(request)
         conn = _Connection(
-            ws, self._shared, combined=combined, time_mult=1000 if unit == "MICROSECOND" else 1
+            ws, shared, combined=combined, time_mult=1000 if unit == "MICROSECOND" else 1, dialect=dialect
         )
         conn.transport = request.transport
         conn.add(names)
@@ -794,7 +1143,7 @@ class WsStreams:
 def ws_routes(
     market: Market, *, clock: Clock | None = None, config: WsConfig | None = None
 ) -> list[web.RouteDef]:
-    """Routes serving ``market``'s streams: ``/ws``, ``/ws/<streams>`` and ``/stream?streams=...``.
+    """Routes serving ``market``'s spot streams: ``/ws``, ``/ws/<streams>``, ``/stream?streams=...``.
 
     ``app.add_routes(ws_routes(market, clock=clock, config=...))``. Prefer
     ``WsStreams(...).install(app)`` in servers that stop while clients are connected.
