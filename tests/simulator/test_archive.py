@@ -10,13 +10,19 @@ excerpt (``reference/binance-samples/vision_spot_klines_BTCUSDT-1h-2023-10-27.cs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import functools
 import hashlib
 import io
+import itertools
+import json
 import re
+import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import date, timedelta
+from decimal import Decimal
 from typing import Any
 
 import aiohttp
@@ -24,9 +30,13 @@ import pytest
 from aiohttp import web
 
 from streamforge_pipelines.intervals import DAY_MS, HOUR_MS, MINUTE_MS, day_start_ms, next_open_time
+from streamforge_pipelines.workers.simulator.app import build_app
 from streamforge_pipelines.workers.simulator.archive import (
+    FUTURES_AGG_TRADES_HEADER,
     FUTURES_KLINES_HEADER,
+    FUTURES_TRADES_HEADER,
     ArchiveCache,
+    ArchiveFile,
     add_archive_routes,
     agg_trades_csv,
     archive_path,
@@ -39,7 +49,9 @@ from streamforge_pipelines.workers.simulator.archive import (
     zip_bytes,
 )
 from streamforge_pipelines.workers.simulator.config import SimulatorConfig
+from streamforge_pipelines.workers.simulator.futures import contract
 from streamforge_pipelines.workers.simulator.market import Market
+from streamforge_pipelines.workers.simulator.ws import WsConfig
 
 SEED = 20240801
 #: 2025-03-10 12:00 UTC: every 2024 and February 2025 file exists, 2025-03-10's daily file does not.
@@ -327,6 +339,196 @@ def test_late_listing_monthly_trades_equal_daily_concatenation() -> None:
     assert fetch(archive_path("ATOMUSDT", "2024-01", "klines", "1d"), market=market)[0].status == 404
 
 
+# ------------------------------------------------------------------------- USD-M trades, aggTrades
+
+#: The UM day the futures trades tests read (ATOMUSDT: ~57k trades, ~27k aggregate trades).
+UM_SYM, UM_DAY = "ATOMUSDT", "2024-08-02"
+UM_START = day_start_ms(date(2024, 8, 2))
+UM_CONTRACT = contract(MARKET.symbol(UM_SYM))
+BASIS = Decimal(UM_CONTRACT.basis_units) / 10**8
+
+
+def at_precision(text: str, decimals: int) -> bool:
+    pattern = r"[0-9]+" if decimals == 0 else r"[0-9]+\.[0-9]{%d}" % decimals  # noqa: UP031
+    return re.fullmatch(pattern, text) is not None
+
+
+def split_header(csv_bytes: bytes, header: str) -> list[list[str]]:
+    """Rows of a UM trades / aggTrades CSV after checking its single header line."""
+    first, body = csv_bytes.split(b"\n", 1)
+    assert first.decode() == header
+    assert header.encode() not in body
+    return list(csv.reader(io.StringIO(body.decode())))
+
+
+@functools.cache
+def um_day(dtype: str) -> bytes:
+    """The verified CSV of the UM ``dtype`` file of UM_SYM / UM_DAY (downloaded once)."""
+    return download(archive_path(UM_SYM, UM_DAY, dtype, market_type="um"))
+
+
+@contextlib.asynccontextmanager
+async def serve_app(clock: Callable[[], int], ws: WsConfig | None = None) -> AsyncIterator[str]:
+    """The whole simulator app (REST, WebSocket, archive) on a free loopback port."""
+    app = build_app(MARKET, clock=clock, ws=ws)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+def fapi_klines(interval: str, limit: int) -> list[list[Any]]:
+    """``GET /fapi/v1/klines`` of UM_SYM from UM_DAY 00:00, served by the app at NOW_MS."""
+
+    async def main() -> list[list[Any]]:
+        async with serve_app(lambda: NOW_MS) as base, aiohttp.ClientSession() as http:
+            query = f"symbol={UM_SYM}&interval={interval}&startTime={UM_START}&limit={limit}"
+            async with http.get(f"{base}/fapi/v1/klines?{query}") as resp:
+                assert resp.status == 200
+                return await resp.json()
+
+    return asyncio.run(main())
+
+
+def test_um_daily_trades_shape_and_spot_basis() -> None:
+    trades = split_header(um_day("trades"), FUTURES_TRADES_HEADER)
+    pd, qd = UM_CONTRACT.price_decimals, UM_CONTRACT.qty_decimals
+    assert (pd, qd) == (3, 2)
+    for t in trades:
+        assert len(t) == 6 and at_precision(t[1], pd) and at_precision(t[2], qd) and EIGHT_DP.match(t[3])
+        assert Decimal(t[3]) == Decimal(t[1]) * Decimal(t[2])  # quote_qty = price x qty, exactly
+    assert {t[5] for t in trades} == {"true", "false"}
+    times = [int(t[4]) for t in trades]
+    assert all(len(t[4]) == 13 for t in trades) and UM_START <= times[0] and times[-1] < UM_START + DAY_MS
+    assert times == sorted(times)
+    # The spot trades of the same day: same ids, times, quantities and sides, prices + the basis.
+    spot = list(csv.reader(io.StringIO(trades_csv(MARKET, UM_SYM, UM_DAY).decode())))
+    assert len(spot) == len(trades)
+    for f, s in zip(trades, spot, strict=True):
+        assert (f[0], f[4], f[5]) == (s[0], s[4], s[5].lower())
+        assert Decimal(f[1]) == Decimal(s[1]) + BASIS and Decimal(f[2]) == Decimal(s[2])
+    # Futures files stay in milliseconds in 2025, and other precisions render as the contract's.
+    for sym in ("DOGEUSDT", "BCHUSDT"):
+        c = contract(MARKET.symbol(sym))
+        row = split_header(
+            trades_csv(MARKET, sym, "2025-02-03", market_type="um")[:4096], FUTURES_TRADES_HEADER
+        )[0]
+        assert at_precision(row[1], c.price_decimals) and at_precision(row[2], c.qty_decimals)
+        assert len(row[4]) == 13 and row[5] in ("true", "false")
+    assert (
+        contract(MARKET.symbol("DOGEUSDT")).qty_decimals,
+        contract(MARKET.symbol("BCHUSDT")).price_decimals,
+    ) == (0, 1)
+
+
+def test_um_trades_aggregate_to_fapi_klines() -> None:
+    trades = split_header(um_day("trades"), FUTURES_TRADES_HEADER)
+    minutes: dict[int, list[list[str]]] = {}
+    for t in trades:
+        minutes.setdefault(int(t[4]) // MINUTE_MS * MINUTE_MS, []).append(t)
+    klines = fapi_klines("1m", 1500)
+    klines = [k for k in klines if k[0] < UM_START + DAY_MS]
+    assert [k[0] for k in klines if k[8]] == sorted(minutes) and len(klines) == 1440
+    for k in klines:
+        group = minutes.get(k[0], [])
+        if not group:
+            assert Decimal(k[5]) == 0
+            continue
+        prices = [Decimal(t[1]) for t in group]
+        taker = [t for t in group if t[5] == "false"]  # the buyer was the taker
+        assert (k[1], k[4]) == (group[0][1], group[-1][1])  # open, close: same strings
+        assert (Decimal(k[2]), Decimal(k[3])) == (max(prices), min(prices))
+        assert Decimal(k[5]) == sum(Decimal(t[2]) for t in group) and k[8] == len(group)
+        assert Decimal(k[7]) == sum(Decimal(t[3]) for t in group)
+        assert Decimal(k[9]) == sum(Decimal(t[2]) for t in taker)
+        assert Decimal(k[10]) == sum(Decimal(t[3]) for t in taker)
+    (day,) = fapi_klines("1d", 1)
+    prices = [Decimal(t[1]) for t in trades]
+    assert (day[1], day[4]) == (trades[0][1], trades[-1][1])
+    assert (Decimal(day[2]), Decimal(day[3])) == (max(prices), min(prices))
+    assert Decimal(day[5]) == sum(Decimal(t[2]) for t in trades) and day[8] == len(trades)
+
+
+def test_um_agg_trades_regroup_the_trades() -> None:
+    trades = split_header(um_day("trades"), FUTURES_TRADES_HEADER)
+    aggs = split_header(um_day("aggTrades"), FUTURES_AGG_TRADES_HEADER)
+    by_id = {int(t[0]): t for t in trades}
+    assert all(len(a) == 7 for a in aggs)  # no isBestMatch
+    assert [int(a[0]) for a in aggs] == list(range(int(aggs[0][0]), int(aggs[0][0]) + len(aggs)))
+    assert int(aggs[0][3]) == int(trades[0][0]) and int(aggs[-1][4]) == int(trades[-1][0])
+    for a, b in itertools.pairwise(aggs):
+        assert int(b[3]) == int(a[4]) + 1  # consecutive, no gap, no overlap
+    for a in aggs:
+        group = [by_id[i] for i in range(int(a[3]), int(a[4]) + 1)]
+        assert {t[1] for t in group} == {a[1]} and {t[5] for t in group} == {a[6]}
+        assert a[5] == group[0][4] and at_precision(a[2], UM_CONTRACT.qty_decimals)
+        assert Decimal(a[2]) == sum(Decimal(t[2]) for t in group)
+    assert {a[6] for a in aggs} == {"true", "false"}
+
+
+def test_um_agg_trades_equal_futures_ws_frames() -> None:
+    """Futures ``@aggTrade`` frames of UM_DAY are rows of the UM aggTrades file, character for character."""
+    start = UM_START + 7 * HOUR_MS + 30 * MINUTE_MS
+    speedup = 30.0
+    t0 = time.monotonic()
+
+    def clock() -> int:
+        return start + int((time.monotonic() - t0) * 1000 * speedup)
+
+    async def main() -> list[dict[str, Any]]:
+        frames: list[dict[str, Any]] = []
+        async with asyncio.timeout(30), serve_app(clock, WsConfig(speedup=speedup)) as base:
+            url = base.replace("http", "ws") + f"/fapi-ws/market/ws/{UM_SYM.lower()}@aggTrade"
+            async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+                while len(frames) < 8:
+                    frames.append(json.loads((await ws.receive()).data))
+        return frames
+
+    frames = asyncio.run(main())
+    rows = {int(a[0]): a for a in split_header(um_day("aggTrades"), FUTURES_AGG_TRADES_HEADER)}
+    for f in frames:
+        assert f["e"] == "aggTrade" and f["s"] == UM_SYM
+        rendered = [str(f["a"]), f["p"], f["q"], str(f["f"]), str(f["l"]), str(f["T"]), json.dumps(f["m"])]
+        assert rows[f["a"]] == rendered
+
+
+def test_um_monthly_trades_equal_daily_concatenation_with_one_header() -> None:
+    listing = day_start_ms(date(2024, 2, 28)) + 13 * HOUR_MS + 30 * MINUTE_MS + 5_000
+    market = Market.from_config(SimulatorConfig(SEED, symbols=("ATOMUSDT",), listings={"ATOMUSDT": listing}))
+    days = ["2024-02-28", "2024-02-29"]
+    for dtype, header in (("trades", FUTURES_TRADES_HEADER), ("aggTrades", FUTURES_AGG_TRADES_HEADER)):
+        head = header.encode() + b"\n"
+        daily = [download(archive_path("ATOMUSDT", d, dtype, market_type="um"), market=market) for d in days]
+        assert all(d.startswith(head) and d.count(head) == 1 for d in daily)
+        monthly_path = archive_path("ATOMUSDT", "2024-02", dtype, market_type="um")
+        assert monthly_path == f"data/futures/um/monthly/{dtype}/ATOMUSDT/ATOMUSDT-{dtype}-2024-02.zip"
+        monthly = download(monthly_path, market=market)
+        assert monthly == head + b"".join(d.removeprefix(head) for d in daily)
+        assert monthly.startswith(head + b"0,")  # ids start at 0 at the listing
+        spot = download(archive_path("ATOMUSDT", "2024-02", dtype), market=market)
+        assert monthly.count(b"\n") == spot.count(b"\n") + 1
+        for missing in ("2024-02-27", "2024-01"):
+            reply = fetch(archive_path("ATOMUSDT", missing, dtype, market_type="um"), market=market)[0]
+            assert reply.status == 404
+
+
+def test_um_trades_same_seed_byte_identical_zips() -> None:
+    for dtype, build in (("trades", trades_csv), ("aggTrades", agg_trades_csv)):
+        path = archive_path(UM_SYM, UM_DAY, dtype, market_type="um")
+        first = fetch(path)[0].body
+        fresh = Market(SEED)
+        assert build_zip(fresh, parse_archive_path(path)) == first  # type: ignore[arg-type]
+        csv_bytes = build(fresh, UM_SYM, UM_DAY, market_type="um")
+        assert zip_bytes(f"{UM_SYM}-{dtype}-{UM_DAY}", csv_bytes) == first
+        assert csv_bytes == um_day(dtype)
+        other = Market(SEED + 1)
+        assert build(other, UM_SYM, UM_DAY, market_type="um") != csv_bytes
+
+
 # --------------------------------------------------------------------------------- availability
 
 
@@ -356,11 +558,14 @@ def test_late_listing_monthly_trades_equal_daily_concatenation() -> None:
         "data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-2017-08-16.zip",
         "data/spot/daily/trades/BTCUSDT/BTCUSDT-trades-2017-08-16.zip",
         "data/spot/monthly/klines/BTCUSDT/1d/BTCUSDT-1d-2017-07.zip",
-        # futures: no 1s klines, no trades model, no COIN-M
+        # futures: no 1s klines, no COIN-M, UM trades not before the day ends nor before the listing
         "data/futures/um/daily/klines/BTCUSDT/1s/BTCUSDT-1s-2024-03-05.zip",
-        "data/futures/um/daily/trades/BTCUSDT/BTCUSDT-trades-2024-03-05.zip",
-        "data/futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-03-05.zip",
         "data/futures/cm/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2024-03-05.zip",
+        "data/futures/cm/daily/trades/BTCUSDT/BTCUSDT-trades-2024-03-05.zip",
+        "data/futures/um/daily/trades/BTCUSDT/BTCUSDT-trades-2025-03-10.zip",
+        "data/futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-03-10.zip.CHECKSUM",
+        "data/futures/um/monthly/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2025-03.zip",
+        "data/futures/um/daily/trades/BTCUSDT/BTCUSDT-trades-2017-08-16.zip",
         "data/futures/um/daily/klines/BTCUSDT/1h/BTCUSDT-1h-2025-03-10.zip",
     ],
 )
@@ -487,6 +692,9 @@ def test_paths_round_trip() -> None:
     with pytest.raises(ValueError):
         klines_csv(MARKET, "BTCUSDT", "1s", "2024-01-01", market_type="um")
     with pytest.raises(ValueError):
-        trades_csv(MARKET, "BTCUSDT", "2024-01-01", market_type="um")
+        trades_csv(MARKET, "BTCUSDT", "2024-01-01", market_type="cm")
+    um = "data/futures/um/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-01-02.zip"
+    assert archive_path("BTCUSDT", "2024-01-02", "aggTrades", market_type="um") == um
+    assert parse_archive_path(um) == ArchiveFile("um", True, "aggTrades", "BTCUSDT", None, "2024-01-02")
     with pytest.raises(ValueError):
         klines_csv(MARKET, "BTCUSDT", "1h", "2024-01-01", market_type="cm")

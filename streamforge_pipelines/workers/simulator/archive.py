@@ -24,10 +24,26 @@ CSV contents:
 * Spot files whose period starts on or after 2025-01-01 carry MICROSECOND timestamps (kline open
   time ``x 1000``, close time ``x 1000 + 999``, trade times ``x 1000``); earlier files milliseconds.
 
-USD-M futures (``data/futures/um/<daily|monthly>/klines/...``): the ``/fapi/v1/klines`` rows of the
-contract :mod:`.futures` models (the spot candle plus a constant basis, contract precision), after
-the :data:`FUTURES_KLINES_HEADER` row, always in milliseconds; no ``1s`` files. Futures trades and
-aggTrades (and COIN-M) are not served: the model has no futures trades.
+USD-M futures (``data/futures/um/<daily|monthly>/<klines|trades|aggTrades>/...``, same layout as
+spot), always in milliseconds, each CSV after one header row:
+
+* klines: the ``/fapi/v1/klines`` rows of the contract :mod:`.futures` models (the spot candle plus
+  a constant basis, contract precision) after :data:`FUTURES_KLINES_HEADER`; no ``1s`` files.
+* trades: :data:`FUTURES_TRADES_HEADER` (``id,price,qty,quote_qty,time,is_buyer_maker``) then
+  the spot trades (same ids and times) with the price shifted by the basis, price and quantity at
+  the contract's precision (:meth:`.futures.Contract.price` / :meth:`~.futures.Contract.qty`,
+  the helpers ``/fapi/v1/klines`` and the futures ``@aggTrade`` stream use) and ``quote_qty`` =
+  price x qty exactly, at 8 decimals (as the futures kline quote volume).
+* aggTrades: :data:`FUTURES_AGG_TRADES_HEADER` (``agg_trade_id,price,quantity,first_trade_id,``
+  ``last_trade_id,transact_time,is_buyer_maker``), the rows the futures ``@aggTrade`` stream
+  sends (same ids, prices, quantities, times), no ``isBestMatch`` column.
+* booleans ``true``/``false``.
+
+So the trades of a minute aggregate exactly to that minute's ``/fapi/v1/klines`` candle (open,
+high, low, close, volume, quote volume, count, taker buy volumes). The header spellings are those
+of the real ``data.binance.vision`` UM files (snake_case, e.g. ``quote_qty``, ``transact_time``),
+not the camelCase column names of ``reference/BINANCE_API.md`` section 6, which lists the columns
+without their header text. COIN-M files are not served.
 
 Availability (``archive_routes``): a file exists once its period has ended *and* the last candle it
 holds has closed (a monthly ``1w``/``3d`` file waits for the week/3-day candle that opens in the
@@ -72,7 +88,9 @@ from .market import SCALE, Market, MinuteTrades, UnknownSymbolError
 
 __all__ = [
     "DAILY_INTERVALS",
+    "FUTURES_AGG_TRADES_HEADER",
     "FUTURES_KLINES_HEADER",
+    "FUTURES_TRADES_HEADER",
     "MICROS_FROM_MS",
     "PATH_INTERVALS",
     "ArchiveCache",
@@ -111,7 +129,12 @@ FUTURES_KLINES_HEADER = (
     "open_time,open,high,low,close,volume,close_time,quote_volume,count,"
     "taker_buy_volume,taker_buy_quote_volume,ignore"
 )
-#: Market types served: spot and USD-M futures (klines only: the model has no futures trades).
+#: Header rows of USD-M futures trades and aggTrades files (as the real UM files spell them).
+FUTURES_TRADES_HEADER = "id,price,qty,quote_qty,time,is_buyer_maker"
+FUTURES_AGG_TRADES_HEADER = (
+    "agg_trade_id,price,quantity,first_trade_id,last_trade_id,transact_time,is_buyer_maker"
+)
+#: Market types served: spot and USD-M futures (COIN-M is not modelled).
 MARKET_TYPES = ("spot", "um")
 DATA_TYPES = ("klines", "trades", "aggTrades")
 #: Fixed zip metadata: the same CSV always gives the same zip bytes.
@@ -164,11 +187,9 @@ def _micros(market_type: str, start_ms: int) -> bool:
     return market_type == "spot" and start_ms >= MICROS_FROM_MS
 
 
-def _check_market_type(market_type: str, data_type: str = "klines") -> None:
+def _check_market_type(market_type: str) -> None:
     if market_type not in MARKET_TYPES:
         raise ValueError(f"market type {market_type!r} is not modelled (served: {', '.join(MARKET_TYPES)})")
-    if market_type != "spot" and data_type != "klines":
-        raise ValueError(f"{data_type} files are modelled for spot only")
 
 
 # ------------------------------------------------------------------------------------------- CSVs
@@ -241,27 +262,73 @@ def _bools(values: np.ndarray, market_type: str) -> list[str]:
     return [true if v else false for v in values.tolist()]
 
 
+def _each(render: Callable[[int], str], values: np.ndarray) -> list[str]:
+    """``render`` of every value, called once per distinct value (prices repeat a lot)."""
+    uniq, inverse = np.unique(values, return_inverse=True)
+    text = [render(v) for v in uniq.tolist()]
+    return [text[i] for i in inverse.tolist()]
+
+
+class _UmRender:
+    """USD-M rendering of spot trades: :func:`.futures.contract` prices (basis added) and quantities.
+
+    The same :class:`~.futures.Contract` helpers render ``/fapi/v1/klines`` and the futures
+    ``@aggTrade`` stream, so the three agree character for character.
+    """
+
+    def __init__(self, market: Market, symbol: str) -> None:
+        from .futures import contract  # late: .futures imports the REST app
+
+        spec = market.symbol(symbol)
+        self.contract = contract(spec)
+        # basis x qty / 1e-8, exact and without int64 overflow: basis is whole ticks, qty whole
+        # steps, and tick x step is a multiple of 1e-8 (SymbolSpec checks it).
+        self._basis_ticks = self.contract.basis_units // spec.tick_units
+        self._step_units = spec.step_units
+        self._tick_step = spec.tick_units * spec.step_units // SCALE
+
+    def price(self, spot: np.ndarray) -> list[str]:
+        return _each(self.contract.price, spot)
+
+    def qty(self, qty: np.ndarray) -> list[str]:
+        return _each(self.contract.qty, qty)
+
+    def quote(self, spot_quote: np.ndarray, qty: np.ndarray) -> list[str]:
+        """price x qty at the futures price, 8 decimals (spot quote + basis x qty, exact)."""
+        return _fmt(spot_quote + self._basis_ticks * (qty // self._step_units) * self._tick_step)
+
+
 def _trades_chunks(market: Market, symbol: str, day_or_month: str, market_type: str) -> Iterator[bytes]:
-    """The trades CSV of a period, one chunk per day (a month of a busy symbol is ~2 GB of text)."""
-    _check_market_type(market_type, "trades")
+    """The trades rows of a period, one chunk per day (a month of a busy symbol is ~2 GB of text).
+
+    No header (see :func:`_header`).
+    """
+    _check_market_type(market_type)
     start_ms, end_ms = period_bounds(day_or_month)
     scale = 1000 if _micros(market_type, start_ms) else 1
+    um = _UmRender(market, symbol) if market_type == "um" else None
     for day_start, day_end in _days(start_ms, end_ms):
         out = io.StringIO()
         for mt in _minutes(market, symbol, day_start, day_end):
             ids = (mt.first_id + np.arange(len(mt))).tolist()
             times = (mt.time * scale).tolist()
             maker = _bools(~mt.buy, market_type)
-            for row in zip(ids, _fmt(mt.price), _fmt(mt.qty), _fmt(mt.quote), times, maker, strict=True):
-                out.write("%d,%s,%s,%s,%d,%s,True\n" % row)  # noqa: UP031 (fastest for millions of rows)
+            if um is None:
+                for row in zip(ids, _fmt(mt.price), _fmt(mt.qty), _fmt(mt.quote), times, maker, strict=True):
+                    out.write("%d,%s,%s,%s,%d,%s,True\n" % row)  # noqa: UP031 (fastest for millions of rows)
+            else:
+                price, qty, quote = um.price(mt.price), um.qty(mt.qty), um.quote(mt.quote, mt.qty)
+                for row in zip(ids, price, qty, quote, times, maker, strict=True):
+                    out.write("%d,%s,%s,%s,%d,%s\n" % row)  # noqa: UP031
         yield out.getvalue().encode()
 
 
 def _agg_trades_chunks(market: Market, symbol: str, day_or_month: str, market_type: str) -> Iterator[bytes]:
-    """The aggTrades CSV of a period, one chunk per day."""
-    _check_market_type(market_type, "aggTrades")
+    """The aggTrades rows of a period, one chunk per day (no header)."""
+    _check_market_type(market_type)
     start_ms, end_ms = period_bounds(day_or_month)
     scale = 1000 if _micros(market_type, start_ms) else 1
+    um = _UmRender(market, symbol) if market_type == "um" else None
     for day_start, day_end in _days(start_ms, end_ms):
         out = io.StringIO()
         for mt in _minutes(market, symbol, day_start, day_end):
@@ -273,26 +340,50 @@ def _agg_trades_chunks(market: Market, symbol: str, day_or_month: str, market_ty
             last = (mt.first_id + ends - 1).tolist()
             times = (mt.time[starts] * scale).tolist()
             maker = _bools(~mt.buy[starts], market_type)
-            for row in zip(ids, _fmt(mt.price[starts]), _fmt(qty), first, last, times, maker, strict=True):
-                out.write("%d,%s,%s,%d,%d,%d,%s,True\n" % row)  # noqa: UP031
+            if um is None:
+                for row in zip(
+                    ids, _fmt(mt.price[starts]), _fmt(qty), first, last, times, maker, strict=True
+                ):
+                    out.write("%d,%s,%s,%d,%d,%d,%s,True\n" % row)  # noqa: UP031
+            else:
+                for row in zip(
+                    ids, um.price(mt.price[starts]), um.qty(qty), first, last, times, maker, strict=True
+                ):
+                    out.write("%d,%s,%s,%d,%d,%d,%s\n" % row)  # noqa: UP031
         yield out.getvalue().encode()
 
 
-def trades_csv(market: Market, symbol: str, day_or_month: str, *, market_type: str = "spot") -> bytes:
-    """The trades CSV (``id,price,qty,quoteQty,time,isBuyerMaker,isBestMatch``) of a day or month.
+def _header(market_type: str, data_type: str) -> bytes:
+    """The header line of a trades / aggTrades file: UM files have one, spot files none."""
+    if market_type != "um" or data_type == "klines":
+        return b""
+    header = FUTURES_TRADES_HEADER if data_type == "trades" else FUTURES_AGG_TRADES_HEADER
+    return header.encode() + b"\n"
 
-    No header; trades in id order; spot booleans ``True``/``False``. A day of a busy symbol is
-    ~1M rows (~1.5 s); a month is ~30x that (the server streams it into the zip day by day).
+
+def trades_csv(market: Market, symbol: str, day_or_month: str, *, market_type: str = "spot") -> bytes:
+    """The trades CSV of a day or month, trades in id order.
+
+    Spot: ``id,price,qty,quoteQty,time,isBuyerMaker,isBestMatch``, no header, booleans
+    ``True``/``False``. ``market_type="um"``: the :data:`FUTURES_TRADES_HEADER` row, then
+    ``id,price,qty,quote_qty,time,is_buyer_maker`` at contract precision, ``true``/``false``,
+    milliseconds. A day of a busy symbol is ~1M rows (~1.5 s); a month is ~30x that (the server
+    streams it into the zip day by day).
     """
-    return b"".join(_trades_chunks(market, symbol, day_or_month, market_type))
+    return _header(market_type, "trades") + b"".join(
+        _trades_chunks(market, symbol, day_or_month, market_type)
+    )
 
 
 def agg_trades_csv(market: Market, symbol: str, day_or_month: str, *, market_type: str = "spot") -> bytes:
-    """The aggTrades CSV of a day or month (no header).
+    """The aggTrades CSV of a day or month.
 
-    Columns ``aggTradeId,price,qty,firstTradeId,lastTradeId,timestamp,isBuyerMaker,isBestMatch``.
+    Spot: ``aggTradeId,price,qty,firstTradeId,lastTradeId,timestamp,isBuyerMaker,isBestMatch``, no
+    header. ``market_type="um"``: the :data:`FUTURES_AGG_TRADES_HEADER` row, then the same columns
+    without ``isBestMatch``, at contract precision, ``true``/``false``, milliseconds.
     """
-    return b"".join(_agg_trades_chunks(market, symbol, day_or_month, market_type))
+    chunks = _agg_trades_chunks(market, symbol, day_or_month, market_type)
+    return _header(market_type, "aggTrades") + b"".join(chunks)
 
 
 # --------------------------------------------------------------------------------- zips, checksums
@@ -444,7 +535,7 @@ def available_from_ms(
 ) -> int | None:
     """When ``file`` appears (ms), or None when it never does (unknown symbol, unmodelled market,
     period wholly before the listing)."""
-    if file.market_type not in MARKET_TYPES or (file.market_type != "spot" and file.data_type != "klines"):
+    if file.market_type not in MARKET_TYPES:
         return None
     try:
         spec = market.symbol(file.symbol)
@@ -475,7 +566,7 @@ def _csv_chunks(market: Market, file: ArchiveFile) -> Iterable[bytes]:
 
 def build_csv(market: Market, file: ArchiveFile) -> bytes:
     """The CSV inside ``file``'s zip (whatever the clock)."""
-    return b"".join(_csv_chunks(market, file.zip_file))
+    return _header(file.market_type, file.data_type) + b"".join(_csv_chunks(market, file.zip_file))
 
 
 def build_zip(market: Market, file: ArchiveFile) -> bytes | None:
@@ -492,7 +583,8 @@ def build_zip(market: Market, file: ArchiveFile) -> bytes | None:
     if not first:
         return None
     zip64 = file.data_type != "klines" and not file.daily
-    return _zip_chunks(file.base_name, itertools.chain([first], chunks), zip64=zip64)
+    head = _header(file.market_type, file.data_type)  # UM trades / aggTrades: one header row
+    return _zip_chunks(file.base_name, itertools.chain([head, first], chunks), zip64=zip64)
 
 
 class ArchiveCache:
