@@ -2,8 +2,9 @@
 
 ``queue-control`` carries :class:`Command`, ``queue-events`` carries :class:`Event`, data topics carry
 candle records and end markers. The fields of the original design are kept as they were; the
-additions are ``schema_version``, ``run_id``, ``partition_key`` (commands) and ``event_id``,
-``partitions``, ``error`` (events). Messages written before those fields existed still parse.
+additions are ``schema_version``, ``run_id``, ``partition_key``, ``weight_share`` (commands) and
+``event_id``, ``partitions``, ``error``, ``http_429``, ``http_418``, ``retries``,
+``weight_used_peak`` (events). Messages written before those fields existed still parse.
 
 Encoding is JSON via orjson. Decoding errors are :class:`ProtocolError` whose message is one line
 naming the field and the reason, e.g. ``command.time_range: expected YYYY-MM-DD:YYYY-MM-DD, got '2024'``.
@@ -69,6 +70,8 @@ class Command(_Message):
     schema_version: int = SCHEMA_VERSION
     run_id: str | None = None
     partition_key: str | None = None
+    #: Share (0-1] of the exchange's per-IP weight limit this task may use (docs/rate-limits.md).
+    weight_share: float | None = Field(default=None, gt=0, le=1)
 
     @field_validator("symbol")
     @classmethod
@@ -134,6 +137,11 @@ class Event(_Message):
     event_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     partitions: list[PartitionCount] | None = None
     error: ErrorInfo | None = None
+    #: Exchange figures of a loader's ``finished`` / ``error`` event (docs/rate-limits.md).
+    http_429: int | None = None
+    http_418: int | None = None
+    retries: int | None = None
+    weight_used_peak: float | None = None
 
     @property
     def component(self) -> str:

@@ -31,7 +31,8 @@ from .protocol import (
 from .settings import Settings
 from .store import Store, TaskRecord
 from .telemetry import EventFollower
-from .tracking import FAILED, STALLED, TaskTracker
+from .tracking import FAILED, STALLED, ExchangeTotals, TaskTracker
+from .workers.governor import WeightGovernor
 from .workers.kafka_io import make_producer
 from .workers.loader_candles import now_ms, run_candle_task
 
@@ -93,6 +94,7 @@ class LoadReport(DayTotals):
     tasks: dict[str, str] = field(default_factory=dict)  # queue_id -> final status
     errors: dict[str, str] = field(default_factory=dict)
     loaded: int = 0
+    exchange: ExchangeTotals = field(default_factory=ExchangeTotals)
 
     @property
     def failed(self) -> list[str]:
@@ -107,8 +109,16 @@ def days_between(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def build_commands(request: LoadRequest, settings: Settings) -> list[Command]:
+def weight_share(settings: Settings, tasks: int, parallel: int) -> float:
+    """Each loader task's share of the exchange's per-IP weight limit: the deployment's share
+    (``EXCHANGE_WEIGHT_SHARE``) split evenly over the tasks that run at the same time."""
+    at_once = max(1, min(tasks, parallel))
+    return settings.exchange_weight_share / at_once
+
+
+def build_commands(request: LoadRequest, settings: Settings, *, parallel: int = 4) -> list[Command]:
     commands = []
+    share = weight_share(settings, len(request.symbols), parallel)
     for symbol in request.symbols:
         suffix = new_suffix()
         queue_id = make_queue_id(symbol, request.task_type, request.first, suffix)
@@ -126,6 +136,7 @@ def build_commands(request: LoadRequest, settings: Settings) -> list[Command]:
                 timestamp=now_s(),
                 run_id=request.run_id,
                 partition_key=request.partition_key,
+                weight_share=share,
             )
         )
     return commands
@@ -167,7 +178,7 @@ async def load_candles(
     """Run one load to the end: task records, commands, loaders, completion, figures."""
     t0 = time.perf_counter()
     bootstrap = settings.kafka_bootstrap_servers or ""
-    commands = build_commands(request, settings)
+    commands = build_commands(request, settings, parallel=max_parallel_tasks)
     queue_ids = [c.queue_id for c in commands]
     for c in commands:
         store.put_task(
@@ -207,6 +218,7 @@ async def load_candles(
         fields = state.record_fields()
         fields["status"] = report.tasks[q]
         store.update_task(q, **fields)
+    report.exchange = ExchangeTotals.of(tracker.tasks[q] for q in queue_ids)
     report.days, report.duplicate_keys = measure(request, store, now_ms())
     report.seconds = time.perf_counter() - t0
     return report
@@ -223,11 +235,13 @@ def _launch(
     if launch == "external":
         return []  # standalone loaders listening on queue-control carry the commands out
     gate = asyncio.Semaphore(parallel)
+    # The step's loaders pool their shares: one governor for the step's whole share of the limit.
+    governor = WeightGovernor(settings.exchange_weight_limit, settings.exchange_weight_share)
 
     async def one(command: Command) -> None:
         async with gate:
             try:
-                await run_candle_task(command, settings, producer=producer)
+                await run_candle_task(command, settings, producer=producer, governor=governor)
             except Exception as exc:  # noqa: BLE001 - reported on queue-events by the loader
                 log.warning("task %s failed: %s", command.queue_id, exc)
 

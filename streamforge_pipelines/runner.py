@@ -24,7 +24,7 @@ from .settings import Settings
 from .stack import Stack
 from .store import store_from_settings
 from .telemetry import EventFollower
-from .tracking import TaskTracker
+from .tracking import ExchangeTotals, TaskTracker
 from .workers.loader_candles import now_ms
 
 
@@ -33,6 +33,7 @@ class RunSummary(DayTotals):
     dagster_run_id: str | None = None
     dagster_success: bool = False
     task_seconds: dict[str, float] = field(default_factory=dict)
+    exchange: ExchangeTotals = field(default_factory=ExchangeTotals)
 
     @property
     def ok(self) -> bool:
@@ -53,6 +54,7 @@ class RunSummary(DayTotals):
             "seconds": round(self.seconds, 3),
             "candles_per_second": round(self.stored / self.seconds, 1) if self.seconds else 0.0,
             "dagster_run_id": self.dagster_run_id,
+            **self.exchange.to_json(),
             "days": [
                 {
                     "symbol": d.symbol,
@@ -221,6 +223,7 @@ def run_main_job(settings: Settings, request: LoadRequest) -> RunSummary:
         dagster_run_id=result.run_id,
         dagster_success=result.success,
         task_seconds=watcher.seconds_by_symbol(),
+        exchange=ExchangeTotals.of(watcher.tracker.tasks.values()),
     )
 
 

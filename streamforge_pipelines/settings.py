@@ -40,6 +40,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "METRICS_PORT": ("metrics_port", "Port of a worker's /metrics endpoint; 0 = disabled"),
     "LOG_LEVEL": ("log_level", "Log level of the JSON logs"),
     "LOADER_CONCURRENCY": ("loader_concurrency", "Parallel kline page requests per loader"),
+    "EXCHANGE_WEIGHT_LIMIT": (
+        "exchange_weight_limit",
+        "Exchange REQUEST_WEIGHT limit per minute per IP (Binance spot: 6000)",
+    ),
+    "EXCHANGE_WEIGHT_SHARE": (
+        "exchange_weight_share",
+        "Share (0-1] of that limit this deployment's loaders may use; a command's weight_share overrides",
+    ),
     "TASK_TIMEOUT_S": (
         "task_timeout_s",
         "Seconds an asset step waits for its tasks to be stored; 0 = no limit",
@@ -89,6 +97,8 @@ class Settings(BaseModel):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     log_level: str = "INFO"
     loader_concurrency: int = Field(default=4, ge=1, le=64)
+    exchange_weight_limit: int = Field(default=6000, ge=1)
+    exchange_weight_share: float = Field(default=1.0, gt=0, le=1)
     task_timeout_s: float = Field(default=0.0, ge=0)
     task_stall_s: float = Field(default=120.0, gt=0)
 

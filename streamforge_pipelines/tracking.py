@@ -36,6 +36,11 @@ class TaskState:
     acked: dict[int, int] = field(default_factory=dict)
     error: str | None = None
     last_seen: float = 0.0
+    #: Exchange figures the loader reported at its end (docs/rate-limits.md).
+    http_429: int = 0
+    http_418: int = 0
+    retries: int = 0
+    weight_used_peak: float = 0.0
 
     @property
     def stored(self) -> int:
@@ -70,6 +75,34 @@ class TaskState:
         if self.error is not None:
             out["error"] = self.error
         return out
+
+
+@dataclass
+class ExchangeTotals:
+    """Exchange figures of several tasks: counts summed, the budget share's peak kept."""
+
+    http_429: int = 0
+    http_418: int = 0
+    retries: int = 0
+    weight_budget_used: float = 0.0
+
+    @classmethod
+    def of(cls, states: Iterable[TaskState]) -> ExchangeTotals:
+        out = cls()
+        for t in states:
+            out.http_429 += t.http_429
+            out.http_418 += t.http_418
+            out.retries += t.retries
+            out.weight_budget_used = max(out.weight_budget_used, t.weight_used_peak)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "http_429": self.http_429,
+            "http_418": self.http_418,
+            "retries": self.retries,
+            "weight_budget_used": round(self.weight_budget_used, 4),
+        }
 
 
 class TaskTracker:
@@ -111,6 +144,10 @@ class TaskTracker:
             return  # late progress after the end: keep the end
         state.loader_status = event.status
         state.loaded = max(state.loaded, event.records_written)
+        state.http_429 = max(state.http_429, event.http_429 or 0)
+        state.http_418 = max(state.http_418, event.http_418 or 0)
+        state.retries = max(state.retries, event.retries or 0)
+        state.weight_used_peak = max(state.weight_used_peak, event.weight_used_peak or 0.0)
         if event.status == "finished" and event.partitions is not None:
             state.loader_partitions = {p.partition: p.records for p in event.partitions}
         if event.error is not None:

@@ -63,6 +63,10 @@ def report_metadata(report: LoadReport) -> dict[str, dg.MetadataValue]:
         "symbols": dg.MetadataValue.text(",".join(report.request.symbols)),
         "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
         "candles_per_second": dg.MetadataValue.float(round(rate, 1)),
+        "http_429": dg.MetadataValue.int(report.exchange.http_429),
+        "http_418": dg.MetadataValue.int(report.exchange.http_418),
+        "retries": dg.MetadataValue.int(report.exchange.retries),
+        "weight_budget_used": dg.MetadataValue.float(round(report.exchange.weight_budget_used, 4)),
         "per_symbol_day": dg.MetadataValue.md("\n".join(rows)),
     }
 

@@ -2,7 +2,12 @@
 
 Only what the loaders need: klines with Binance's error model mapped onto :mod:`.errors`, the
 ``X-MBX-USED-WEIGHT-1M`` header recorded after every response, and retries with capped,
-jittered exponential backoff for the retriable errors.
+jittered exponential backoff for 5xx, timeouts, dropped connections and truncated bodies.
+
+Every request goes through a :class:`~.governor.WeightGovernor` (the one passed in, else the
+process-wide default): it is charged the request's known weight (:data:`REQUEST_WEIGHTS`) before
+it is sent, reconciled with the weight header after, and a 429/418 blocks the governor, so every
+request of the process waits out ``Retry-After`` — not only the one that failed.
 """
 
 from __future__ import annotations
@@ -10,16 +15,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 import aiohttp
 import orjson
 
 from .errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, RateLimited
+from .governor import WeightGovernor, default_governor
+from .observability import (
+    EXCHANGE_LATENCY,
+    EXCHANGE_RATE_LIMITED,
+    EXCHANGE_REQUESTS,
+    EXCHANGE_RETRIES,
+    EXCHANGE_USED_WEIGHT,
+    EXCHANGE_WEIGHT,
+)
 
 log = logging.getLogger(__name__)
 
 KLINES_MAX_LIMIT = 1000
+
+#: Request weights of the spot endpoints this client calls (reference section 2). Kept here, not
+#: imported from the simulator: workers never depend on it. Unknown paths are charged 1.
+REQUEST_WEIGHTS: dict[str, int] = {
+    "/api/v3/ping": 1,
+    "/api/v3/time": 1,
+    "/api/v3/exchangeInfo": 20,
+    "/api/v3/klines": 2,
+    "/api/v3/uiKlines": 2,
+    "/api/v3/aggTrades": 4,
+    "/api/v3/trades": 25,
+    "/api/v3/historicalTrades": 25,
+    "/api/v3/avgPrice": 2,
+}
+
+
+def request_weight(path: str) -> int:
+    return REQUEST_WEIGHTS.get(path, 1)
 
 
 class BinanceRestClient:
@@ -34,6 +67,7 @@ class BinanceRestClient:
         backoff_base_s: float = 0.2,
         backoff_cap_s: float = 10.0,
         rng: random.Random | None = None,
+        governor: WeightGovernor | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -42,9 +76,12 @@ class BinanceRestClient:
         self._backoff_cap = backoff_cap_s
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
+        self.governor = governor if governor is not None else default_governor()
         self.used_weight_1m = 0
         self.requests = 0
         self.retries = 0
+        self.http_429 = 0
+        self.http_418 = 0
 
     async def __aenter__(self) -> BinanceRestClient:
         await self.start()
@@ -88,8 +125,22 @@ class BinanceRestClient:
             except ExchangeError as exc:
                 if not exc.retriable or attempt >= self._max_attempts:
                     raise
-                delay = self._delay(attempt, exc)
                 self.retries += 1
+                if isinstance(exc, RateLimited):
+                    # The governor holds every request of the process until Retry-After has passed;
+                    # this one waits in its acquire() like the others.
+                    EXCHANGE_RETRIES.labels(path, str(exc.status)).inc()
+                    log.warning(
+                        "HTTP %s on %s: every request waits %.0fs (attempt %s)",
+                        exc.status,
+                        path,
+                        exc.retry_after,
+                        attempt,
+                        extra={"path": path, "attempt": attempt, "status": exc.status},
+                    )
+                    continue
+                delay = self._delay(attempt)
+                EXCHANGE_RETRIES.labels(path, "unavailable").inc()
                 log.warning(
                     "retrying %s after %s (attempt %s, %.2fs)",
                     path,
@@ -100,27 +151,47 @@ class BinanceRestClient:
                 )
                 await asyncio.sleep(delay)
 
-    def _delay(self, attempt: int, exc: ExchangeError) -> float:
-        if isinstance(exc, RateLimited):
-            return exc.retry_after
+    def _delay(self, attempt: int) -> float:
         cap = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
         return self._rng.uniform(0, cap)  # full jitter
 
     async def _get_once(self, path: str, params: dict[str, str]) -> Any:
         assert self._session is not None, "client not started: use 'async with'"
+        weight = request_weight(path)
+        governor = self.governor
+        await governor.acquire(weight)
         self.requests += 1
+        EXCHANGE_WEIGHT.labels(path).inc(weight)
+        t0 = time.perf_counter()
+        settled = False
         try:
             async with self._session.get(self.base_url + path, params=params) as resp:
-                body = await resp.read()
-                weight = resp.headers.get("X-MBX-USED-WEIGHT-1M")
-                if weight is not None and weight.isdigit():
-                    self.used_weight_1m = int(weight)
+                used = resp.headers.get("X-MBX-USED-WEIGHT-1M")
+                used_weight = int(used) if used is not None and used.isdigit() else None
+                if used_weight is not None:
+                    self.used_weight_1m = used_weight
+                    EXCHANGE_USED_WEIGHT.set(used_weight)
+                governor.observe(used_weight, weight=weight)
+                settled = True
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
+                body = await resp.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
+            EXCHANGE_REQUESTS.labels(path, "unavailable").inc()
             raise ExchangeUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            if not settled:
+                governor.release(weight)
+            EXCHANGE_LATENCY.labels(path).observe(time.perf_counter() - t0)
+        EXCHANGE_REQUESTS.labels(path, str(status)).inc()
         if status in (429, 418):
             wait = float(retry_after) if retry_after and retry_after.isdigit() else 60.0
+            if status == 429:
+                self.http_429 += 1
+            else:
+                self.http_418 += 1
+            EXCHANGE_RATE_LIMITED.labels(str(status)).inc()
+            governor.block_for(wait, status=status)
             raise RateLimited(f"{path}: HTTP {status}", status=status, retry_after=wait)
         if status >= 500:
             raise ExchangeUnavailable(f"{path}: HTTP {status}", status=status)

@@ -9,6 +9,10 @@ last candle it writes an end marker for the task to every partition it wrote to 
 second) → ``finished`` | ``error`` | ``interrupted`` (cancelled, e.g. on SIGTERM).
 
 Only candles that have closed are loaded: the range ends at the open time of the current candle.
+
+Requests are paced by a :class:`~.governor.WeightGovernor` (docs/rate-limits.md): the one passed in
+(the step's, shared by its in-process loaders), else one for the command's ``weight_share``, else
+the process-wide default for ``EXCHANGE_WEIGHT_LIMIT`` x ``EXCHANGE_WEIGHT_SHARE``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from ..protocol import (
 from ..settings import Settings
 from .errors import TaskInvalid, WorkerError
 from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient
+from .governor import WeightGovernor, default_governor
 from .kafka_io import EventEmitter, make_producer
 from .observability import BATCHES, ERRORS, LATENCY, RECORDS, Timer
 
@@ -58,7 +63,20 @@ class LoadResult:
     pages: int = 0
     requests: int = 0
     retries: int = 0
+    http_429: int = 0
+    http_418: int = 0
+    #: Peak share (0-1) of the governor's per-minute budget used.
+    weight_budget_used: float = 0.0
     seconds: float = 0.0
+
+    def exchange_fields(self) -> dict[str, Any]:
+        """The exchange figures as :class:`~streamforge_pipelines.protocol.Event` fields."""
+        return {
+            "http_429": self.http_429,
+            "http_418": self.http_418,
+            "retries": self.retries,
+            "weight_used_peak": round(self.weight_budget_used, 4),
+        }
 
 
 def now_ms() -> int:
@@ -78,6 +96,13 @@ def task_range_ms(command: Command, clock_ms: int) -> tuple[int, int]:
     first, last = command.days()
     start, end = day_range_ms(first, last)
     return start, min(end, floor_open_time(clock_ms, command.interval()))
+
+
+def governor_for(command: Command, settings: Settings) -> WeightGovernor:
+    """The command's own slice of the limit when it names one, else the process-wide governor."""
+    if command.weight_share is not None:
+        return WeightGovernor(settings.exchange_weight_limit, command.weight_share)
+    return default_governor(settings.exchange_weight_limit, settings.exchange_weight_share)
 
 
 async def _fetch_in_order(
@@ -115,6 +140,7 @@ async def run_candle_task(
     *,
     producer: AIOKafkaProducer | None = None,
     clock_ms: Callable[[], int] = now_ms,
+    governor: WeightGovernor | None = None,
 ) -> LoadResult:
     """Carry out one ``api_candles_<interval>`` start command. Raises the error it reported.
 
@@ -145,17 +171,21 @@ async def run_candle_task(
         if settings.exchange_url is None:
             raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
         await events.emit("started", message=f"{command.symbol} {interval} {command.time_range}")
-        async with BinanceRestClient(settings.exchange_url) as client:
+        gov = governor if governor is not None else governor_for(command, settings)
+        async with BinanceRestClient(settings.exchange_url, governor=gov) as client:
             try:
                 await _load(command, settings, producer, client, events, topic, interval, result, clock_ms)
             finally:
                 result.requests, result.retries = client.requests, client.retries
+                result.http_429, result.http_418 = client.http_429, client.http_418
+                result.weight_budget_used = gov.peak_share
         await events.emit(
             "finished",
             finished=True,
             records_written=result.records,
             partitions=[PartitionCount(partition=p, records=n) for p, n in sorted(result.partitions.items())],
             message=f"{result.records} candles in {result.pages} pages",
+            **result.exchange_fields(),
         )
     except asyncio.CancelledError:
         await asyncio.shield(_report_interrupted(producer, events, result))
@@ -167,6 +197,7 @@ async def run_candle_task(
             records_written=result.records,
             message=str(exc),
             error=ErrorInfo(type=type(exc).__name__, detail=str(exc)),
+            **(result.exchange_fields() if result.requests else {}),
         )
         raise
     finally:

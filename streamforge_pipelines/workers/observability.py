@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 import orjson
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 _STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -80,3 +80,28 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self._h.observe(time.perf_counter() - self._t0)
+
+
+# ---- exchange REST client (every request, whichever worker sends it) ----------------------------
+
+EXCHANGE_REQUESTS = Counter(
+    "streamforge_exchange_requests_total", "Exchange REST requests by path and outcome", ["path", "outcome"]
+)
+EXCHANGE_WEIGHT = Counter(
+    "streamforge_exchange_weight_total", "Request weight charged to the budget", ["path"]
+)
+EXCHANGE_RATE_LIMITED = Counter(
+    "streamforge_exchange_rate_limited_total", "Exchange answers 429 (rate limit) and 418 (ban)", ["status"]
+)
+EXCHANGE_RETRIES = Counter(
+    "streamforge_exchange_retries_total", "Exchange requests retried", ["path", "reason"]
+)
+EXCHANGE_USED_WEIGHT = Gauge(
+    "streamforge_exchange_used_weight_1m", "Last X-MBX-USED-WEIGHT-1M the exchange reported"
+)
+EXCHANGE_LATENCY = Histogram(
+    "streamforge_exchange_request_seconds",
+    "Latency of one exchange REST request (without the governor's waits)",
+    ["path"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)

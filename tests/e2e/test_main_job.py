@@ -53,6 +53,10 @@ def test_main_job_end_to_end(make_settings) -> None:
     assert {(d.symbol, d.day): d.expected for d in summary.days} == truth
     assert summary.missing == 0 and summary.duplicate_keys == 0 and summary.ok
     assert summary.stored == 3 * 2 * 288
+    # The exchange figures of `streamforge run --json`: the governor kept the loaders clear of limits.
+    out = summary.to_json()
+    assert (out["http_429"], out["http_418"]) == (0, 0)
+    assert out["retries"] >= 0 and 0 < out["weight_budget_used"] <= 1
 
     # Dagster recorded the materialization of both partitions once, with the figures.
     instance = dg.DagsterInstance.get()
@@ -61,6 +65,7 @@ def test_main_job_end_to_end(make_settings) -> None:
     meta = records[0].asset_materialization.metadata
     assert meta["stored_candles"].value == summary.stored
     assert meta["missing_candles"].value == 0
+    assert meta["http_429"].value == 0 and meta["http_418"].value == 0
     assert records[0].run_id == summary.dagster_run_id
 
     # Task records are complete; the sensor folds the same telemetry and requests coverage once.
