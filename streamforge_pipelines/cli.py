@@ -102,9 +102,21 @@ def main() -> None:
 )
 @click.option("--start", callback=_day, help="First day, YYYY-MM-DD (default: 7 days before today).")
 @click.option("--end", callback=_day, help="Last day, inclusive, YYYY-MM-DD (default: yesterday).")
+@click.option(
+    "--source",
+    type=click.Choice(["auto", "rest", "archive"]),
+    default="auto",
+    show_default=True,
+    help="auto: closed days from the bulk archive, the last day(s) from REST; rest; archive (only).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def run(
-    symbols: tuple[str, ...] | None, interval: str | None, start: date | None, end: date | None, as_json: bool
+    symbols: tuple[str, ...] | None,
+    interval: str | None,
+    start: date | None,
+    end: date | None,
+    source: str,
+    as_json: bool,
 ) -> None:
     """Load candles through Dagster on the local stack and report expected vs stored."""
     from .queue_manager import LoadRequest
@@ -125,7 +137,9 @@ def run(
         raise click.UsageError(f"--end {last} is before --start {first}")
     if last >= today:
         raise click.UsageError(f"--end {last}: only closed days can be loaded (today is {today}, UTC)")
-    request = LoadRequest(symbols=symbols or settings.universe, interval=interval, first=first, last=last)
+    request = LoadRequest(
+        symbols=symbols or settings.universe, interval=interval, first=first, last=last, source=source
+    )
     _exit_on_sigterm()
     try:
         summary = run_main_job(settings, request)

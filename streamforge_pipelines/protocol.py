@@ -72,6 +72,10 @@ class Command(_Message):
     partition_key: str | None = None
     #: Share (0-1] of the exchange's per-IP weight limit this task may use (docs/rate-limits.md).
     weight_share: float | None = Field(default=None, gt=0, le=1)
+    #: Where a candle task reads its days from: ``auto`` (closed days from the bulk archive, the
+    #: recent tail from REST), ``rest`` or ``archive`` (archive only). Unset = ``rest``, what a
+    #: command meant before there was a choice; the queue-manager always sets it.
+    source: Literal["auto", "rest", "archive"] | None = None
 
     @field_validator("symbol")
     @classmethod
@@ -142,6 +146,8 @@ class Event(_Message):
     http_418: int | None = None
     retries: int | None = None
     weight_used_peak: float | None = None
+    #: Days a candle loader read from each source, e.g. ``{"archive": 28, "rest": 2}``.
+    days_by_source: dict[str, int] | None = None
 
     @property
     def component(self) -> str:

@@ -49,6 +49,9 @@ class LoadRequest:
     last: date
     run_id: str | None = None
     partition_key: str | None = None
+    #: Where the loaders read days from: auto (archive for closed days, REST for the tail), rest,
+    #: archive. `streamforge run` and the candles assets default to auto; a bare request to rest.
+    source: str = "rest"
 
     @property
     def task_type(self) -> str:
@@ -137,6 +140,7 @@ def build_commands(request: LoadRequest, settings: Settings, *, parallel: int = 
                 run_id=request.run_id,
                 partition_key=request.partition_key,
                 weight_share=share,
+                source=request.source,
             )
         )
     return commands

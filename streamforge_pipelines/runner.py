@@ -55,6 +55,7 @@ class RunSummary(DayTotals):
             "candles_per_second": round(self.stored / self.seconds, 1) if self.seconds else 0.0,
             "dagster_run_id": self.dagster_run_id,
             **self.exchange.to_json(),
+            "days_by_source": {"archive": 0, "rest": 0, **self.exchange.days_by_source},
             "days": [
                 {
                     "symbol": d.symbol,
@@ -200,7 +201,11 @@ def run_main_job(settings: Settings, request: LoadRequest) -> RunSummary:
             result = job.execute_in_process(
                 instance=dg.DagsterInstance.get(),
                 run_config={
-                    "ops": {f"candles_{request.interval}": {"config": {"symbols": list(request.symbols)}}},
+                    "ops": {
+                        f"candles_{request.interval}": {
+                            "config": {"symbols": list(request.symbols), "source": request.source}
+                        }
+                    },
                     "loggers": {"console": {"config": {"log_level": "WARNING"}}},
                 },
                 tags={

@@ -34,6 +34,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "ARANGO_USERNAME": ("arango_username", "ArangoDB user"),
     "ARANGO_PASSWORD": ("arango_password", "ArangoDB password (secret)"),
     "EXCHANGE_URL": ("exchange_url", "Binance-compatible REST base URL; unset = start the simulator"),
+    "EXCHANGE_ARCHIVE_URL": (
+        "exchange_archive_url",
+        "Base URL of the bulk kline archive (data.binance.vision layout); unset = EXCHANGE_URL",
+    ),
     "SIMULATOR_SEED": ("simulator_seed", "Seed of the exchange simulator's market"),
     "STREAMFORGE_UNIVERSE": ("universe", "Comma-separated default symbol universe"),
     "STREAMFORGE_INTERVAL": ("interval", "Default candle interval"),
@@ -91,6 +95,7 @@ class Settings(BaseModel):
     arango_username: str | None = None
     arango_password: str | None = Field(default=None, repr=False)
     exchange_url: str | None = None
+    exchange_archive_url: str | None = None
     simulator_seed: int = 42
     universe: tuple[str, ...] = DEFAULT_UNIVERSE
     interval: str = "5m"
@@ -109,7 +114,9 @@ class Settings(BaseModel):
             v = [s.strip().upper() for s in v.split(",") if s.strip()]
         return v
 
-    @field_validator("kafka_bootstrap_servers", "arango_url", "exchange_url", mode="before")
+    @field_validator(
+        "kafka_bootstrap_servers", "arango_url", "exchange_url", "exchange_archive_url", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if isinstance(v, str) and not v.strip() else v
@@ -136,6 +143,11 @@ class Settings(BaseModel):
     @property
     def objects_dir(self) -> Path:
         return self.data_dir / "objects"
+
+    @property
+    def archive_url(self) -> str | None:
+        """The bulk archive: ``EXCHANGE_ARCHIVE_URL``, else the exchange (the simulator serves /data)."""
+        return self.exchange_archive_url or self.exchange_url
 
     def dlq_topic(self, data_topic: str) -> str:
         return f"{data_topic}{self.dlq_suffix}"

@@ -41,6 +41,8 @@ class TaskState:
     http_418: int = 0
     retries: int = 0
     weight_used_peak: float = 0.0
+    #: Days the loader read from each source ({"archive": n, "rest": m}), from its ``finished``.
+    days_by_source: dict[str, int] = field(default_factory=dict)
 
     @property
     def stored(self) -> int:
@@ -85,6 +87,8 @@ class ExchangeTotals:
     http_418: int = 0
     retries: int = 0
     weight_budget_used: float = 0.0
+    #: Days read from each source over the tasks, summed ({"archive": n, "rest": m}).
+    days_by_source: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, states: Iterable[TaskState]) -> ExchangeTotals:
@@ -94,6 +98,8 @@ class ExchangeTotals:
             out.http_418 += t.http_418
             out.retries += t.retries
             out.weight_budget_used = max(out.weight_budget_used, t.weight_used_peak)
+            for where, n in t.days_by_source.items():
+                out.days_by_source[where] = out.days_by_source.get(where, 0) + n
         return out
 
     def to_json(self) -> dict[str, Any]:
@@ -148,6 +154,8 @@ class TaskTracker:
         state.http_418 = max(state.http_418, event.http_418 or 0)
         state.retries = max(state.retries, event.retries or 0)
         state.weight_used_peak = max(state.weight_used_peak, event.weight_used_peak or 0.0)
+        if event.days_by_source is not None:
+            state.days_by_source = dict(event.days_by_source)
         if event.status == "finished" and event.partitions is not None:
             state.loader_partitions = {p.partition: p.records for p in event.partitions}
         if event.error is not None:

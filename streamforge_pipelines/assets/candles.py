@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
@@ -28,6 +29,10 @@ class CandlesConfig(dg.Config):
     symbols: list[str] = Field(
         default_factory=list,
         description="Symbols to load; empty = the configured universe (STREAMFORGE_UNIVERSE)",
+    )
+    source: Literal["auto", "rest", "archive"] = Field(
+        default="auto",
+        description="auto: closed days from the bulk archive, the recent tail from REST; rest; archive",
     )
 
 
@@ -67,6 +72,8 @@ def report_metadata(report: LoadReport) -> dict[str, dg.MetadataValue]:
         "http_418": dg.MetadataValue.int(report.exchange.http_418),
         "retries": dg.MetadataValue.int(report.exchange.retries),
         "weight_budget_used": dg.MetadataValue.float(round(report.exchange.weight_budget_used, 4)),
+        "days_from_archive": dg.MetadataValue.int(report.exchange.days_by_source.get("archive", 0)),
+        "days_from_rest": dg.MetadataValue.int(report.exchange.days_by_source.get("rest", 0)),
         "per_symbol_day": dg.MetadataValue.md("\n".join(rows)),
     }
 
@@ -99,6 +106,7 @@ def build_candles_asset(interval: str) -> dg.AssetsDefinition:
             last=(window.end - timedelta(days=1)).date(),
             run_id=context.run.run_id,
             partition_key=keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}",
+            source=config.source,
         )
         context.log.info(f"loading {request}")
         with store.open(settings) as db:

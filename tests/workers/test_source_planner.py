@@ -1,0 +1,278 @@
+"""The source planner: closed days from the bulk archive, the recent tail from REST, identical records.
+
+Runs the candle loader against the real simulator (which serves the archive under ``/data``) and the
+session broker, and reads back what it produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streamforge_pipelines.intervals import DAY_MS, day_range_ms, day_start_ms, open_times
+from streamforge_pipelines.protocol import Command, format_time_range
+from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load_candles
+from streamforge_pipelines.stack import Stack
+from streamforge_pipelines.store import store_from_settings
+from streamforge_pipelines.telemetry import read_events
+from streamforge_pipelines.tracking import ExchangeTotals, TaskState
+from streamforge_pipelines.workers.archive_client import (
+    ArchiveChecksumMismatch,
+    ArchiveNotAvailable,
+    parse_klines_csv,
+    verify_checksum,
+)
+from streamforge_pipelines.workers.errors import TaskInvalid
+from streamforge_pipelines.workers.governor import WeightGovernor
+from streamforge_pipelines.workers.loader_candles import plan_sources, run_candle_task
+from streamforge_pipelines.workers.simulator.server import SimulatorServer
+
+SYMBOL = "BTCUSDT"
+
+
+def _days_ago(n: int) -> date:
+    return datetime.now(UTC).date() - timedelta(days=n)
+
+
+def _command(first: date, last: date, interval: str, source: str | None, topic: str | None = None) -> Command:
+    return Command(
+        command="start",
+        queue_id=f"wf-{SYMBOL.lower()}-api_candles_{interval}-{first:%Y%m%d}-{source or 'none'}1",
+        target="loader-producer",
+        symbol=SYMBOL,
+        type=f"api_candles_{interval}",
+        time_range=format_time_range(first, last),
+        kafka_topic=topic,
+        source=source,  # type: ignore[arg-type]
+    )
+
+
+async def _read_records(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every candle record of ``topic`` (end markers left out), in partition then offset order."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[dict[str, Any]] = []
+        empty = 0
+        while empty < 2:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            if not any(batches.values()):
+                empty += 1
+                continue
+            empty = 0
+            for tp in sorted(batches, key=lambda t: t.partition):
+                out.extend(orjson.loads(m.value) for m in batches[tp])
+        return [r for r in out if r.get("record") != "end"]
+    finally:
+        await consumer.stop()
+
+
+# ------------------------------------------------------------------------------------------ plan
+
+
+def test_plan_sources_rules() -> None:
+    days = [date(2026, 11, d) for d in range(20, 26)]  # 20 .. 25
+    now = day_start_ms(date(2026, 11, 25)) + 3_600_000  # 01:00 on the 25th
+    plan = dict(plan_sources(days, "1m", now, "auto"))
+    # a day is archived once it ended at least a day ago: up to the 23rd; the 24th and today are REST
+    assert [plan[d] for d in days] == ["archive"] * 4 + ["rest"] * 2
+    assert {w for _, w in plan_sources(days, "1m", now, "rest")} == {"rest"}
+    assert {w for _, w in plan_sources(days, "1m", now, "archive")} == {"archive"}
+    # no daily archive files for 3d / 1w / 1M: auto reads them from REST, archive-only refuses
+    assert {w for _, w in plan_sources(days, "1w", now, "auto")} == {"rest"}
+    with pytest.raises(TaskInvalid, match="no daily 1w files"):
+        plan_sources(days, "1w", now, "archive")
+    with pytest.raises(TaskInvalid, match=r"command\.source"):
+        plan_sources(days, "1m", now, "ftp")
+    assert plan_sources([], "1m", now) == []
+    # edge: a day that ended exactly one day ago is archived
+    assert (
+        plan_sources([date(2026, 11, 23)], "1m", day_start_ms(date(2026, 11, 24)) + DAY_MS)[0][1] == "archive"
+    )
+
+
+def test_csv_parsing_micros_header_and_checksum() -> None:
+    ms_row = b"1735516800000,1.10000000,1.2,1.0,1.1,5.0,1735516859999,5.5,7,2.0,2.2,0"
+    us_row = b"1735689600000000,1.10000000,1.2,1.0,1.1,5.0,1735689659999999,5.5,7,2.0,2.2,0"
+    header = b"open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,x,ignore"
+    rows = parse_klines_csv(header + b"\r\n" + ms_row + b"\r\n" + us_row + b"\n")
+    assert rows == [
+        [1735516800000, "1.10000000", "1.2", "1.0", "1.1", "5.0", 1735516859999, "5.5", 7, "2.0", "2.2", "0"],
+        [1735689600000, "1.10000000", "1.2", "1.0", "1.1", "5.0", 1735689659999, "5.5", 7, "2.0", "2.2", "0"],
+    ]
+    blob = b"zip bytes"
+    verify_checksum(blob, f"{hashlib.sha256(blob).hexdigest()}  X.zip\n", "X.zip")
+    with pytest.raises(ArchiveChecksumMismatch):
+        verify_checksum(blob, "0" * 64 + "  X.zip\n", "X.zip")
+
+
+# ------------------------------------------------------------------------------ on the simulator
+
+
+def test_archive_and_rest_records_are_identical_except_source_ms_and_micros_files(make_settings) -> None:
+    """2024-12-31 is a millisecond file, 2025-01-01 a microsecond one: both reconcile with REST."""
+    first, last = date(2024, 12, 31), date(2025, 1, 1)
+    s_archive, s_rest = make_settings(partitions=2), make_settings(partitions=2)
+    bootstrap = s_archive.kafka_bootstrap_servers or ""
+
+    async def main():
+        async with SimulatorServer(seed=42) as sim:
+            out = []
+            for settings, source in ((s_archive, "archive"), (s_rest, "rest")):
+                live = settings.model_copy(update={"exchange_url": sim.base_url})
+                cmd = _command(first, last, "1m", source, topic=settings.topic_candles)
+                result = await run_candle_task(cmd, live, governor=WeightGovernor(100_000))
+                out.append((result, await _read_records(bootstrap, settings.topic_candles)))
+            return out
+
+    (r_archive, archive), (r_rest, rest) = asyncio.run(main())
+    assert r_archive.days_by_source == {"archive": 2, "rest": 0}
+    assert r_rest.days_by_source == {"archive": 0, "rest": 2}
+    assert r_archive.requests == 0  # no REST request, so no weight spent
+    # one Kafka batch per <= 1000 candles: 1000 + 440 per archive day, 1000 + 1000 + 880 over REST pages
+    assert (r_archive.pages, r_rest.pages) == (4, 3)
+    assert len(archive) == len(rest) == 2 * 1440
+    assert [r["open_time"] for r in archive] == open_times(*day_range_ms(first, last), "1m")
+    assert {r["source"] for r in archive} == {"binance-archive"}
+    assert {r["source"] for r in rest} == {"binance-rest"}
+    strip = [{k: v for k, v in r.items() if k not in ("source", "queue_id")} for r in archive]
+    assert strip == [{k: v for k, v in r.items() if k not in ("source", "queue_id")} for r in rest]
+    # the microsecond file's times came back as milliseconds
+    jan1 = [r for r in archive if r["open_time"] >= day_start_ms(last)]
+    assert (
+        jan1[0]["open_time"] == day_start_ms(last)
+        and jan1[-1]["close_time"] == day_start_ms(last) + DAY_MS - 1
+    )
+
+
+def test_auto_reads_old_days_from_archive_and_the_tail_from_rest(make_settings) -> None:
+    settings0 = make_settings(partitions=2)
+    first, last = _days_ago(4), _days_ago(1)
+
+    async def main():
+        async with SimulatorServer(seed=42) as sim:
+            live = settings0.model_copy(update={"exchange_url": sim.base_url})
+            return await run_candle_task(_command(first, last, "5m", "auto"), live)
+
+    result = asyncio.run(main())
+    assert result.days_by_source == {"archive": 3, "rest": 1}
+    assert result.records == 4 * 288
+    assert result.requests == 1  # yesterday: one REST page
+    events, _ = asyncio.run(read_events(settings0.kafka_bootstrap_servers or "", settings0.topic_events, {}))
+    (finished,) = [e for e in events if e.status == "finished"]
+    assert finished.days_by_source == {"archive": 3, "rest": 1}
+    records = asyncio.run(_read_records(settings0.kafka_bootstrap_servers or "", settings0.topic_candles))
+    assert [r["open_time"] for r in records] == open_times(*day_range_ms(first, last), "5m")  # in time order
+    assert [r["source"] for r in records] == ["binance-archive"] * 3 * 288 + ["binance-rest"] * 288
+
+
+def test_archive_404_falls_back_to_rest_in_auto_and_fails_in_archive_mode(make_settings) -> None:
+    settings0 = make_settings(partitions=2)
+    first, last = _days_ago(4), _days_ago(3)
+
+    async def main():
+        async with SimulatorServer(seed=42) as sim:
+            live = settings0.model_copy(
+                update={"exchange_url": sim.base_url, "exchange_archive_url": sim.base_url + "/nothing"}
+            )
+            auto = await run_candle_task(_command(first, last, "15m", "auto"), live)
+            with pytest.raises(ArchiveNotAvailable) as err:
+                await run_candle_task(_command(first, last, "15m", "archive"), live)
+            return auto, err.value
+
+    auto, err = asyncio.run(main())
+    assert auto.days_by_source == {"archive": 0, "rest": 2}
+    assert auto.records == 2 * 96
+    assert "404" in str(err) and f"BTCUSDT-15m-{first.isoformat()}.zip" in str(err)
+    events, _ = asyncio.run(read_events(settings0.kafka_bootstrap_servers or "", settings0.topic_events, {}))
+    (error,) = [e for e in events if e.status == "error"]
+    assert error.error is not None and error.error.type == "ArchiveNotAvailable"
+    assert f"BTCUSDT-15m-{first.isoformat()}.zip" in error.error.detail
+
+
+def test_checksum_mismatch_falls_back_to_rest(make_settings) -> None:
+    settings0 = make_settings(partitions=2)
+    day = _days_ago(3)
+    served: list[str] = []
+
+    async def bad_archive(request: web.Request) -> web.Response:
+        served.append(request.path)
+        if request.path.endswith(".CHECKSUM"):
+            return web.Response(body=b"0" * 64 + b"  file.zip\n")
+        return web.Response(body=b"PK not really a zip")
+
+    async def main():
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", bad_archive)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        try:
+            async with SimulatorServer(seed=42) as sim:
+                live = settings0.model_copy(
+                    update={"exchange_url": sim.base_url, "exchange_archive_url": f"http://127.0.0.1:{port}"}
+                )
+                auto = await run_candle_task(_command(day, day, "1h", "auto"), live)
+                with pytest.raises(ArchiveChecksumMismatch):
+                    await run_candle_task(_command(day, day, "1h", "archive"), live)
+                return auto
+        finally:
+            await runner.cleanup()
+
+    auto = asyncio.run(main())
+    assert auto.days_by_source == {"archive": 0, "rest": 1}
+    assert auto.records == 24
+    assert len([p for p in served if p.endswith(".zip")]) == 4  # downloaded twice per task, then gave up
+    records = asyncio.run(_read_records(settings0.kafka_bootstrap_servers or "", settings0.topic_candles))
+    assert [r["source"] for r in records] == ["binance-rest"] * 24
+
+
+def test_queue_manager_passes_source_and_sums_days_by_source(make_settings) -> None:
+    request = LoadRequest(
+        symbols=("ETHUSDT", "SOLUSDT"), interval="30m", first=_days_ago(3), last=_days_ago(1), source="auto"
+    )
+    settings = make_settings(partitions=2)
+    assert {c.source for c in build_commands(request, settings)} == {"auto"}
+    with Stack(settings) as stack:
+        live = stack.settings
+        with store_from_settings(live) as db:
+            report = asyncio.run(load_candles(request, live, db))
+    assert report.ok, report
+    assert report.exchange.days_by_source == {"archive": 4, "rest": 2}
+    totals = ExchangeTotals.of(
+        [
+            TaskState(queue_id="a", days_by_source={"archive": 2}),
+            TaskState(queue_id="b", days_by_source={"rest": 1}),
+        ]
+    )
+    assert totals.days_by_source == {"archive": 2, "rest": 1}
+    assert "days_by_source" not in totals.to_json()  # the exchange figures stay as they were
+
+
+def test_run_json_and_cli_carry_the_source() -> None:
+    from click.testing import CliRunner
+
+    from streamforge_pipelines.cli import main
+    from streamforge_pipelines.runner import RunSummary
+
+    request = LoadRequest(
+        symbols=(SYMBOL,), interval="1m", first=_days_ago(3), last=_days_ago(1), source="auto"
+    )
+    summary = RunSummary(request=request, exchange=ExchangeTotals(days_by_source={"archive": 2}))
+    assert summary.to_json()["days_by_source"] == {"archive": 2, "rest": 0}
+    bad = CliRunner().invoke(main, ["run", "--source", "ftp"])
+    assert bad.exit_code == 2 and "'ftp' is not one of" in bad.output
+    assert "--source [auto|rest|archive]" in CliRunner().invoke(main, ["run", "--help"]).output
