@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from .backoff import Backoff
 from .errors import ExchangeError, ExchangeRejected, ExchangeUnavailable
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,7 @@ class ArchiveClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base_s
-        self._backoff_cap = backoff_cap_s
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(max_attempts, backoff_base_s, backoff_cap_s, rng or random.Random())
         self._session: aiohttp.ClientSession | None = None
         self.requests = 0
         self.retries = 0
@@ -165,12 +163,12 @@ class ArchiveClient:
                 verify_checksum(blob, checksum, path.rsplit("/", 1)[-1])
                 return parse_klines_csv(unzip_single(blob))
             except ExchangeError as exc:
-                if not exc.retriable or attempt >= self._max_attempts:
+                if not exc.retriable or self._backoff.gives_up(attempt):
                     raise
                 if isinstance(exc, ArchiveChecksumMismatch) and attempt >= CHECKSUM_ATTEMPTS:
                     raise
                 self.retries += 1
-                delay = self._delay(attempt)
+                delay = self._backoff.delay(attempt)
                 log.warning(
                     "retrying archive %s after %s (attempt %s, %.2fs)",
                     path,
@@ -180,10 +178,6 @@ class ArchiveClient:
                     extra={"path": path, "attempt": attempt},
                 )
                 await asyncio.sleep(delay)
-
-    def _delay(self, attempt: int) -> float:
-        cap = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
-        return self._rng.uniform(0, cap)  # full jitter
 
     async def _get(self, path: str) -> bytes:
         assert self._session is not None, "client not started: use 'async with'"

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from .backoff import Backoff
 from .errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, RateLimited
 from .governor import WeightGovernor, default_governor
 from .observability import (
@@ -71,10 +72,7 @@ class BinanceRestClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._max_attempts = max_attempts
-        self._backoff_base = backoff_base_s
-        self._backoff_cap = backoff_cap_s
-        self._rng = rng or random.Random()
+        self._backoff = Backoff(max_attempts, backoff_base_s, backoff_cap_s, rng or random.Random())
         self._session: aiohttp.ClientSession | None = None
         self.governor = governor if governor is not None else default_governor()
         self.used_weight_1m = 0
@@ -123,7 +121,7 @@ class BinanceRestClient:
             try:
                 return await self._get_once(path, params)
             except ExchangeError as exc:
-                if not exc.retriable or attempt >= self._max_attempts:
+                if not exc.retriable or self._backoff.gives_up(attempt):
                     raise
                 self.retries += 1
                 if isinstance(exc, RateLimited):
@@ -139,7 +137,7 @@ class BinanceRestClient:
                         extra={"path": path, "attempt": attempt, "status": exc.status},
                     )
                     continue
-                delay = self._delay(attempt)
+                delay = self._backoff.delay(attempt)
                 EXCHANGE_RETRIES.labels(path, "unavailable").inc()
                 log.warning(
                     "retrying %s after %s (attempt %s, %.2fs)",
@@ -150,10 +148,6 @@ class BinanceRestClient:
                     extra={"path": path, "attempt": attempt},
                 )
                 await asyncio.sleep(delay)
-
-    def _delay(self, attempt: int) -> float:
-        cap = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1))
-        return self._rng.uniform(0, cap)  # full jitter
 
     async def _get_once(self, path: str, params: dict[str, str]) -> Any:
         assert self._session is not None, "client not started: use 'async with'"
