@@ -4,11 +4,12 @@ One run, one broker. The benchmark starts what the settings leave unset (the emb
 and the exchange simulator, as ``streamforge run`` does) and measures, on that same broker:
 
 1. **raw broker** — :func:`bench.broker_raw.measure_raw`: ``N`` keyed messages the size of one
-   encoded candle record (measured on the exchange's klines, ~410 B) produced to a fresh topic,
-   then consumed back. ``N`` defaults to the workload's candle count. The **raw pipeline ceiling**
-   is ``N / (produce_s + consume_s)``: the rate of a pipeline that did nothing but produce every
-   record and read it back, one after the other — no exchange, no decoding, no store. (The real
-   pipeline overlaps the two halves, so it may come close to or even beat that figure.)
+   encoded candle page of 1000 candles (the loaders' message granularity, measured on the
+   exchange's klines, ~150 kB) produced to a fresh topic, then consumed back. ``N`` defaults to
+   the workload's page count. Rates are shown in candles (1000 per message). The **raw pipeline
+   ceiling** is ``1000 N / (produce_s + consume_s)``: the rate of a pipeline that did nothing but
+   produce every page and read it back, one after the other — no exchange, no decoding, no store.
+   (The real pipeline overlaps the two halves, so it may come close to or even beat that figure.)
 2. **end to end, loaders in-process** —
    :func:`~streamforge_pipelines.queue_manager.load_candles` with ``launch="inprocess"`` (the
    default), the connector a separate process as in production, into an empty SQLite store. The
@@ -92,7 +93,7 @@ import orjson
 
 from bench.broker_raw import measure_raw
 from streamforge_pipelines.intervals import day_range_ms, floor_open_time
-from streamforge_pipelines.protocol import candle_from_kline, encode_record
+from streamforge_pipelines.protocol import candle_page, encode_record
 from streamforge_pipelines.queue_manager import LoadRequest, expected_counts, load_candles
 from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.stack import Stack
@@ -108,6 +109,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _LOADER_WORKER = "loader-api-candles"
+#: Candles per Kafka message: the loaders send one message per page of at most 1000 candles.
+PAGE = 1000
 _CONNECTOR_WORKER = "arango-connector"
 
 
@@ -131,18 +134,16 @@ def run_loop(factory: Callable[[], Awaitable[T]], use_uvloop: bool) -> T:
     return asyncio.run(main())
 
 
-def candle_payload_size(exchange_url: str, symbols: tuple[str, ...], interval: str) -> int:
-    """Mean bytes of one candle record as the loader encodes it, from one page per symbol."""
+def page_payload_size(exchange_url: str, symbols: tuple[str, ...], interval: str) -> int:
+    """Mean bytes of one candle-page message of ``PAGE`` candles as the loader encodes it."""
     sizes: list[int] = []
     for symbol in symbols:
-        query = urllib.parse.urlencode({"symbol": symbol, "interval": interval, "limit": 200})
+        query = urllib.parse.urlencode({"symbol": symbol, "interval": interval, "limit": PAGE})
         with urllib.request.urlopen(f"{exchange_url.rstrip('/')}/api/v3/klines?{query}", timeout=10) as resp:
             rows = orjson.loads(resp.read())
         queue_id = f"wf-{symbol.lower()}-api_candles_{interval}-20240801-a1b2c3"  # the real id's length
-        sizes += [
-            len(encode_record(candle_from_kline(row, symbol, interval, "binance-rest", queue_id)))
-            for row in rows
-        ]
+        page = encode_record(candle_page(rows, symbol, interval, "binance-rest", queue_id))
+        sizes.append(round(len(page) * PAGE / max(1, len(rows))))
     return round(statistics.fmean(sizes))
 
 
@@ -316,8 +317,11 @@ async def prime_exchange(exchange_url: str, request: LoadRequest) -> float:
 
 
 async def raw_round(bootstrap: str, n: int, payload: int, partitions: int) -> dict[str, Any]:
+    """``n`` page-sized messages produced then consumed; rates in candles (``PAGE`` per message)."""
     raw = await measure_raw(bootstrap, n, payload, partitions)
     raw["ceiling_msgs_per_s"] = round(n / (raw["produce_s"] + raw["consume_s"]))
+    for what in ("produce", "consume", "ceiling"):
+        raw[f"{what}_candles_per_s"] = round(raw[f"{what}_msgs_per_s"] * PAGE)
     return raw
 
 
@@ -431,16 +435,16 @@ def summarize(raws: list[dict[str, Any]], e2es: list[dict[str, Any]]) -> dict[st
     def spread(values: list[float]) -> dict[str, float]:
         return {"median": round(statistics.median(values)), "min": min(values), "max": max(values)}
 
-    ceiling = spread([r["ceiling_msgs_per_s"] for r in raws])
+    ceiling = spread([r["ceiling_candles_per_s"] for r in raws])
     e2e = spread([e["candles_per_s"] for e in e2es])
     return {
-        "raw_produce_msgs_per_s": spread([r["produce_msgs_per_s"] for r in raws]),
-        "raw_consume_msgs_per_s": spread([r["consume_msgs_per_s"] for r in raws]),
-        "raw_ceiling_msgs_per_s": ceiling,
+        "raw_produce_candles_per_s": spread([r["produce_candles_per_s"] for r in raws]),
+        "raw_consume_candles_per_s": spread([r["consume_candles_per_s"] for r in raws]),
+        "raw_ceiling_candles_per_s": ceiling,
         "e2e_candles_per_s": e2e,
         "e2e_over_ceiling": round(e2e["median"] / ceiling["median"], 3),
         "e2e_over_ceiling_by_round": [
-            round(e["candles_per_s"] / r["ceiling_msgs_per_s"], 3) for r, e in zip(raws, e2es, strict=True)
+            round(e["candles_per_s"] / r["ceiling_candles_per_s"], 3) for r, e in zip(raws, e2es, strict=True)
         ],
     }
 
@@ -456,9 +460,9 @@ def _s(value: float | None) -> str:
 def print_report(result: dict[str, Any]) -> None:
     w, s = result["workload"], result["summary"]
     raws, e2es, dag = result["raw_rounds"], result["e2e_rounds"], result.get("dagster")
-    med_raw = _median_round(raws, "ceiling_msgs_per_s")
+    med_raw = _median_round(raws, "ceiling_candles_per_s")
     med = _median_round(e2es, "candles_per_s")
-    ceiling = s["raw_ceiling_msgs_per_s"]["median"]
+    ceiling = s["raw_ceiling_candles_per_s"]["median"]
     print(
         f"StreamForge end to end: {w['symbols']} symbols x {w['interval']} x {w['days']} days "
         f"({w['first']} .. {w['last']}) = {w['expected']:,} candles, {len(e2es)} rounds"
@@ -469,13 +473,14 @@ def print_report(result: dict[str, Any]) -> None:
     )
     print()
     print(
-        f"  {'per second (median of rounds, min..max)':48} {'median':>8} {'range':>17} {'s':>6} {'/ceil':>6}"
+        f"  {'candles per second (median of rounds, min..max)':48} {'median':>8} {'range':>17} {'s':>6} "
+        f"{'/ceil':>6}"
     )
     rows: list[tuple[str, dict[str, float] | None, float | None, float | None]] = [
-        (f"raw produce ({w['raw_messages']:,} x {w['payload_bytes']} B)", s["raw_produce_msgs_per_s"],
-         med_raw["produce_s"], None),
-        ("raw consume", s["raw_consume_msgs_per_s"], med_raw["consume_s"], None),
-        ("raw pipeline ceiling: n/(produce_s+consume_s)", s["raw_ceiling_msgs_per_s"],
+        (f"raw produce ({w['raw_messages']:,} pages x {w['payload_bytes']:,} B)",
+         s["raw_produce_candles_per_s"], med_raw["produce_s"], None),
+        ("raw consume", s["raw_consume_candles_per_s"], med_raw["consume_s"], None),
+        ("raw pipeline ceiling: n/(produce_s+consume_s)", s["raw_ceiling_candles_per_s"],
          med_raw["produce_s"] + med_raw["consume_s"], 1.0),
         ("e2e: in-process loaders > connector > SQLite", s["e2e_candles_per_s"], med["seconds"],
          s["e2e_over_ceiling"]),
@@ -575,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     warm_day = first - timedelta(days=1)
     warmup = LoadRequest(symbols=symbols[:1], interval=args.interval, first=warm_day, last=warm_day)
     expected = sum(expected_counts(request, now_ms()).values())
-    n_raw = args.raw_messages or expected
+    n_raw = args.raw_messages or -(-expected // PAGE)
     run = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="streamforge-bench-"))
 
@@ -591,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         with Stack(Settings.from_env(data_dir=tmp / "stack"), connector=False) as shared:
             live = shared.settings
             bootstrap = live.kafka_bootstrap_servers or ""
-            payload = candle_payload_size(live.exchange_url or "", symbols, args.interval)
+            payload = page_payload_size(live.exchange_url or "", symbols, args.interval)
             result["bootstrap"] = bootstrap
             result["broker"] = "embedded tansu" if shared.broker is not None else "external"
             result["workload"] = {

@@ -109,6 +109,13 @@ def main() -> None:
     show_default=True,
     help="auto: closed days from the bulk archive, the last day(s) from REST; rest; archive (only).",
 )
+@click.option(
+    "--market",
+    type=click.Choice(["spot", "usdm"]),
+    default="spot",
+    show_default=True,
+    help="spot, or usdm (USD-M futures: /fapi/v1 klines, their own topic and collection; no 1s).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def run(
     symbols: tuple[str, ...] | None,
@@ -116,6 +123,7 @@ def run(
     start: date | None,
     end: date | None,
     source: str,
+    market: str,
     as_json: bool,
 ) -> None:
     """Load candles through Dagster on the local stack and report expected vs stored."""
@@ -137,8 +145,15 @@ def run(
         raise click.UsageError(f"--end {last} is before --start {first}")
     if last >= today:
         raise click.UsageError(f"--end {last}: only closed days can be loaded (today is {today}, UTC)")
+    if market == "usdm" and interval == "1s":
+        raise click.UsageError("--market usdm --interval 1s: 1s candles exist only on spot")
     request = LoadRequest(
-        symbols=symbols or settings.universe, interval=interval, first=first, last=last, source=source
+        symbols=symbols or settings.universe,
+        interval=interval,
+        first=first,
+        last=last,
+        source=source,
+        market=market,  # type: ignore[arg-type]
     )
     _exit_on_sigterm()
     try:
@@ -379,8 +394,16 @@ def worker_connector() -> None:
 @click.option("--interval", type=click.Choice(INTERVALS), default="5m", show_default=True)
 @click.option("--start", callback=_day, help="First day YYYY-MM-DD.")
 @click.option("--end", callback=_day, help="Last day YYYY-MM-DD (inclusive).")
+@click.option(
+    "--market", type=click.Choice(["spot", "usdm"]), default="spot", show_default=True, help="With --symbol."
+)
 def worker_loader(
-    command_json: str | None, symbol: str | None, interval: str, start: date | None, end: date | None
+    command_json: str | None,
+    symbol: str | None,
+    interval: str,
+    start: date | None,
+    end: date | None,
+    market: str,
 ) -> None:
     """loader-producer: one task (--command or --symbol/--start/--end), else serve queue-control."""
     from .protocol import LOADER_PRODUCER, format_time_range, make_queue_id
@@ -403,6 +426,8 @@ def worker_loader(
     else:
         if start is None:
             raise click.UsageError("--start is required with --symbol")
+        if market == "usdm" and interval == "1s":
+            raise click.UsageError("--market usdm --interval 1s: 1s candles exist only on spot")
         task_type = f"api_candles_{interval}"
         command = decode_command(
             {
@@ -412,6 +437,7 @@ def worker_loader(
                 "symbol": symbol,
                 "type": task_type,
                 "time_range": format_time_range(start, end or start),
+                "market": market,
             }
         )
     from .workers.kafka_io import make_producer

@@ -106,9 +106,13 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     timeout_s: float = 30,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
     **client_kwargs: Any,
 ) -> None:
     """Create the missing ``topics`` (name -> partitions) and wait until metadata shows them all.
+
+    ``configs`` (name -> topic configs, e.g. ``Settings.topic_configs()``: ``cleanup.policy=compact``
+    for the checkpoint topic) are set on the topics this call creates; existing topics keep theirs.
 
     A topic that already exists counts as created, whatever the reason (an earlier run, another
     process racing this one). An existing topic with a different partition count is kept as it is
@@ -137,7 +141,14 @@ async def ensure_topics(
             await admin.start()
             results = await asyncio.gather(
                 *(
-                    _create_one(admin, name, partitions, replication_factor, request_timeout_ms)
+                    _create_one(
+                        admin,
+                        name,
+                        partitions,
+                        replication_factor,
+                        request_timeout_ms,
+                        dict((configs or {}).get(name, {})),
+                    )
                     for name, partitions in topics.items()
                 )
             )
@@ -160,6 +171,7 @@ def ensure_topics_sync(
     *,
     replication_factor: int = 1,
     timeout_s: float = 30,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
     **client_kwargs: Any,
 ) -> None:
     """:func:`ensure_topics` for synchronous code.
@@ -173,18 +185,30 @@ def ensure_topics_sync(
             topics,
             replication_factor=replication_factor,
             timeout_s=timeout_s,
+            configs=configs,
             **client_kwargs,
         )
     )
 
 
 async def _create_one(
-    admin: AIOKafkaAdminClient, name: str, partitions: int, replication_factor: int, timeout_ms: int
+    admin: AIOKafkaAdminClient,
+    name: str,
+    partitions: int,
+    replication_factor: int,
+    timeout_ms: int,
+    configs: dict[str, str] | None = None,
 ) -> bool:
-    """Create one topic; True if created, False if it already existed."""
+    """Create one topic (with ``configs``); True if created, False if it already existed."""
     try:
+        new = NewTopic(
+            name=name,
+            num_partitions=partitions,
+            replication_factor=replication_factor,
+            topic_configs=configs or {},
+        )
         response = await admin.create_topics(
-            [NewTopic(name=name, num_partitions=partitions, replication_factor=replication_factor)],
+            [new],
             timeout_ms=timeout_ms,
         )
         # aiokafka returns the CreateTopics response instead of raising: turn its per-topic error

@@ -3,7 +3,9 @@
 Starts the local stack (embedded broker, simulator, connector — only what is not configured),
 materializes ``candles_<interval>`` for the date range through Dagster (one run, recorded in the
 instance under ``DAGSTER_HOME``, so ``make dev`` shows it afterwards), shows progress from
-``queue-events`` while it works, and ends with expected vs stored per symbol and day.
+``queue-events`` while it works, and ends with expected vs stored per symbol and day, with the
+candles in confirmed exchange downtime and the candles the step's repair round re-fetched
+(completeness ledger, ``streamforge_pipelines.ledger``).
 """
 
 from __future__ import annotations
@@ -34,9 +36,12 @@ class RunSummary(DayTotals):
     dagster_success: bool = False
     task_seconds: dict[str, float] = field(default_factory=dict)
     exchange: ExchangeTotals = field(default_factory=ExchangeTotals)
+    #: Candles the step's repair round stored (completeness ledger).
+    repaired: int = 0
 
     @property
     def ok(self) -> bool:
+        """The run succeeded and nothing is missing (candles in confirmed exchange downtime are not)."""
         return self.dagster_success and self.missing == 0
 
     def to_json(self) -> dict[str, Any]:
@@ -50,6 +55,8 @@ class RunSummary(DayTotals):
             "expected_candles": self.expected,
             "stored_candles": self.stored,
             "missing_candles": self.missing,
+            "downtime_candles": self.downtime,
+            "repaired_candles": self.repaired,
             "duplicate_keys": self.duplicate_keys,
             "seconds": round(self.seconds, 3),
             "candles_per_second": round(self.stored / self.seconds, 1) if self.seconds else 0.0,
@@ -63,6 +70,7 @@ class RunSummary(DayTotals):
                     "expected": d.expected,
                     "stored": d.stored,
                     "missing": d.missing,
+                    "downtime": d.downtime,
                 }
                 for d in self.days
             ],
@@ -203,7 +211,11 @@ def run_main_job(settings: Settings, request: LoadRequest) -> RunSummary:
                 run_config={
                     "ops": {
                         f"candles_{request.interval}": {
-                            "config": {"symbols": list(request.symbols), "source": request.source}
+                            "config": {
+                                "symbols": list(request.symbols),
+                                "source": request.source,
+                                "market": request.market,
+                            }
                         }
                     },
                     "loggers": {"console": {"config": {"log_level": "WARNING"}}},
@@ -229,7 +241,18 @@ def run_main_job(settings: Settings, request: LoadRequest) -> RunSummary:
         dagster_success=result.success,
         task_seconds=watcher.seconds_by_symbol(),
         exchange=ExchangeTotals.of(watcher.tracker.tasks.values()),
+        repaired=_repaired(result, request.interval),
     )
+
+
+def _repaired(result: Any, interval: str) -> int:
+    """``repaired_candles`` of the run's materialization (each partition of a range run carries the
+    run's figures, so one is read, not summed)."""
+    for m in result.asset_materializations_for_node(f"candles_{interval}"):
+        value = m.metadata.get("repaired_candles")
+        if value is not None:
+            return int(value.value)
+    return 0
 
 
 def default_range(today: date) -> tuple[date, date]:

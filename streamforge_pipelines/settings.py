@@ -26,6 +26,12 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "KAFKA_TOPIC_CONTROL": ("topic_control", "Command topic"),
     "KAFKA_TOPIC_EVENTS": ("topic_events", "Telemetry topic"),
     "KAFKA_TOPIC_CANDLES": ("topic_candles", "Candle data topic"),
+    "KAFKA_TOPIC_CANDLES_USDM": ("topic_candles_usdm", "USD-M futures candle data topic"),
+    "KAFKA_TOPIC_CHECKPOINTS": (
+        "topic_checkpoints",
+        "Loader checkpoint topic (resume after a crash; compacted, key = queue_id)",
+    ),
+    "KAFKA_TOPIC_TRADES": ("topic_trades", "Trades data topic (aggTrades and trades)"),
     "KAFKA_DLQ_SUFFIX": ("dlq_suffix", "Suffix of a data topic's dead-letter topic"),
     "KAFKA_DATA_PARTITIONS": ("data_partitions", "Partitions of data topics created by StreamForge"),
     "KAFKA_CONSUMER_GROUP": ("consumer_group", "Consumer group of the arango-connector"),
@@ -34,6 +40,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "ARANGO_USERNAME": ("arango_username", "ArangoDB user"),
     "ARANGO_PASSWORD": ("arango_password", "ArangoDB password (secret)"),
     "EXCHANGE_URL": ("exchange_url", "Binance-compatible REST base URL; unset = start the simulator"),
+    "EXCHANGE_FUTURES_URL": (
+        "exchange_futures_url",
+        "USD-M futures REST base URL (Binance: https://fapi.binance.com); unset = EXCHANGE_URL",
+    ),
     "EXCHANGE_ARCHIVE_URL": (
         "exchange_archive_url",
         "Base URL of the bulk kline archive (data.binance.vision layout); unset = EXCHANGE_URL",
@@ -47,6 +57,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "EXCHANGE_WEIGHT_LIMIT": (
         "exchange_weight_limit",
         "Exchange REQUEST_WEIGHT limit per minute per IP (Binance spot: 6000)",
+    ),
+    "EXCHANGE_FUTURES_WEIGHT_LIMIT": (
+        "exchange_futures_weight_limit",
+        "USD-M futures REQUEST_WEIGHT limit per minute per IP, counted apart from spot (Binance: 2400)",
     ),
     "EXCHANGE_WEIGHT_SHARE": (
         "exchange_weight_share",
@@ -73,6 +87,19 @@ DEFAULT_UNIVERSE = (
 )
 
 
+#: Store collection of each market's candles.
+CANDLE_COLLECTIONS: dict[str, str] = {"spot": "candles", "usdm": "candles_usdm"}
+
+
+#: Store collection of the trades (aggTrades and trades of every symbol; keys ``BTCUSDT:agg:<id>``).
+TRADES_COLLECTION = "trades"
+
+
+def candle_collection(market: str = "spot") -> str:
+    """The store collection of a market's candles (``candles``, ``candles_usdm``)."""
+    return CANDLE_COLLECTIONS[market]
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
@@ -87,6 +114,9 @@ class Settings(BaseModel):
     topic_control: str = "queue-control"
     topic_events: str = "queue-events"
     topic_candles: str = "sf.candles.v1"
+    topic_candles_usdm: str = "sf.candles-usdm.v1"
+    topic_checkpoints: str = "sf.checkpoints.v1"
+    topic_trades: str = "sf.trades.v1"
     dlq_suffix: str = ".dlq"
     data_partitions: int = Field(default=4, ge=1, le=1024)
     consumer_group: str = "arango-connector"
@@ -96,6 +126,7 @@ class Settings(BaseModel):
     arango_password: str | None = Field(default=None, repr=False)
     exchange_url: str | None = None
     exchange_archive_url: str | None = None
+    exchange_futures_url: str | None = None
     simulator_seed: int = 42
     universe: tuple[str, ...] = DEFAULT_UNIVERSE
     interval: str = "5m"
@@ -103,6 +134,7 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     loader_concurrency: int = Field(default=4, ge=1, le=64)
     exchange_weight_limit: int = Field(default=6000, ge=1)
+    exchange_futures_weight_limit: int = Field(default=2400, ge=1)
     exchange_weight_share: float = Field(default=1.0, gt=0, le=1)
     task_timeout_s: float = Field(default=0.0, ge=0)
     task_stall_s: float = Field(default=120.0, gt=0)
@@ -115,7 +147,12 @@ class Settings(BaseModel):
         return v
 
     @field_validator(
-        "kafka_bootstrap_servers", "arango_url", "exchange_url", "exchange_archive_url", mode="before"
+        "kafka_bootstrap_servers",
+        "arango_url",
+        "exchange_url",
+        "exchange_archive_url",
+        "exchange_futures_url",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
@@ -149,6 +186,21 @@ class Settings(BaseModel):
         """The bulk archive: ``EXCHANGE_ARCHIVE_URL``, else the exchange (the simulator serves /data)."""
         return self.exchange_archive_url or self.exchange_url
 
+    def rest_url(self, market: str = "spot") -> str | None:
+        """A market's REST base URL: ``EXCHANGE_FUTURES_URL`` for usdm when set (Binance serves
+        ``/fapi`` on its own host), else ``EXCHANGE_URL`` (the simulator serves both)."""
+        if market == "usdm":
+            return self.exchange_futures_url or self.exchange_url
+        return self.exchange_url
+
+    def candle_topic(self, market: str = "spot") -> str:
+        """The data topic of a market's candles: spot and USD-M candles of a symbol never mix."""
+        return self.topic_candles_usdm if market == "usdm" else self.topic_candles
+
+    def weight_limit(self, market: str = "spot") -> int:
+        """The exchange's per-IP weight limit of a market (Binance counts spot and USD-M apart)."""
+        return self.exchange_futures_weight_limit if market == "usdm" else self.exchange_weight_limit
+
     def dlq_topic(self, data_topic: str) -> str:
         return f"{data_topic}{self.dlq_suffix}"
 
@@ -159,7 +211,16 @@ class Settings(BaseModel):
             self.topic_events: 1,
             self.topic_candles: self.data_partitions,
             self.dlq_topic(self.topic_candles): 1,
+            self.topic_candles_usdm: self.data_partitions,
+            self.dlq_topic(self.topic_candles_usdm): 1,
+            self.topic_trades: self.data_partitions,
+            self.dlq_topic(self.topic_trades): 1,
+            self.topic_checkpoints: 1,
         }
+
+    def topic_configs(self) -> dict[str, dict[str, str]]:
+        """Topic configs of the topics of :meth:`topics` that need any (where configs are set)."""
+        return {self.topic_checkpoints: {"cleanup.policy": "compact"}}
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings in a child process."""

@@ -77,7 +77,11 @@ class Stack:
             if self.base.exchange_url is None:
                 updates["exchange_url"] = self._start_simulator()
             self.settings = self.base.model_copy(update=updates)
-            ensure_topics_sync(self.settings.kafka_bootstrap_servers or "", self.settings.topics())
+            ensure_topics_sync(
+                self.settings.kafka_bootstrap_servers or "",
+                self.settings.topics(),
+                configs=self.settings.topic_configs(),
+            )
             if self.want_connector:
                 port = self.base.metrics_port or free_port()
                 self._spawn("connector", ["worker", "connector"], {"METRICS_PORT": str(port)})

@@ -38,11 +38,13 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def kafka_topics(kafka_bootstrap: str) -> TopicFactory:
-    """Factory: ``kafka_topics(partitions=4)`` -> {"control", "events", "candles", "dlq"} -> topic.
+    """Factory: ``kafka_topics(partitions=4)`` -> {"control", "events", "candles", "dlq", "candles_usdm",
+    "trades", "checkpoints"} -> topic.
 
     Names follow the production ones (``queue-control``, ``queue-events``, ``sf.candles.v1`` and its
-    ``.dlq``) with a unique suffix; partitions follow ``Settings.topics()``: 1 for control, events
-    and the dead-letter topic, ``partitions`` for candles.
+    ``.dlq``, ...) with a unique suffix, so no two tests share a topic; partitions follow
+    ``Settings.topics()``: 1 for control, events, checkpoints and the dead-letter topics,
+    ``partitions`` for the data topics.
     """
 
     def make(partitions: int = 4) -> dict[str, str]:
@@ -53,9 +55,15 @@ def kafka_topics(kafka_bootstrap: str) -> TopicFactory:
             "events": f"queue-events.{suffix}",
             "candles": candles,
             "dlq": f"{candles}.dlq",
+            "candles_usdm": f"sf.candles-usdm.v1.{suffix}",
+            "trades": f"sf.trades.v1.{suffix}",
+            "checkpoints": f"sf.checkpoints.v1.{suffix}",
         }
-        counts = {"control": 1, "events": 1, "candles": partitions, "dlq": 1}
-        ensure_topics_sync(kafka_bootstrap, {names[role]: counts[role] for role in names})
+        counts = {role: 1 for role in names} | {"candles": partitions, "candles_usdm": partitions}
+        counts["trades"] = partitions
+        wanted = {names[role]: counts[role] for role in names}
+        wanted.update({f"{names[r]}.dlq": 1 for r in ("candles_usdm", "trades")})
+        ensure_topics_sync(kafka_bootstrap, wanted)
         return names
 
     return make
@@ -90,6 +98,9 @@ def make_settings(tmp_path, kafka_bootstrap: str, kafka_topics: TopicFactory, re
             "topic_control": topics["control"],
             "topic_events": topics["events"],
             "topic_candles": topics["candles"],
+            "topic_candles_usdm": topics["candles_usdm"],
+            "topic_trades": topics["trades"],
+            "topic_checkpoints": topics["checkpoints"],
             "data_partitions": partitions,
             "consumer_group": f"connector-{uuid.uuid4().hex[:8]}",
             "task_timeout_s": 120.0,

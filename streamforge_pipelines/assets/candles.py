@@ -6,6 +6,11 @@ the partition's materialization (recorded once, here, with the load's figures); 
 ``queue_events_sensor`` only updates task records, flags stalls and requests downstream work.
 A date-range backfill is one run (``BackfillPolicy.single_run``): one task per symbol covers the
 whole range, never one run per symbol-day.
+
+After the load the step builds the completeness ledger (``streamforge_pipelines.ledger``) with one
+round of targeted repair, and reports it as the asset check ``complete``: passed when no candle is
+missing (candles absent in confirmed exchange downtime are not missing), severity ERROR otherwise,
+with expected / stored / downtime / missing / repaired as metadata.
 """
 
 import asyncio
@@ -17,12 +22,15 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from ..ledger import check_summary
 from ..partitions import CANDLE_INTERVALS, DAILY
 from ..queue_manager import LoadReport, LoadRequest, load_candles
 from ..resources import ExchangeResource, KafkaResource, LoaderResource, StoreResource, resolve_settings
 from ..tracking import TaskTracker
 
 GROUP = "market_data"
+#: The candles assets' asset check: nothing missing per the completeness ledger.
+COMPLETE_CHECK = "complete"
 
 
 class CandlesConfig(dg.Config):
@@ -33,6 +41,10 @@ class CandlesConfig(dg.Config):
     source: Literal["auto", "rest", "archive"] = Field(
         default="auto",
         description="auto: closed days from the bulk archive, the recent tail from REST; rest; archive",
+    )
+    market: Literal["spot", "usdm"] = Field(
+        default="spot",
+        description="spot, or usdm (USD-M futures: their own topic and collection, candles_usdm)",
     )
 
 
@@ -55,13 +67,18 @@ class ProgressLog:
 
 
 def report_metadata(report: LoadReport) -> dict[str, dg.MetadataValue]:
-    rows = ["| symbol | day | expected | stored | missing |", "|---|---|---:|---:|---:|"]
-    rows += [f"| {d.symbol} | {d.day} | {d.expected} | {d.stored} | {d.missing} |" for d in report.days]
+    rows = ["| symbol | day | expected | stored | downtime | missing |", "|---|---|---:|---:|---:|---:|"]
+    rows += [
+        f"| {d.symbol} | {d.day} | {d.expected} | {d.stored} | {d.downtime} | {d.missing} |"
+        for d in report.days
+    ]
     rate = report.stored / report.seconds if report.seconds else 0.0
     return {
         "expected_candles": dg.MetadataValue.int(report.expected),
         "stored_candles": dg.MetadataValue.int(report.stored),
         "missing_candles": dg.MetadataValue.int(report.missing),
+        "downtime_candles": dg.MetadataValue.int(report.downtime),
+        "repaired_candles": dg.MetadataValue.int(report.repaired),
         "duplicate_keys": dg.MetadataValue.int(report.duplicate_keys),
         "loaded_records": dg.MetadataValue.int(report.loaded),
         "tasks": dg.MetadataValue.int(len(report.tasks)),
@@ -78,6 +95,18 @@ def report_metadata(report: LoadReport) -> dict[str, dg.MetadataValue]:
     }
 
 
+def complete_check_result(report: LoadReport) -> dg.AssetCheckResult:
+    """The ``complete`` check of a load: passed iff its ledger has nothing missing."""
+    verdict = check_summary(report.ledger)
+    return dg.AssetCheckResult(
+        check_name=COMPLETE_CHECK,
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=verdict.description,
+        metadata={k: dg.MetadataValue.int(v) for k, v in verdict.metadata.items()},
+    )
+
+
 def build_candles_asset(interval: str) -> dg.AssetsDefinition:
     @dg.asset(
         name=f"candles_{interval}",
@@ -87,6 +116,14 @@ def build_candles_asset(interval: str) -> dg.AssetsDefinition:
         kinds={"kafka", "python"},
         description=f"{interval} candles of the symbol universe, one partition per UTC day.",
         metadata={"interval": interval},
+        check_specs=[
+            dg.AssetCheckSpec(
+                COMPLETE_CHECK,
+                asset=f"candles_{interval}",
+                description="No candle missing per the completeness ledger (confirmed exchange "
+                "downtime is not missing); one round of targeted repair runs first.",
+            )
+        ],
     )
     def candles(
         context: dg.AssetExecutionContext,
@@ -107,6 +144,7 @@ def build_candles_asset(interval: str) -> dg.AssetsDefinition:
             run_id=context.run.run_id,
             partition_key=keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}",
             source=config.source,
+            market=config.market,
         )
         context.log.info(f"loading {request}")
         with store.open(settings) as db:
@@ -127,8 +165,11 @@ def build_candles_asset(interval: str) -> dg.AssetsDefinition:
                 + "; ".join(f"{q}: {report.errors.get(q, report.tasks[q])}" for q in report.failed),
                 metadata=metadata,
             )
-        context.log.info(f"stored {report.stored}/{report.expected} candles in {report.seconds:.1f}s")
-        return dg.MaterializeResult(metadata=metadata)
+        context.log.info(
+            f"stored {report.stored}/{report.expected} candles in {report.seconds:.1f}s; "
+            f"{report.downtime} in exchange downtime, {report.repaired} repaired, {report.missing} missing"
+        )
+        return dg.MaterializeResult(metadata=metadata, check_results=[complete_check_result(report)])
 
     return candles
 

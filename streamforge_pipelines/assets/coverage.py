@@ -1,16 +1,22 @@
-"""``candle_coverage``: per (symbol, day) candles expected vs stored, downstream of the candles.
+"""``candle_coverage``: the completeness ledger of its partitions, refreshed from the store.
 
 Requested by the ``queue_events_sensor`` once every task of a load is complete; also launchable
-and backfillable from the UI. A first cut of the completeness ledger.
+and backfillable from the UI. For every (symbol, day) of its partitions it rebuilds the ledger
+entry (``streamforge_pipelines.ledger``) from the stored candles and the downtime the exchange
+already confirmed (persisted with the ledger: nothing is asked of the exchange here), persists it,
+and records expected / stored / downtime / missing with the per symbol-day table.
 """
 
 from datetime import timedelta
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
+from ..intervals import day_range_ms
+from ..ledger import build_ledger, save_ledger
 from ..partitions import CANDLE_INTERVALS, DAILY
-from ..queue_manager import LoadReport, LoadRequest, measure
+from ..queue_manager import LoadReport, LoadRequest, figures
 from ..resources import StoreResource, resolve_settings
 from ..workers.loader_candles import now_ms
 from .candles import GROUP, report_metadata
@@ -19,6 +25,7 @@ from .candles import GROUP, report_metadata
 class CoverageConfig(dg.Config):
     interval: str = Field(default="5m", description=f"One of {', '.join(CANDLE_INTERVALS)}")
     symbols: list[str] = Field(default_factory=list, description="Empty = the configured universe")
+    market: Literal["spot", "usdm"] = Field(default="spot", description="spot or usdm (USD-M futures)")
 
 
 @dg.asset(
@@ -27,7 +34,8 @@ class CoverageConfig(dg.Config):
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,
     deps=[dg.AssetKey(f"candles_{i}") for i in CANDLE_INTERVALS],
-    description="Candles expected vs stored per symbol and day.",
+    description="The completeness ledger: candles expected, stored, in exchange downtime and missing "
+    "per symbol and day.",
 )
 def candle_coverage(context: dg.AssetExecutionContext, config: CoverageConfig, store: StoreResource):
     if config.interval not in CANDLE_INTERVALS:
@@ -41,11 +49,33 @@ def candle_coverage(context: dg.AssetExecutionContext, config: CoverageConfig, s
         interval=config.interval,
         first=window.start.date(),
         last=(window.end - timedelta(days=1)).date(),
+        market=config.market,
     )
     with store.open(settings) as db:
         report = LoadReport(request=request)
-        report.days, report.duplicate_keys = measure(request, db, now_ms())
+        report.ledger = build_ledger(
+            db,
+            request.symbols,
+            request.interval,
+            request.first,
+            request.last,
+            now_ms(),
+            collection=request.collection,
+        )
+        save_ledger(db, report.ledger)
+        report.days = figures(report.ledger)
+        lo, hi = day_range_ms(request.first, request.last)
+        report.duplicate_keys = db.duplicate_candle_keys(
+            list(request.symbols), request.interval, lo, hi, request.collection
+        )
     meta = report_metadata(report)
-    for k in ("loaded_records", "tasks", "seconds", "candles_per_second"):
+    for k in ("loaded_records", "tasks", "seconds", "candles_per_second", "repaired_candles"):
         meta.pop(k)
+    statuses = [e.status for e in report.ledger]
+    for status in ("complete", "downtime", "missing"):
+        meta[f"days_{status}"] = dg.MetadataValue.int(statuses.count(status))
+    context.log.info(
+        f"ledger: {report.stored}/{report.expected} stored, "
+        f"{report.downtime} in exchange downtime, {report.missing} missing"
+    )
     return dg.MaterializeResult(metadata=meta)

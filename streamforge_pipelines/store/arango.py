@@ -6,8 +6,12 @@ Layout in the configured database (created on first use when the account may):
   deterministic candle key, a persistent index on ``(symbol, interval, open_time)``; batches go
   through the bulk import API with ``onDuplicate=update`` (one HTTP request per batch,
   all-or-nothing with ``complete=true``);
+* ``trades``: aggregate trades and trades, ``_key`` = ``SYMBOL:agg:<id>`` / ``SYMBOL:trade:<id>``,
+  persistent indexes on ``(symbol, kind, id)`` and ``(symbol, kind, time)``, bulk-imported like candles;
 * ``tasks``: task records, ``_key`` = ``queue_id``, persistent indexes on status, run id and
   partition key;
+* ``ledger``: the completeness ledger, ``_key`` = ``SYMBOL:interval:YYYY-MM-DD``, a persistent
+  index on ``(interval, day)``;
 * the named graph ``correlations``: vertex collection ``assets`` (``_key`` = asset symbol), edge
   collection ``relations`` (``_from``/``_to`` = ``assets/<symbol>``, stamped with ``snapshot_id``
   and ``weight``, other attributes under ``attrs``); per-snapshot node attributes live in the
@@ -43,7 +47,11 @@ from arango.exceptions import (
 from streamforge_pipelines.store.base import (
     CANDLE_FIELDS,
     DEFAULT_CANDLE_COLLECTION,
+    DEFAULT_TRADES_COLLECTION,
+    LEDGER_COLLECTION,
     TASKS_COLLECTION,
+    TRADE_FIELDS,
+    LedgerRecord,
     Store,
     StoreError,
     TaskNotFound,
@@ -54,6 +62,7 @@ from streamforge_pipelines.store.base import (
     split_edge,
     split_node,
     task_document,
+    trade_rows,
     validate_collection_name,
     validate_database_name,
     validate_key,
@@ -123,6 +132,62 @@ RETURN LENGTH(
     RETURN 1
 )
 """
+_OPEN_TIMES_AQL = f"""
+FOR c IN @@col
+  FILTER c.symbol == @symbol AND {_RANGE_FILTER}
+  COLLECT open_time = c.open_time
+  SORT open_time
+  RETURN open_time
+"""
+_TRADE_INDEXES: tuple[dict[str, Any], ...] = (
+    {
+        "type": "persistent",
+        "fields": ["symbol", "kind", "id"],
+        "unique": False,
+        "sparse": False,
+        "name": "idx_symbol_kind_id",
+    },
+    {
+        "type": "persistent",
+        "fields": ["symbol", "kind", "time"],
+        "unique": False,
+        "sparse": False,
+        "name": "idx_symbol_kind_time",
+    },
+)
+_TRADE_TIME_FILTER = "t.symbol == @symbol AND t.kind == @kind AND t.time >= @start AND t.time < @end"
+_READ_TRADES_AQL = f"""
+FOR t IN @@col
+  FILTER {_TRADE_TIME_FILTER}
+  SORT t.id
+  RETURN KEEP(t, @fields)
+"""
+_TRADE_SPAN_AQL = f"""
+FOR t IN @@col
+  FILTER {_TRADE_TIME_FILTER}
+  COLLECT AGGREGATE lo = MIN(t.id), hi = MAX(t.id), n = COUNT(1)
+  RETURN [lo, hi, n]
+"""
+_TRADE_IDS_AQL = """
+FOR t IN @@col
+  FILTER t.symbol == @symbol AND t.kind == @kind AND t.id >= @first AND t.id < @end
+  SORT t.id
+  RETURN t.id
+"""
+_READ_LEDGER_AQL = """
+FOR l IN @@col
+  FILTER l.symbol IN @symbols AND l.interval == @interval AND l.day >= @first AND l.day <= @last
+  FILTER NOT_NULL(l.collection, "candles") == @collection
+  SORT l.symbol, l.day
+  RETURN l
+"""
+_LEDGER_INDEX: dict[str, Any] = {
+    "type": "persistent",
+    "fields": ["interval", "day"],
+    "unique": False,
+    "sparse": False,
+    "name": "idx_interval_day",
+}
 _REMOVE_SNAPSHOT_AQL = "FOR d IN @@col FILTER d.snapshot_id == @sid REMOVE d IN @@col"
 _READ_NODES_AQL = "FOR n IN @@col FILTER n.snapshot_id == @sid SORT n.key RETURN n"
 _READ_EDGES_AQL = "FOR e IN @@col FILTER e.snapshot_id == @sid SORT e.source, e.target, e.seq RETURN e"
@@ -394,6 +459,148 @@ class ArangoStore(Store):
                 },
             )
         return int(result[0]) if result else 0
+
+    def candle_open_times(
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_CANDLE_COLLECTION,
+    ) -> list[int]:
+        with _arango_errors(f"open times in {collection!r}"):
+            self._candles(collection)
+            rows = self._query(
+                _OPEN_TIMES_AQL,
+                {
+                    "@col": collection,
+                    "symbol": symbol,
+                    "interval": interval,
+                    "start": start_ms,
+                    "end": end_ms,
+                },
+            )
+        return [int(t) for t in rows]
+
+    # -- trades ----------------------------------------------------------------------------------
+
+    def _trades(self, collection: str) -> StandardCollection:
+        return self._ensure_collection(validate_collection_name(collection), indexes=_TRADE_INDEXES)
+
+    def upsert_trades(
+        self, docs: Sequence[Mapping[str, Any]], collection: str = DEFAULT_TRADES_COLLECTION
+    ) -> int:
+        validate_collection_name(collection)
+        rows = trade_rows(docs)
+        if not rows:
+            return 0
+        payload = [{"_key": row[0], **dict(zip(TRADE_FIELDS, row, strict=True))} for row in rows]
+        with _arango_errors(f"upsert into {collection!r}"):
+            self._import(self._trades(collection), payload)
+        return len(rows)
+
+    def _trade_query(
+        self, aql: str, symbol: str, kind: str, lo: int, hi: int, collection: str, **extra: Any
+    ) -> list[Any]:
+        with _arango_errors(f"read from {collection!r}"):
+            self._trades(collection)
+            names = ("first", "end") if "@first" in aql else ("start", "end")
+            bind = {"@col": collection, "symbol": symbol, "kind": kind, names[0]: lo, names[1]: hi, **extra}
+            return self._query(aql, bind)
+
+    def read_trades(
+        self,
+        symbol: str,
+        kind: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> list[dict[str, Any]]:
+        docs = self._trade_query(
+            _READ_TRADES_AQL, symbol, kind, start_ms, end_ms, collection, fields=list(TRADE_FIELDS)
+        )
+        return [{f: doc.get(f) for f in TRADE_FIELDS} for doc in docs]
+
+    def count_trades(
+        self,
+        symbol: str,
+        kind: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> int:
+        span = self.trade_id_span(symbol, kind, start_ms, end_ms, collection)
+        return 0 if span is None else span[2]
+
+    def trade_id_span(
+        self,
+        symbol: str,
+        kind: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> tuple[int, int, int] | None:
+        result = self._trade_query(_TRADE_SPAN_AQL, symbol, kind, start_ms, end_ms, collection)
+        if not result or not result[0][2]:
+            return None
+        lo, hi, n = result[0]
+        return int(lo), int(hi), int(n)
+
+    def trade_ids(
+        self,
+        symbol: str,
+        kind: str,
+        first_id: int,
+        end_id: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> list[int]:
+        return [int(i) for i in self._trade_query(_TRADE_IDS_AQL, symbol, kind, first_id, end_id, collection)]
+
+    # -- completeness ledger -------------------------------------------------------------------
+
+    def _ledger(self) -> StandardCollection:
+        return self._ensure_collection(LEDGER_COLLECTION, indexes=(_LEDGER_INDEX,))
+
+    def put_ledger(self, records: Sequence[LedgerRecord]) -> None:
+        docs = []
+        for r in records:
+            validate_key(r.key, "ledger key")
+            docs.append({"_key": r.key, **r.to_dict()})
+        if not docs:
+            return
+        with _arango_errors("put_ledger"):
+            collection = self._ledger()
+            result = collection.import_bulk(
+                docs, halt_on_error=True, details=True, on_duplicate="replace", sync=self._sync
+            )
+            if not isinstance(result, dict) or result.get("errors", 0):
+                raise StoreError(f"bulk import into {LEDGER_COLLECTION!r} reported errors: {result!r}")
+
+    def read_ledger(
+        self,
+        symbols: Sequence[str],
+        interval: str,
+        first_day: str,
+        last_day: str,
+        collection: str = DEFAULT_CANDLE_COLLECTION,
+    ) -> list[LedgerRecord]:
+        unique = sorted(set(symbols))
+        if not unique:
+            return []
+        with _arango_errors("read_ledger"):
+            self._ledger()
+            docs = self._query(
+                _READ_LEDGER_AQL,
+                {
+                    "@col": LEDGER_COLLECTION,
+                    "symbols": unique,
+                    "interval": interval,
+                    "first": first_day,
+                    "last": last_day,
+                    "collection": collection,
+                },
+            )
+        return [LedgerRecord.from_dict(doc) for doc in docs]
 
     # -- task records --------------------------------------------------------------------------
 

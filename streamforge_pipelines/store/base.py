@@ -6,7 +6,11 @@ A store holds three kinds of data:
   fields of :data:`CANDLE_FIELDS`, upserted by their deterministic ``key``
   (``f"{symbol}:{interval}:{open_time}"``). Prices and volumes stay the decimal strings the
   exchange sent; they are never turned into floats.
+* **trades** — the ``trades`` collection: aggregate trades and trades of every symbol, documents with
+  exactly the fields of :data:`TRADE_FIELDS`, upserted by ``SYMBOL:agg:<id>`` / ``SYMBOL:trade:<id>``.
 * **task records** — the ``tasks`` collection, one :class:`TaskRecord` per ``queue_id``.
+* **the completeness ledger** — the ``ledger`` collection, one :class:`LedgerRecord` per
+  (symbol, interval, day), keyed ``SYMBOL:interval:YYYY-MM-DD``.
 * **graph snapshots** — asset nodes and weighted relation edges, kept apart by ``snapshot_id``.
 
 Every collection name goes through :func:`validate_collection_name` before it reaches SQL or AQL,
@@ -27,6 +31,8 @@ from types import TracebackType
 from typing import Any, NoReturn, Self
 
 import orjson
+
+from ..protocol import page_docs
 
 #: The fields of a candle document, in storage order. Documents carry exactly these.
 CANDLE_FIELDS: tuple[str, ...] = (
@@ -52,6 +58,35 @@ CANDLE_INT_FIELDS: tuple[str, ...] = ("open_time", "close_time", "trades")
 #: Candle fields holding strings (identifiers and the exchange's decimal strings).
 CANDLE_STR_FIELDS: tuple[str, ...] = tuple(f for f in CANDLE_FIELDS if f not in CANDLE_INT_FIELDS)
 
+#: The fields of a trade document (aggregate trades and trades share one collection, ``trades``), in
+#: storage order. ``kind`` is ``agg`` or ``trade``; an aggregate trade has ``quote_qty`` None, a trade
+#: has ``first_trade_id`` / ``last_trade_id`` None. Keys: ``BTCUSDT:agg:<id>`` / ``BTCUSDT:trade:<id>``.
+TRADE_FIELDS: tuple[str, ...] = (
+    "key",
+    "symbol",
+    "kind",
+    "id",
+    "price",
+    "qty",
+    "quote_qty",
+    "first_trade_id",
+    "last_trade_id",
+    "time",
+    "is_buyer_maker",
+    "source",
+    "queue_id",
+)
+DEFAULT_TRADES_COLLECTION = "trades"
+_trade_getter = itemgetter(*TRADE_FIELDS)
+_TRADE_STR_AT = tuple(
+    TRADE_FIELDS.index(f) for f in ("key", "symbol", "kind", "price", "qty", "source", "queue_id")
+)
+_TRADE_INT_AT = tuple(TRADE_FIELDS.index(f) for f in ("id", "time"))
+_TRADE_OPT_INT_AT = tuple(TRADE_FIELDS.index(f) for f in ("first_trade_id", "last_trade_id"))
+_TRADE_QUOTE_AT = TRADE_FIELDS.index("quote_qty")
+_TRADE_BOOL_AT = TRADE_FIELDS.index("is_buyer_maker")
+_TRADE_KIND_AT = TRADE_FIELDS.index("kind")
+
 #: Task statuses seen in the system (stored as plain strings; not enforced).
 TASK_STATUSES: tuple[str, ...] = (
     "pending",
@@ -67,9 +102,19 @@ TASK_STATUSES: tuple[str, ...] = (
 
 DEFAULT_CANDLE_COLLECTION = "candles"
 TASKS_COLLECTION = "tasks"
+#: The completeness ledger: one :class:`LedgerRecord` per (symbol, interval, day).
+LEDGER_COLLECTION = "ledger"
 #: Names used by the adapters for their own tables/collections; not usable for candle data.
 RESERVED_NAMES: frozenset[str] = frozenset(
-    {TASKS_COLLECTION, "graph_nodes", "graph_edges", "assets", "relations", "asset_snapshots"}
+    {
+        TASKS_COLLECTION,
+        LEDGER_COLLECTION,
+        "graph_nodes",
+        "graph_edges",
+        "assets",
+        "relations",
+        "asset_snapshots",
+    }
 )
 
 #: Collection/table names: a letter, then letters, digits and underscores (valid in both SQLite
@@ -89,6 +134,20 @@ _candle_str_positions = tuple(CANDLE_FIELDS.index(f) for f in CANDLE_STR_FIELDS)
 _candle_int_positions = tuple(CANDLE_FIELDS.index(f) for f in CANDLE_INT_FIELDS)
 _candle_str_getter = itemgetter(*_candle_str_positions)
 _candle_int_getter = itemgetter(*_candle_int_positions)
+
+
+#: A checked candle page: symbol, interval, source, queue_id and its kline rows (open_time, open,
+#: high, low, close, volume, close_time, quote_volume, trades, taker_buy_base, taker_buy_quote).
+CandlePageRows = tuple[str, str, str, str, Sequence[Sequence[Any]]]
+
+
+def candle_page_rows(pages: Sequence[CandlePageRows]) -> list[tuple[Any, ...]]:
+    """The candles of checked pages as tuples in :data:`CANDLE_FIELDS` order."""
+    return [
+        (f"{s}:{i}:{r[0]}", s, i, r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], src, q)
+        for s, i, src, q, rows in pages
+        for r in rows
+    ]
 
 
 class StoreError(Exception):
@@ -190,6 +249,60 @@ def _raise_bad_candle(rows: Sequence[tuple[Any, ...]]) -> NoReturn:
     raise StoreError("invalid candle batch")  # pragma: no cover - unreachable
 
 
+def trade_rows(docs: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    """Check trade documents and return them as tuples in :data:`TRADE_FIELDS` order.
+
+    Extra fields are dropped; a missing field, a non-string price/qty, a non-integer id or time, a
+    non-bool ``is_buyer_maker``, an unknown ``kind`` or an invalid key raises :class:`StoreError`.
+    """
+    try:
+        rows = list(map(_trade_getter, docs))
+    except (KeyError, TypeError):
+        for i, doc in enumerate(docs):
+            missing = [f for f in TRADE_FIELDS if f not in doc]
+            if missing:
+                raise StoreError(f"trade #{i} lacks fields {missing}") from None
+        raise
+    if not rows:
+        return rows
+    # Bulk C-level type passes first; the row walk below only runs to name a culprit.
+    strs = set(map(type, chain.from_iterable(map(itemgetter(*_TRADE_STR_AT), rows))))
+    ints = set(map(type, chain.from_iterable(map(itemgetter(*_TRADE_INT_AT), rows))))
+    opt_ints = set(map(type, chain.from_iterable(map(itemgetter(*_TRADE_OPT_INT_AT), rows))))
+    quotes = set(map(type, map(itemgetter(_TRADE_QUOTE_AT), rows)))
+    bools = set(map(type, map(itemgetter(_TRADE_BOOL_AT), rows)))
+    kinds = set(map(itemgetter(_TRADE_KIND_AT), rows))
+    if (
+        strs == {str}
+        and ints == {int}
+        and opt_ints <= {int, type(None)}
+        and quotes <= {str, type(None)}
+        and bools == {bool}
+        and kinds <= {"agg", "trade"}
+        and _keys_valid([r[0] for r in rows])
+    ):
+        return rows
+    for i, row in enumerate(rows):
+        for pos in _TRADE_STR_AT:
+            if type(row[pos]) is not str:
+                raise StoreError(f"trade #{i} field {TRADE_FIELDS[pos]!r} must be str, got {row[pos]!r}")
+        for pos in _TRADE_INT_AT:
+            if type(row[pos]) is not int:
+                raise StoreError(f"trade #{i} field {TRADE_FIELDS[pos]!r} must be int, got {row[pos]!r}")
+        for pos in _TRADE_OPT_INT_AT:
+            if row[pos] is not None and type(row[pos]) is not int:
+                raise StoreError(f"trade #{i} field {TRADE_FIELDS[pos]!r} must be int or None")
+        if row[_TRADE_QUOTE_AT] is not None and type(row[_TRADE_QUOTE_AT]) is not str:
+            raise StoreError(f"trade #{i} field 'quote_qty' must be str or None")
+        if type(row[_TRADE_BOOL_AT]) is not bool:
+            raise StoreError(f"trade #{i} field 'is_buyer_maker' must be bool, got {row[_TRADE_BOOL_AT]!r}")
+        if row[_TRADE_KIND_AT] not in ("agg", "trade"):
+            raise StoreError(f"trade #{i} field 'kind' must be 'agg' or 'trade', got {row[_TRADE_KIND_AT]!r}")
+        if _KEY_RE.fullmatch(row[0]) is None:
+            raise StoreError(f"trade #{i} has invalid key {row[0]!r}")
+    raise StoreError("invalid trade batch")  # pragma: no cover - unreachable
+
+
 @dataclass(slots=True)
 class TaskRecord:
     """The state of one load task (the ``tasks`` collection), keyed by ``queue_id``."""
@@ -226,6 +339,59 @@ class TaskRecord:
 TASK_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TaskRecord))
 #: Fields that :meth:`Store.update_task` may change (``updated_at`` is always refreshed).
 TASK_UPDATABLE_FIELDS: frozenset[str] = frozenset(TASK_FIELDS) - {"queue_id", "created_at"}
+
+
+@dataclass(slots=True)
+class LedgerRecord:
+    """Completeness of one (symbol, interval, UTC day) of candles (the ``ledger`` collection).
+
+    ``expected`` closed candles, of which ``stored`` are in the store, ``downtime`` are absent and
+    confirmed absent by the exchange (``downtime_ranges``: open-time ranges ``[start_ms, end_ms)``
+    for which it returned no candles), and ``missing`` are absent without that confirmation
+    (``missing_ranges``). ``status``: ``complete`` | ``downtime`` | ``missing``. Built by
+    :mod:`streamforge_pipelines.ledger`; the key is ``SYMBOL:interval:YYYY-MM-DD``.
+    """
+
+    symbol: str
+    interval: str
+    day: str
+    expected: int
+    stored: int
+    downtime: int = 0
+    missing: int = 0
+    status: str = "complete"
+    missing_ranges: list[tuple[int, int]] = field(default_factory=list)
+    downtime_ranges: list[tuple[int, int]] = field(default_factory=list)
+    #: Candles stored by the last repair of this day.
+    repaired: int = 0
+    checked_at: float = field(default_factory=time.time)
+    #: The candle collection the entry describes (``candles``, ``candles_usdm``, ...).
+    collection: str = DEFAULT_CANDLE_COLLECTION
+
+    @property
+    def key(self) -> str:
+        """``SYMBOL:interval:day`` for the default collection, else prefixed by the collection."""
+        base = f"{self.symbol}:{self.interval}:{self.day}"
+        return base if self.collection == DEFAULT_CANDLE_COLLECTION else f"{self.collection}:{base}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (ranges as ``[start, end]`` lists)."""
+        doc = asdict(self)
+        doc["missing_ranges"] = [[int(a), int(b)] for a, b in self.missing_ranges]
+        doc["downtime_ranges"] = [[int(a), int(b)] for a, b in self.downtime_ranges]
+        return doc
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LedgerRecord:
+        """Build a record from a mapping, ignoring keys that are not record fields (``_key``...)."""
+        values = {name: data[name] for name in LEDGER_FIELDS if name in data}
+        for name in ("missing_ranges", "downtime_ranges"):
+            values[name] = [(int(a), int(b)) for a, b in values.get(name) or ()]
+        return cls(**values)
+
+
+#: The fields of a ledger record, in storage order.
+LEDGER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRecord))
 
 
 def _partitions(value: Mapping[Any, Any] | None) -> dict[str, int]:
@@ -308,6 +474,16 @@ class Store(ABC):
     ) -> int:
         """Insert or update candles by ``key``; durable on return. Returns the number written."""
 
+    def upsert_candle_pages(
+        self, pages: Sequence[CandlePageRows], collection: str = DEFAULT_CANDLE_COLLECTION
+    ) -> int:
+        """Insert or update the candles of checked candle pages (``(symbol, interval, source,
+        queue_id, rows)``, rows in kline order, from ``protocol.check_candle_page``); durable on
+        return. The same as :meth:`upsert_candles` of their documents, which is what this default
+        does; an adapter may write the rows without building documents (the connector's hot path)."""
+        docs = [doc for page in pages for doc in page_docs(*page)]
+        return self.upsert_candles(docs, collection) if docs else 0
+
     @abstractmethod
     def read_candles(
         self,
@@ -351,6 +527,91 @@ class Store(ABC):
         collection: str = DEFAULT_CANDLE_COLLECTION,
     ) -> int:
         """Number of ``(symbol, interval, open_time)`` triples stored more than once (0 if sound)."""
+
+    @abstractmethod
+    def candle_open_times(
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_CANDLE_COLLECTION,
+    ) -> list[int]:
+        """Open times of the stored candles with ``start_ms <= open_time < end_ms``, ascending, each
+        once (what the completeness ledger compares with the expected candles to find the gaps)."""
+
+    # -- trades (aggTrades and trades) ---------------------------------------------------------
+
+    @abstractmethod
+    def upsert_trades(
+        self, docs: Sequence[Mapping[str, Any]], collection: str = DEFAULT_TRADES_COLLECTION
+    ) -> int:
+        """Insert or update trade documents (:data:`TRADE_FIELDS`) by ``key``; durable on return.
+        Returns the number written."""
+
+    @abstractmethod
+    def read_trades(
+        self,
+        symbol: str,
+        kind: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> list[dict[str, Any]]:
+        """Trades of ``kind`` with ``start_ms <= time < end_ms``, ordered by ``id``, as written."""
+
+    @abstractmethod
+    def count_trades(
+        self,
+        symbol: str,
+        kind: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> int:
+        """Number of stored trades of ``kind`` with ``start_ms <= time < end_ms``."""
+
+    @abstractmethod
+    def trade_id_span(
+        self,
+        symbol: str,
+        kind: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> tuple[int, int, int] | None:
+        """``(smallest id, largest id, count)`` of the stored trades of ``kind`` with
+        ``start_ms <= time < end_ms``; None when there is none."""
+
+    @abstractmethod
+    def trade_ids(
+        self,
+        symbol: str,
+        kind: str,
+        first_id: int,
+        end_id: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> list[int]:
+        """Ids of the stored trades of ``kind`` with ``first_id <= id < end_id``, ascending (what the
+        trades ledger compares with the consecutive ids the exchange has to find the gaps)."""
+
+    # -- completeness ledger -------------------------------------------------------------------
+
+    @abstractmethod
+    def put_ledger(self, records: Sequence[LedgerRecord]) -> None:
+        """Insert or replace ledger records by key (``SYMBOL:interval:YYYY-MM-DD``)."""
+
+    @abstractmethod
+    def read_ledger(
+        self,
+        symbols: Sequence[str],
+        interval: str,
+        first_day: str,
+        last_day: str,
+        collection: str = DEFAULT_CANDLE_COLLECTION,
+    ) -> list[LedgerRecord]:
+        """Ledger records of ``symbols`` and ``interval`` of the candle ``collection`` for the days
+        ``first_day`` .. ``last_day`` (``YYYY-MM-DD``, inclusive), ordered by symbol then day."""
 
     # -- task records --------------------------------------------------------------------------
 

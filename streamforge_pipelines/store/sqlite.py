@@ -5,7 +5,10 @@ The default when no ArangoDB URL is configured. Same semantics as the ArangoDB a
 * candle tables (one per dataset, ``candles`` by default) are ``WITHOUT ROWID`` tables keyed by the
   deterministic candle key, with a secondary index on ``(symbol, interval, open_time)``; an upsert
   batch is one ``executemany`` of ``INSERT ... ON CONFLICT(key) DO UPDATE`` in one transaction;
+* trades tables (``trades`` by default) are ``WITHOUT ROWID`` tables keyed by ``SYMBOL:kind:id``,
+  indexed on ``(symbol, kind, id)`` and ``(symbol, kind, time)``, upserted like candles;
 * ``tasks`` holds task records (``partitions`` as JSON);
+* ``ledger`` holds the completeness ledger (one JSON document per symbol, interval and day);
 * ``graph_nodes`` / ``graph_edges`` hold graph snapshots (attributes as JSON).
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL`` — a committed transaction survives a
@@ -31,17 +34,24 @@ import orjson
 from streamforge_pipelines.store.base import (
     CANDLE_FIELDS,
     DEFAULT_CANDLE_COLLECTION,
+    DEFAULT_TRADES_COLLECTION,
+    LEDGER_COLLECTION,
     TASK_FIELDS,
     TASKS_COLLECTION,
+    TRADE_FIELDS,
+    CandlePageRows,
+    LedgerRecord,
     Store,
     StoreError,
     TaskNotFound,
     TaskRecord,
+    candle_page_rows,
     candle_rows,
     prepare_task_update,
     split_edge,
     split_node,
     task_document,
+    trade_rows,
     validate_collection_name,
     validate_key,
 )
@@ -90,6 +100,19 @@ CREATE INDEX IF NOT EXISTS "graph_edges_snapshot" ON "graph_edges" ("snapshot_id
 """
 
 
+_LEDGER_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS "{LEDGER_COLLECTION}" (
+    "key" TEXT PRIMARY KEY NOT NULL,
+    "symbol" TEXT NOT NULL,
+    "interval" TEXT NOT NULL,
+    "day" TEXT NOT NULL,
+    "collection" TEXT NOT NULL,
+    "doc" TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS "ledger_interval_day" ON "{LEDGER_COLLECTION}" ("interval", "day");
+"""
+
+
 def _candle_table_ddl(table: str) -> str:
     return f"""
 CREATE TABLE IF NOT EXISTS "{table}" (
@@ -130,6 +153,47 @@ def _upsert_sql(table: str) -> str:
     )
 
 
+_TRADE_COLUMNS = ", ".join(f'"{f}"' for f in TRADE_FIELDS)
+_BOOL_AT = TRADE_FIELDS.index("is_buyer_maker")
+
+
+def _trade_table_ddl(table: str) -> str:
+    """A trades table: keyed by ``SYMBOL:kind:id``, indexed by (symbol, kind, id) for the ledger's id
+    scans and (symbol, kind, time) for the time-range counts. ``is_buyer_maker`` is 0/1."""
+    return f"""
+CREATE TABLE IF NOT EXISTS "{table}" (
+    "key" TEXT PRIMARY KEY NOT NULL,
+    "symbol" TEXT NOT NULL,
+    "kind" TEXT NOT NULL,
+    "id" INTEGER NOT NULL,
+    "price" TEXT NOT NULL,
+    "qty" TEXT NOT NULL,
+    "quote_qty" TEXT,
+    "first_trade_id" INTEGER,
+    "last_trade_id" INTEGER,
+    "time" INTEGER NOT NULL,
+    "is_buyer_maker" INTEGER NOT NULL,
+    "source" TEXT NOT NULL,
+    "queue_id" TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS "{table}_symbol_kind_id" ON "{table}" ("symbol", "kind", "id");
+CREATE INDEX IF NOT EXISTS "{table}_symbol_kind_time" ON "{table}" ("symbol", "kind", "time");
+"""
+
+
+def _trade_upsert_sql(table: str) -> str:
+    """Upsert by key, skipping rows whose stored values are identical (as :func:`_upsert_sql`)."""
+    placeholders = ", ".join("?" for _ in TRADE_FIELDS)
+    value_fields = [f for f in TRADE_FIELDS if f != "key"]
+    updates = ", ".join(f'"{f}" = excluded."{f}"' for f in value_fields)
+    stored = ", ".join(f'"{f}"' for f in value_fields)
+    incoming = ", ".join(f'excluded."{f}"' for f in value_fields)
+    return (
+        f'INSERT INTO "{table}" ({_TRADE_COLUMNS}) VALUES ({placeholders}) '
+        f'ON CONFLICT ("key") DO UPDATE SET {updates} WHERE ({stored}) IS NOT ({incoming})'
+    )
+
+
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -156,6 +220,7 @@ class SqliteStore(Store):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._candle_tables: set[str] = set()
+        self._trade_tables: set[str] = set()
         self._upsert_sql: dict[str, str] = {}
         self._conn: sqlite3.Connection | None = None
         try:
@@ -171,6 +236,7 @@ class SqliteStore(Store):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            conn.executescript(_LEDGER_SCHEMA)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot open SQLite store at {path}: {exc}") from exc
@@ -240,6 +306,18 @@ class SqliteStore(Store):
     ) -> int:
         validate_collection_name(collection)
         rows = candle_rows(docs)
+        if not rows:
+            return 0
+        with self._write(collection) as conn:
+            conn.executemany(self._upsert_sql[collection], rows)
+        return len(rows)
+
+    def upsert_candle_pages(
+        self, pages: Sequence[CandlePageRows], collection: str = DEFAULT_CANDLE_COLLECTION
+    ) -> int:
+        """Tuples straight from the checked pages: no documents, no second type check."""
+        validate_collection_name(collection)
+        rows = candle_page_rows(pages)
         if not rows:
             return 0
         with self._write(collection) as conn:
@@ -328,6 +406,164 @@ class SqliteStore(Store):
                 ).fetchone()
                 total += int(count)
         return total
+
+    def candle_open_times(
+        self,
+        symbol: str,
+        interval: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_CANDLE_COLLECTION,
+    ) -> list[int]:
+        with self._read() as conn:
+            table = self._candle_table(collection)
+            rows = conn.execute(
+                f'SELECT DISTINCT "open_time" FROM "{table}" '
+                'WHERE "symbol" = ? AND "interval" = ? AND "open_time" >= ? AND "open_time" < ? '
+                'ORDER BY "open_time"',
+                (symbol, interval, start_ms, end_ms),
+            ).fetchall()
+        return [int(t) for (t,) in rows]
+
+    # -- trades ----------------------------------------------------------------------------------
+
+    def _trade_table(self, collection: str) -> str:
+        """Validate the name and create the trades table and its indexes on first use (under lock)."""
+        table = validate_collection_name(collection)
+        if table not in self._trade_tables:
+            conn = self._connection()
+            try:
+                for statement in _trade_table_ddl(table).split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot create table {table!r}: {exc}") from exc
+            self._trade_tables.add(table)
+        return table
+
+    def upsert_trades(
+        self, docs: Sequence[Mapping[str, Any]], collection: str = DEFAULT_TRADES_COLLECTION
+    ) -> int:
+        validate_collection_name(collection)
+        rows = trade_rows(docs)
+        if not rows:
+            return 0
+        with self._lock:
+            table = self._trade_table(collection)
+        with self._write() as conn:
+            conn.executemany(_trade_upsert_sql(table), rows)
+        return len(rows)
+
+    def read_trades(
+        self,
+        symbol: str,
+        kind: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            table = self._trade_table(collection)
+            rows = conn.execute(
+                f'SELECT {_TRADE_COLUMNS} FROM "{table}" '
+                'WHERE "symbol" = ? AND "kind" = ? AND "time" >= ? AND "time" < ? ORDER BY "id"',
+                (symbol, kind, start_ms, end_ms),
+            ).fetchall()
+        out = []
+        for row in rows:
+            doc = dict(zip(TRADE_FIELDS, row, strict=True))
+            doc["is_buyer_maker"] = bool(row[_BOOL_AT])
+            out.append(doc)
+        return out
+
+    def count_trades(
+        self,
+        symbol: str,
+        kind: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> int:
+        with self._read() as conn:
+            table = self._trade_table(collection)
+            (count,) = conn.execute(
+                f'SELECT COUNT(*) FROM "{table}" '
+                'WHERE "symbol" = ? AND "kind" = ? AND "time" >= ? AND "time" < ?',
+                (symbol, kind, start_ms, end_ms),
+            ).fetchone()
+        return int(count)
+
+    def trade_id_span(
+        self,
+        symbol: str,
+        kind: str,
+        start_ms: int,
+        end_ms: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> tuple[int, int, int] | None:
+        with self._read() as conn:
+            table = self._trade_table(collection)
+            lo, hi, count = conn.execute(
+                f'SELECT MIN("id"), MAX("id"), COUNT(*) FROM "{table}" '
+                'WHERE "symbol" = ? AND "kind" = ? AND "time" >= ? AND "time" < ?',
+                (symbol, kind, start_ms, end_ms),
+            ).fetchone()
+        return None if not count else (int(lo), int(hi), int(count))
+
+    def trade_ids(
+        self,
+        symbol: str,
+        kind: str,
+        first_id: int,
+        end_id: int,
+        collection: str = DEFAULT_TRADES_COLLECTION,
+    ) -> list[int]:
+        with self._read() as conn:
+            table = self._trade_table(collection)
+            rows = conn.execute(
+                f'SELECT "id" FROM "{table}" WHERE "symbol" = ? AND "kind" = ? AND "id" >= ? AND "id" < ? '
+                'ORDER BY "id"',
+                (symbol, kind, first_id, end_id),
+            ).fetchall()
+        return [int(i) for (i,) in rows]
+
+    # -- completeness ledger -------------------------------------------------------------------
+
+    def put_ledger(self, records: Sequence[LedgerRecord]) -> None:
+        rows = []
+        for r in records:
+            validate_key(r.key, "ledger key")
+            doc = orjson.dumps(r.to_dict()).decode()
+            rows.append((r.key, r.symbol, r.interval, r.day, r.collection, doc))
+        if not rows:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                f'INSERT OR REPLACE INTO "{LEDGER_COLLECTION}" '
+                '("key", "symbol", "interval", "day", "collection", "doc") VALUES (?, ?, ?, ?, ?, ?)',
+                rows,
+            )
+
+    def read_ledger(
+        self,
+        symbols: Sequence[str],
+        interval: str,
+        first_day: str,
+        last_day: str,
+        collection: str = DEFAULT_CANDLE_COLLECTION,
+    ) -> list[LedgerRecord]:
+        out: list[LedgerRecord] = []
+        with self._read() as conn:
+            for chunk in _chunks(sorted(set(symbols)), _SYMBOL_CHUNK):
+                marks = ", ".join("?" for _ in chunk)
+                rows = conn.execute(
+                    f'SELECT "doc" FROM "{LEDGER_COLLECTION}" WHERE "symbol" IN ({marks}) '
+                    'AND "interval" = ? AND "day" >= ? AND "day" <= ? AND "collection" = ? '
+                    'ORDER BY "symbol", "day"',
+                    (*chunk, interval, first_day, last_day, collection),
+                ).fetchall()
+                out.extend(LedgerRecord.from_dict(orjson.loads(doc)) for (doc,) in rows)
+        return out
 
     # -- task records --------------------------------------------------------------------------
 

@@ -1,11 +1,14 @@
 """arango-connector: data topics -> store, idempotent, offsets committed only after the write.
 
-One consumer-group member. Each poll takes a batch (``getmany``), decodes it, upserts the valid
-candles with their deterministic keys in one store call (off the event loop), copies every record
-that is not valid JSON or not a valid candle to the topic's dead-letter topic with its reason, and
-only then commits the offsets. End markers in the batch are acknowledged on ``queue-events`` after
-the commit: by then every record before the marker on that partition is stored. A crash between
-write and commit replays the batch; the upsert makes that harmless.
+One consumer-group member. Each poll takes a batch (``getmany``), decodes it (single candles and
+candle pages alike; trades pages go to ``upsert_trades``), upserts the valid candles with their
+deterministic keys in one store call (off the event loop), copies every record that is not valid
+JSON or not a valid candle (a page with one bad row goes whole) to the topic's dead-letter topic
+with its reason, and only then commits the offsets. End markers in the batch are acknowledged on
+``queue-events`` after the commit: by then every record before the marker on that partition is
+stored. A crash between write and commit replays the batch; the upsert makes that harmless.
+Batches are pipelined one deep: batch N+1 is fetched and decoded while batch N is written in a
+worker thread; N+1 is written only after N is committed, so offsets are committed in order.
 
 Progress per task goes to ``queue-events`` as ``loading`` events (at most about once a second per
 task) with the number of the task's records this connector has stored.
@@ -19,7 +22,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -27,7 +30,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from ..protocol import (
     CONNECTOR,
+    RECORD_CANDLES,
     RECORD_END,
+    RECORD_TRADES,
     Event,
     PartitionCount,
     ProtocolError,
@@ -36,8 +41,9 @@ from ..protocol import (
     new_suffix,
     now_s,
 )
-from ..settings import Settings
+from ..settings import TRADES_COLLECTION, Settings, candle_collection
 from ..store import Store, store_from_settings
+from ..store.base import CandlePageRows
 from .kafka_io import make_producer
 from .observability import BATCHES, ERRORS, LATENCY, RECORDS, Timer, configure_logging, serve_metrics
 
@@ -55,6 +61,19 @@ class ConnectorStats:
     batches: int = 0
 
 
+@dataclass
+class _Prepared:
+    """One decoded batch, ready to be written."""
+
+    offsets: dict[TopicPartition, int]
+    docs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    pages: dict[str, list[CandlePageRows]] = field(default_factory=dict)
+    trade_docs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    dead: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
+    markers: list[tuple[ConsumerRecord, dict[str, Any]]] = field(default_factory=list)
+    per_task: Counter[str] = field(default_factory=Counter)
+
+
 class Connector:
     """Consumes ``collections`` (topic -> store collection) into ``store`` until stopped."""
 
@@ -69,7 +88,15 @@ class Connector:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.collections = dict(collections or {settings.topic_candles: "candles"})
+        # Spot and USD-M futures candles of a symbol share keys: each market has its own topic and collection.
+        self.collections = dict(
+            collections
+            or {
+                settings.candle_topic("spot"): candle_collection("spot"),
+                settings.candle_topic("usdm"): candle_collection("usdm"),
+                settings.topic_trades: TRADES_COLLECTION,
+            }
+        )
         self.max_batch = max_batch
         self.producer_id = producer_id or make_producer_id(WORKER, new_suffix())
         self.stats = ConnectorStats()
@@ -98,56 +125,91 @@ class Connector:
         await self._consumer.start()
         log.info("connector %s consuming %s", self.producer_id, sorted(self.collections))
         self.ready.set()
+        pending: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=self.max_batch)
-                if batch:
-                    await self._handle(batch)
+                if not batch:
+                    if pending is not None and pending.done():  # surfaces a failed write now
+                        await pending
+                        pending = None
+                    continue
+                # Decode this batch while the previous one is still being written (the store
+                # releases the GIL while it writes); then write it once the previous is committed.
+                prepared = self._prepare(batch)
+                if pending is not None:
+                    await pending
+                pending = asyncio.create_task(self._apply(prepared))
         finally:
-            await self._consumer.stop()
-            await self._producer.stop()
-            log.info("connector %s stopped: %s", self.producer_id, self.stats)
+            try:
+                if pending is not None:
+                    await pending
+            finally:
+                await self._consumer.stop()
+                await self._producer.stop()
+                log.info("connector %s stopped: %s", self.producer_id, self.stats)
         return self.stats
 
-    async def _handle(self, batch: Mapping[TopicPartition, list[ConsumerRecord]]) -> None:
-        assert self._consumer is not None and self._producer is not None
-        with Timer(LATENCY.labels(WORKER, "batch")):
-            docs: dict[str, list[dict[str, Any]]] = {}
-            dead: list[tuple[ConsumerRecord, str]] = []
-            markers: list[tuple[ConsumerRecord, dict[str, Any]]] = []
-            per_task: Counter[str] = Counter()
+    def _prepare(self, batch: Mapping[TopicPartition, list[ConsumerRecord]]) -> _Prepared:
+        """Decode and sort one batch: what to write where, what to dead-letter, which markers."""
+        out = _Prepared(offsets={tp: records[-1].offset + 1 for tp, records in batch.items() if records})
+        with Timer(LATENCY.labels(WORKER, "decode")):
             for tp, records in batch.items():
                 collection = self.collections[tp.topic]
-                bucket = docs.setdefault(collection, [])
                 for rec in records:
                     try:
-                        value = decode_record(rec.value or b"")
+                        value = decode_record(rec.value or b"", page_as_docs=False)
                     except ProtocolError as exc:
-                        dead.append((rec, str(exc)))
+                        out.dead.append((rec, str(exc)))
                         continue
-                    if value.get("record") == RECORD_END:
-                        markers.append((rec, value))
+                    kind = value.get("record")
+                    if kind == RECORD_END:
+                        out.markers.append((rec, value))
+                    elif kind == RECORD_CANDLES:
+                        out.pages.setdefault(collection, []).append(value["page"])
+                        out.per_task[value["queue_id"]] += value["count"]
+                    elif kind == RECORD_TRADES:
+                        out.trade_docs.setdefault(collection, []).extend(value["docs"])
+                        out.per_task[value["queue_id"]] += len(value["docs"])
                     else:
-                        bucket.append(value)
-                        per_task[value["queue_id"]] += 1
-            for collection, items in docs.items():
-                if items:
-                    await asyncio.to_thread(self.store.upsert_candles, items, collection)
-            if dead:
-                await self._dead_letter(dead)
-            await self._consumer.commit(
-                {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
-            )
+                        out.docs.setdefault(collection, []).append(value)
+                        out.per_task[value["queue_id"]] += 1
+        return out
+
+    async def _apply(self, batch: _Prepared) -> None:
+        """Write a decoded batch, dead-letter its bad records, commit its offsets, then ack its markers."""
+        assert self._consumer is not None and self._producer is not None
+        with Timer(LATENCY.labels(WORKER, "batch")):
+            if batch.docs or batch.pages or batch.trade_docs:
+                await asyncio.to_thread(self._write, batch.docs, batch.pages, batch.trade_docs)
+            if batch.dead:
+                await self._dead_letter(batch.dead)
+            await self._consumer.commit(batch.offsets)
+        per_task = batch.per_task
         stored = sum(per_task.values())
         self.stats.stored += stored
         self.stats.batches += 1
-        self.stats.markers += len(markers)
+        self.stats.markers += len(batch.markers)
         BATCHES.labels(WORKER).inc()
         RECORDS.labels(WORKER, "stored").inc(stored)
         self._stored_per_task.update(per_task)
-        for rec, marker in markers:
+        for rec, marker in batch.markers:
             await self._emit_marker(rec, marker)
         await self._emit_progress(per_task)
+
+    def _write(
+        self,
+        docs: Mapping[str, list[dict[str, Any]]],
+        pages: Mapping[str, list[CandlePageRows]],
+        trade_docs: Mapping[str, list[dict[str, Any]]],
+    ) -> None:
+        """One batch's writes, in a worker thread (the event loop keeps fetching meanwhile)."""
+        for collection, items in docs.items():
+            self.store.upsert_candles(items, collection)
+        for collection, page_list in pages.items():
+            self.store.upsert_candle_pages(page_list, collection)
+        for collection, items in trade_docs.items():
+            self.store.upsert_trades(items, collection)
 
     async def _dead_letter(self, dead: list[tuple[ConsumerRecord, str]]) -> None:
         assert self._producer is not None

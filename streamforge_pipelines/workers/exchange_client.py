@@ -1,4 +1,4 @@
-"""A small Binance REST client for market data (aiohttp).
+"""A small Binance REST client for market data (aiohttp), spot or USD-M futures.
 
 Only what the loaders need: klines with Binance's error model mapped onto :mod:`.errors`, the
 ``X-MBX-USED-WEIGHT-1M`` header recorded after every response, and retries with capped,
@@ -6,8 +6,15 @@ jittered exponential backoff for 5xx, timeouts, dropped connections and truncate
 
 Every request goes through a :class:`~.governor.WeightGovernor` (the one passed in, else the
 process-wide default): it is charged the request's known weight (:data:`REQUEST_WEIGHTS`) before
-it is sent, reconciled with the weight header after, and a 429/418 blocks the governor, so every
-request of the process waits out ``Retry-After`` — not only the one that failed.
+it is sent, reconciled with the weight header after, and a 429/418 blocks the governor the moment
+its headers arrive, so every request of the process waits out ``Retry-After`` — not only the one
+that failed. A 429 also tells the governor the real limit (``learn_limit``: its ``-1003`` text, else
+its weight header), should the configured one be too high.
+
+**Markets** (``market=``): ``spot`` calls ``/api/v3/...`` (klines ``limit`` <= 1000, weight 2 at
+any limit), ``usdm`` calls ``/fapi/v1/...`` (klines ``limit`` <= 1500, weight 1/2/5/10 by
+``limit``, no ``1s`` interval). Binance counts spot and futures weight apart (6000 and 2400 per
+minute), so a usdm client's default governor is a separate process-wide one with the futures limit.
 """
 
 from __future__ import annotations
@@ -16,11 +23,13 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 import aiohttp
 import orjson
 
+from ..intervals import count_open_times
 from .backoff import Backoff
 from .errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, RateLimited
 from .governor import WeightGovernor, default_governor
@@ -35,10 +44,26 @@ from .observability import (
 
 log = logging.getLogger(__name__)
 
-KLINES_MAX_LIMIT = 1000
+Market = Literal["spot", "usdm"]
+MARKETS: tuple[str, ...] = ("spot", "usdm")
+#: REST path prefix of each market.
+API_PREFIX: dict[str, str] = {"spot": "/api/v3", "usdm": "/fapi/v1"}
+#: Default REQUEST_WEIGHT per minute of each market (reference sections 2 and 3).
+WEIGHT_LIMITS: dict[str, int] = {"spot": 6000, "usdm": 2400}
 
-#: Request weights of the spot endpoints this client calls (reference section 2). Kept here, not
-#: imported from the simulator: workers never depend on it. Unknown paths are charged 1.
+KLINES_MAX_LIMIT = 1000
+#: The largest klines ``limit`` each market accepts.
+KLINES_MAX_LIMITS: dict[str, int] = {"spot": KLINES_MAX_LIMIT, "usdm": 1500}
+#: Candles per klines page the loader asks for: the most candles per unit of weight, since the weight
+#: budget is what bounds a long load. Spot weighs 2 at any limit: 1000. USD-M weighs 1/2/5/10 by
+#: limit: 499 (weight 2) gets 249.5 candles per weight, 1000 (weight 5) 200, 1500 (weight 10) 150.
+KLINES_PAGE_LIMITS: dict[str, int] = {"spot": KLINES_MAX_LIMIT, "usdm": 499}
+#: The largest ``limit`` of aggTrades / trades / historicalTrades (spot; weight independent of it).
+TRADES_MAX_LIMIT = 1000
+
+#: Request weights of the endpoints this client calls (reference sections 2 and 3) at their default
+#: ``limit``; :data:`LIMIT_WEIGHTS` has those whose weight depends on it. Kept here, not imported from
+#: the simulator: workers never depend on it. Unknown paths are charged 1.
 REQUEST_WEIGHTS: dict[str, int] = {
     "/api/v3/ping": 1,
     "/api/v3/time": 1,
@@ -49,15 +74,90 @@ REQUEST_WEIGHTS: dict[str, int] = {
     "/api/v3/trades": 25,
     "/api/v3/historicalTrades": 25,
     "/api/v3/avgPrice": 2,
+    "/api/v3/depth": 5,
+    "/fapi/v1/ping": 1,
+    "/fapi/v1/time": 1,
+    "/fapi/v1/exchangeInfo": 1,
+    "/fapi/v1/klines": 5,
+    "/fapi/v1/depth": 10,
 }
 
 
-def request_weight(path: str) -> int:
+def futures_klines_weight(limit: int) -> int:
+    """USD-M klines (and its mark/index/premium variants): [1,100) 1, [100,500) 2, [500,1000] 5, >1000 10."""
+    return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+
+
+def futures_depth_weight(limit: int) -> int:
+    """USD-M depth: <=50 2, 100 5, 500 10, 1000 20."""
+    return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+
+
+def spot_depth_weight(limit: int) -> int:
+    """Spot depth: 1-100 5, 101-500 25, 501-1000 50, 1001-5000 250."""
+    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
+
+#: Endpoints whose weight depends on ``limit``: path -> (default limit, weight of a limit).
+LIMIT_WEIGHTS: dict[str, tuple[int, Callable[[int], int]]] = {
+    "/fapi/v1/klines": (500, futures_klines_weight),
+    "/fapi/v1/depth": (500, futures_depth_weight),
+    "/api/v3/depth": (100, spot_depth_weight),
+}
+
+#: Binance error codes (spot and USD-M futures) named in rejection messages.
+ERROR_NAMES: dict[int, str] = {
+    -1003: "TOO_MANY_REQUESTS",
+    -1021: "INVALID_TIMESTAMP",
+    -1023: "START_TIME_GREATER_THAN_END_TIME",  # USD-M futures (spot answers -1128)
+    -1100: "ILLEGAL_CHARS",
+    -1101: "TOO_MANY_PARAMETERS",
+    -1102: "MANDATORY_PARAM_EMPTY_OR_MALFORMED",
+    -1103: "UNKNOWN_PARAM",
+    -1105: "PARAM_EMPTY",
+    -1120: "BAD_INTERVAL",
+    -1121: "BAD_SYMBOL",
+    -1127: "MORE_THAN_XX_HOURS",
+    -1128: "OPTIONAL_PARAMS_BAD_COMBO",
+    -1130: "INVALID_PARAMETER",
+}
+
+
+def request_weight(path: str, params: Mapping[str, str] | None = None) -> int:
+    """The weight Binance charges for ``path`` with ``params`` (its ``limit`` where that matters)."""
+    by_limit = LIMIT_WEIGHTS.get(path)
+    if by_limit is not None:
+        default, weight_of = by_limit
+        raw = (params or {}).get("limit", "")
+        return weight_of(int(raw) if raw.isdigit() else default)
     return REQUEST_WEIGHTS.get(path, 1)
 
 
+def check_market(market: str) -> str:
+    """``market`` unchanged, or ValueError naming the markets."""
+    if market not in MARKETS:
+        raise ValueError(f"unknown market {market!r}; choose one of {', '.join(MARKETS)}")
+    return market
+
+
+def check_market_interval(market: str, interval: str) -> None:
+    """ValueError (one line) for an interval the market has no klines of: 1s exists only on spot."""
+    if check_market(market) == "usdm" and interval == "1s":
+        raise ValueError("USD-M futures have no 1s klines (1s candles exist only on spot)")
+
+
+def _error_msg(body: bytes) -> str | None:
+    """The ``msg`` of a Binance error body ``{"code": ..., "msg": ...}``; None when there is none."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    msg = data.get("msg") if isinstance(data, dict) else None
+    return msg if isinstance(msg, str) else None
+
+
 class BinanceRestClient:
-    """Spot market-data client. ``async with BinanceRestClient(url) as client: ...``."""
+    """Spot or USD-M market-data client: ``async with BinanceRestClient(url, market="usdm") as c: ...``."""
 
     def __init__(
         self,
@@ -69,12 +169,20 @@ class BinanceRestClient:
         backoff_cap_s: float = 10.0,
         rng: random.Random | None = None,
         governor: WeightGovernor | None = None,
+        market: Market = "spot",
     ) -> None:
+        self.market = check_market(market)
+        self.prefix = API_PREFIX[market]
+        self.klines_max_limit = KLINES_MAX_LIMITS[market]
+        #: Candles per page a loader should plan its windows with (:data:`KLINES_PAGE_LIMITS`).
+        self.page_limit = KLINES_PAGE_LIMITS[market]
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._backoff = Backoff(max_attempts, backoff_base_s, backoff_cap_s, rng or random.Random())
         self._session: aiohttp.ClientSession | None = None
-        self.governor = governor if governor is not None else default_governor()
+        self.governor = (
+            governor if governor is not None else default_governor(WEIGHT_LIMITS[market], pool=market)
+        )
         self.used_weight_1m = 0
         self.requests = 0
         self.retries = 0
@@ -99,9 +207,19 @@ class BinanceRestClient:
             self._session = None
 
     async def klines(
-        self, symbol: str, interval: str, start_ms: int, end_ms: int, limit: int = KLINES_MAX_LIMIT
+        self, symbol: str, interval: str, start_ms: int, end_ms: int, limit: int | None = None
     ) -> list[list[Any]]:
-        """Klines whose open time lies in ``[start_ms, end_ms]`` (both inclusive, as Binance)."""
+        """Klines whose open time lies in ``[start_ms, end_ms]`` (both inclusive, as Binance).
+
+        ``limit`` defaults to the number of candles that open in the window, at most
+        :attr:`klines_max_limit` (1000 spot, 1500 USD-M): on USD-M the ``limit`` sets the request's
+        weight, so a window planned with :attr:`page_limit` candles (499) is charged 2, not 10.
+        """
+        check_market_interval(self.market, interval)
+        if limit is None:
+            limit = max(1, min(self.klines_max_limit, count_open_times(start_ms, end_ms + 1, interval)))
+        if not 1 <= limit <= self.klines_max_limit:
+            raise ValueError(f"klines limit must be 1..{self.klines_max_limit} on {self.market}, got {limit}")
         params = {
             "symbol": symbol,
             "interval": interval,
@@ -109,9 +227,45 @@ class BinanceRestClient:
             "endTime": str(end_ms),
             "limit": str(limit),
         }
-        rows = await self._get("/api/v3/klines", params)
+        rows = await self._get(f"{self.prefix}/klines", params)
         if not isinstance(rows, list):
             raise ExchangeUnavailable(f"klines: expected a JSON array, got {type(rows).__name__}")
+        return rows
+
+    async def agg_trades(
+        self,
+        symbol: str,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        from_id: int | None = None,
+        limit: int = TRADES_MAX_LIMIT,
+    ) -> list[dict[str, Any]]:
+        """``GET /api/v3/aggTrades`` (weight 4): ``from_id`` (inclusive) or a time window (inclusive
+        bounds, Binance's window rule), not both. Elements ``{"a", "p", "q", "f", "l", "T", "m", "M"}``."""
+        if not 1 <= limit <= TRADES_MAX_LIMIT:
+            raise ValueError(f"aggTrades limit must be 1..{TRADES_MAX_LIMIT}, got {limit}")
+        if from_id is not None and (start_ms is not None or end_ms is not None):
+            raise ValueError("aggTrades takes fromId or startTime/endTime, not both")
+        params = {"symbol": symbol, "limit": str(limit)}
+        for name, value in (("fromId", from_id), ("startTime", start_ms), ("endTime", end_ms)):
+            if value is not None:
+                params[name] = str(value)
+        rows = await self._get(f"{self.prefix}/aggTrades", params)
+        if not isinstance(rows, list):
+            raise ExchangeUnavailable(f"aggTrades: expected a JSON array, got {type(rows).__name__}")
+        return rows
+
+    async def historical_trades(
+        self, symbol: str, from_id: int, limit: int = TRADES_MAX_LIMIT
+    ) -> list[dict[str, Any]]:
+        """``GET /api/v3/historicalTrades`` (weight 25): up to ``limit`` trades with ``id >= from_id``.
+        Elements ``{"id", "price", "qty", "quoteQty", "time", "isBuyerMaker", "isBestMatch"}``."""
+        if not 1 <= limit <= TRADES_MAX_LIMIT:
+            raise ValueError(f"historicalTrades limit must be 1..{TRADES_MAX_LIMIT}, got {limit}")
+        params = {"symbol": symbol, "fromId": str(from_id), "limit": str(limit)}
+        rows = await self._get(f"{self.prefix}/historicalTrades", params)
+        if not isinstance(rows, list):
+            raise ExchangeUnavailable(f"historicalTrades: expected a JSON array, got {type(rows).__name__}")
         return rows
 
     async def _get(self, path: str, params: dict[str, str]) -> Any:
@@ -151,7 +305,7 @@ class BinanceRestClient:
 
     async def _get_once(self, path: str, params: dict[str, str]) -> Any:
         assert self._session is not None, "client not started: use 'async with'"
-        weight = request_weight(path)
+        weight = request_weight(path, params)
         governor = self.governor
         await governor.acquire(weight)
         self.requests += 1
@@ -169,6 +323,11 @@ class BinanceRestClient:
                 settled = True
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
+                wait = float(retry_after) if retry_after and retry_after.isdigit() else 60.0
+                if status in (429, 418):
+                    # Stop every request of the process now, before reading the body: no new one
+                    # may reach the exchange during Retry-After (those in flight can't be recalled).
+                    governor.block_for(wait, status=status)
                 body = await resp.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             EXCHANGE_REQUESTS.labels(path, "unavailable").inc()
@@ -179,13 +338,13 @@ class BinanceRestClient:
             EXCHANGE_LATENCY.labels(path).observe(time.perf_counter() - t0)
         EXCHANGE_REQUESTS.labels(path, str(status)).inc()
         if status in (429, 418):
-            wait = float(retry_after) if retry_after and retry_after.isdigit() else 60.0
             if status == 429:
                 self.http_429 += 1
+                # The 429 shows the real limit (its -1003 text, else its weight header): keep under it.
+                governor.learn_limit(used_weight, _error_msg(body))
             else:
                 self.http_418 += 1
             EXCHANGE_RATE_LIMITED.labels(str(status)).inc()
-            governor.block_for(wait, status=status)
             raise RateLimited(f"{path}: HTTP {status}", status=status, retry_after=wait)
         if status >= 500:
             raise ExchangeUnavailable(f"{path}: HTTP {status}", status=status)
@@ -198,5 +357,8 @@ class BinanceRestClient:
         if status >= 400:
             code = data.get("code") if isinstance(data, dict) else None
             msg = data.get("msg") if isinstance(data, dict) else str(data)
-            raise ExchangeRejected(f"{path}: HTTP {status} code {code}: {msg}", status=status, code=code)
+            name = f" {ERROR_NAMES[code]}" if isinstance(code, int) and code in ERROR_NAMES else ""
+            raise ExchangeRejected(
+                f"{path}: HTTP {status} code {code}{name}: {msg}", status=status, code=code
+            )
         return data

@@ -11,7 +11,16 @@ request over the limit with 429 + ``Retry-After`` and bans (418) a client that g
 * ``observe(used_weight_header, now, weight=w)`` after each response reconciles with the exchange's
   count: the header is authoritative (other processes on the same IP count too), so the IP estimate
   is raised to ``header + weight still in flight``. It never lowers an estimate within a window.
-* ``block_until(ts)`` after a 429/418 stops **every** request of the process until ``ts``.
+* ``block_until(ts)`` after a 429/418 stops **every** request of the process until ``ts``: those
+  of this governor and of every other governor of the same ``pool`` on the same clock (the limit
+  is the IP's; a standalone loader runs several tasks with a governor each). The client calls it
+  the moment the 429's headers arrive, before reading its body.
+* ``learn_limit(used_weight_header, message)`` after a 429: the exchange's real limit is lower than
+  the one configured when the 429's ``-1003`` message names a lower one (``current limit is 60
+  request weight per 1 MINUTE``), or, without such a message, when the IP's weight header of the 429
+  (the weight at which the exchange refused more) is lower. The governor then keeps under the
+  learned limit for the rest of the process: new governors of the same pool and configured limit
+  start from it (:func:`learned_limit`). A limit is only ever lowered, never raised.
 * Reservations made in the last ``edge_ms`` of a window count toward the next window as well: a
   request sent just before the boundary may be counted by the exchange after it (latency, clock skew).
 
@@ -23,13 +32,68 @@ The governor binds to no event loop: it can be shared by the loaders of a proces
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+log = logging.getLogger(__name__)
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]
+
+#: The ``-1003`` text of a 429 for request weight (reference section 2): "Too much request weight
+#: used; current limit is 6000 request weight per 1 MINUTE. ..." (the simulator names its window).
+_WEIGHT_LIMIT_TEXT = re.compile(
+    r"current limit is (\d+) request weight per (\d+) (SECOND|MINUTE|HOUR|DAY)", re.IGNORECASE
+)
+#: The text of a 429 for the request count (RAW_REQUESTS), which says nothing about weight.
+_REQUEST_COUNT_TEXT = re.compile(r"too many requests|\d+ requests per", re.IGNORECASE)
+_UNIT_MS = {"SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
+
+
+def limit_from_429(used_weight: int | None, message: str | None, window_ms: int = 60_000) -> int | None:
+    """The exchange's weight limit per ``window_ms`` as one 429 shows it; None when it does not tell.
+
+    * A ``-1003`` message naming the weight limit of a ``window_ms`` window: that limit, exactly.
+    * A message about the request count (``RAW_REQUESTS``: "Too many requests; current limit is
+      300000 requests per 5 MINUTE"): nothing about weight (None).
+    * Otherwise (no body, another wording): the ``X-MBX-USED-WEIGHT-1M`` header. The exchange
+      refused a request when the IP had used that much, so the limit is below the header plus that
+      request's weight; the header itself is the highest value known to pass.
+    """
+    if message:
+        found = _WEIGHT_LIMIT_TEXT.search(message)
+        if found is not None:
+            limit, per = int(found.group(1)), int(found.group(2)) * _UNIT_MS[found.group(3).upper()]
+            if per == window_ms and limit >= 1:
+                return limit
+        elif _REQUEST_COUNT_TEXT.search(message):
+            return None
+    if used_weight is None or used_weight < 1:
+        return None
+    return used_weight
+
+
+#: (pool, configured limit, window_ms) -> the lower limit a 429 showed, for the rest of the process.
+_LEARNED: dict[tuple[str, int, int], int] = {}
+#: (pool, clock) -> until when every governor of the pool on that clock holds its requests (a 429/418
+#: is for the IP: it stops the other governors of the process too, e.g. a standalone loader's tasks).
+_BLOCKED: dict[tuple[str, Clock], float] = {}
+
+
+def learned_limit(limit_per_minute: int, window_ms: int = 60_000, pool: str = "spot") -> int | None:
+    """The limit a 429 showed in this process to governors configured with ``limit_per_minute``
+    (same window and pool); None when none did."""
+    return _LEARNED.get((pool, limit_per_minute, window_ms))
+
+
+def forget_learned_limits() -> None:
+    """Forget every limit learned, and every block, in this process (tests)."""
+    _LEARNED.clear()
+    _BLOCKED.clear()
 
 
 @dataclass(frozen=True)
@@ -44,6 +108,9 @@ class GovernorStats:
     requests: int
     waits: int
     seconds_waited: float
+    #: The limit the governor keeps under now, and whether a 429 taught it (lower than configured).
+    limit: int = 0
+    limit_learned: bool = False
 
 
 class WeightGovernor:
@@ -59,6 +126,7 @@ class WeightGovernor:
         *,
         sleep: Sleep = asyncio.sleep,
         edge_ms: float | None = None,
+        pool: str = "spot",
     ) -> None:
         if limit_per_minute < 1:
             raise ValueError("limit_per_minute must be >= 1")
@@ -68,16 +136,20 @@ class WeightGovernor:
             raise ValueError("safety must be in (0, 1]")
         if window_ms < 1:
             raise ValueError("window_ms must be >= 1")
+        #: The limit as configured, and the one kept under: lower once a 429 showed the real one.
+        self.configured_limit = limit_per_minute
         self.limit = limit_per_minute
         self.share = share
         self.safety = safety
         self.window_ms = window_ms
+        self.pool = pool
         self.edge_ms = window_ms / 60 if edge_ms is None else edge_ms
         self._clock = clock
         self._sleep = sleep
         #: This process's budget per window, and the IP's (both with the safety margin).
-        self.budget = max(1, math.floor(limit_per_minute * share * safety))
-        self.ip_budget = max(1, math.floor(limit_per_minute * safety))
+        self.budget = self.ip_budget = 1
+        learned = learned_limit(limit_per_minute, window_ms, pool)
+        self._set_limit(limit_per_minute if learned is None else min(limit_per_minute, learned))
         self._window = -1
         self._used = 0  # own weight reserved in the current window
         self._ip_used = 0  # estimate of the IP's weight in the current window
@@ -86,15 +158,20 @@ class WeightGovernor:
         self._blocked_until = 0.0
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
-        # stats
-        self._peak_own = 0
-        self._peak_ip = 0
+        # stats (peaks as shares of the limit kept under at the time)
+        self._peak_own = 0.0
+        self._peak_ip = 0.0
         self.http_429 = 0
         self.http_418 = 0
         self.total_weight = 0
         self.requests = 0
         self.waits = 0
         self.seconds_waited = 0.0
+
+    def _set_limit(self, limit: int) -> None:
+        self.limit = limit
+        self.budget = max(1, math.floor(limit * self.share * self.safety))
+        self.ip_budget = max(1, math.floor(limit * self.safety))
 
     # ---- windows --------------------------------------------------------------------------------
 
@@ -127,9 +204,13 @@ class WeightGovernor:
         async with self._get_lock():
             while True:
                 now = self._clock()
-                if now < self._blocked_until:
-                    await self._wait(self._blocked_until - now)
+                blocked = self.blocked_until
+                if now < blocked:
+                    await self._wait(blocked - now)
                     continue
+                learned = _LEARNED.get((self.pool, self.configured_limit, self.window_ms))
+                if learned is not None and learned < self.limit:  # another governor's 429 taught it
+                    self._set_limit(learned)
                 window = self._roll(now)
                 if self._fits(weight):
                     break
@@ -141,8 +222,8 @@ class WeightGovernor:
             self._in_flight += weight
             self.total_weight += weight
             self.requests += 1
-            self._peak_own = max(self._peak_own, self._used)
-            self._peak_ip = max(self._peak_ip, self._ip_used)
+            self._peak_own = max(self._peak_own, self._used / (self.limit * self.share))
+            self._peak_ip = max(self._peak_ip, self._ip_used / self.limit)
 
     async def _wait(self, seconds: float) -> None:
         seconds = max(seconds, 0.001)
@@ -164,7 +245,7 @@ class WeightGovernor:
         # The header counts every request of the IP the exchange processed before this response;
         # ours still in flight may come on top. Never lower the estimate within a window.
         self._ip_used = max(self._ip_used, used_weight + self._in_flight)
-        self._peak_ip = max(self._peak_ip, used_weight)
+        self._peak_ip = max(self._peak_ip, used_weight / self.limit)
 
     def block_until(self, ts: float, *, status: int | None = None) -> None:
         """Stop every request of the process until epoch second ``ts`` (after a 429 or 418)."""
@@ -173,10 +254,36 @@ class WeightGovernor:
         elif status == 418:
             self.http_418 += 1
         self._blocked_until = max(self._blocked_until, ts)
+        key = (self.pool, self._clock)
+        _BLOCKED[key] = max(_BLOCKED.get(key, 0.0), ts)
 
     def block_for(self, seconds: float, *, status: int | None = None) -> None:
         """``block_until(now + seconds)`` on the governor's clock (``Retry-After`` is relative)."""
         self.block_until(self._clock() + seconds, status=status)
+
+    def learn_limit(self, used_weight: int | None, message: str | None = None) -> int | None:
+        """After a 429: keep under the lower limit it shows (:func:`limit_from_429`) from now on.
+
+        ``used_weight`` is the 429's ``X-MBX-USED-WEIGHT-1M``, ``message`` its ``-1003`` text. Returns
+        the new limit when it lowered the current one, else None. The learned limit also holds for
+        the other governors of this process with the same pool, configured limit and window: those
+        created later start from it, those running take it on their next ``acquire``.
+        """
+        limit = limit_from_429(used_weight, message, self.window_ms)
+        if limit is None or limit >= self.limit:
+            return None
+        log.warning(
+            "the exchange's weight limit is %s per %.0fs, not %s: keeping under %s from now on",
+            limit,
+            self.window_ms / 1000,
+            self.limit,
+            math.floor(limit * self.share * self.safety),
+            extra={"limit": limit, "configured_limit": self.configured_limit, "pool": self.pool},
+        )
+        self._set_limit(limit)
+        key = (self.pool, self.configured_limit, self.window_ms)
+        _LEARNED[key] = min(_LEARNED.get(key, limit), limit)
+        return limit
 
     def release(self, weight: int) -> None:
         """Settle a request that got no response (same as ``observe(None, weight=weight)``)."""
@@ -186,33 +293,42 @@ class WeightGovernor:
 
     @property
     def blocked_until(self) -> float:
-        return self._blocked_until
+        """Until when requests wait: this governor's block, or another's of the same pool and clock."""
+        return max(self._blocked_until, _BLOCKED.get((self.pool, self._clock), 0.0))
 
     @property
     def peak_share(self) -> float:
         """Peak share (0-1) of this process's per-window budget ``limit * share`` it reserved."""
-        return min(1.0, self._peak_own / (self.limit * self.share))
+        return min(1.0, self._peak_own)
 
     def stats(self) -> GovernorStats:
         return GovernorStats(
             weight_budget_used=round(self.peak_share, 4),
-            ip_weight_used_peak=round(self._peak_ip / self.limit, 4),
+            ip_weight_used_peak=round(self._peak_ip, 4),
             http_429=self.http_429,
             http_418=self.http_418,
             total_weight=self.total_weight,
             requests=self.requests,
             waits=self.waits,
             seconds_waited=round(self.seconds_waited, 3),
+            limit=self.limit,
+            limit_learned=self.limit < self.configured_limit,
         )
 
 
-_DEFAULTS: dict[tuple[int, float], WeightGovernor] = {}
+_DEFAULTS: dict[tuple[str, int, float], WeightGovernor] = {}
 
 
-def default_governor(limit_per_minute: int = 6000, share: float = 1.0) -> WeightGovernor:
-    """The process-wide governor for a limit and share (one per process, shared by its loaders)."""
-    key = (limit_per_minute, share)
+def default_governor(
+    limit_per_minute: int = 6000, share: float = 1.0, *, pool: str = "spot"
+) -> WeightGovernor:
+    """The process-wide governor for a limit and share (one per process, shared by its loaders).
+
+    ``pool`` names the exchange's weight counter: Binance counts spot (``/api``) and USD-M futures
+    (``/fapi``) weight apart, so each has its own process-wide governor even at equal limits.
+    """
+    key = (pool, limit_per_minute, share)
     governor = _DEFAULTS.get(key)
     if governor is None:
-        governor = _DEFAULTS[key] = WeightGovernor(limit_per_minute, share)
+        governor = _DEFAULTS[key] = WeightGovernor(limit_per_minute, share, pool=pool)
     return governor

@@ -3,7 +3,8 @@
 For a task (symbol, interval, days) the loader splits the range into windows of at most 1000
 candles, fetches up to ``LOADER_CONCURRENCY`` windows at once, and produces the candles **in
 order** to the candle topic keyed by symbol (so one symbol's candles stay on one partition, in
-time order). Sends are batched: one Kafka batch per page, their futures awaited together. After the
+time order). Each page of at most 1000 candles is one message (``protocol.candle_page``); the
+sends' futures are awaited together. After the
 last candle it writes an end marker for the task to every partition it wrote to and reports
 ``finished`` with the count per partition. Telemetry: ``started`` → ``loading`` (about once a
 second) → ``finished`` | ``error`` | ``interrupted`` (cancelled, e.g. on SIGTERM).
@@ -12,13 +13,34 @@ Only candles that have closed are loaded: the range ends at the open time of the
 
 **Sources** (``command.source``, :func:`plan_sources`): ``auto`` (what the queue-manager sends by
 default; a command without ``source`` means ``rest``) reads every day that
-ended at least a day ago from the bulk archive (daily zips in the ``data.binance.vision`` layout,
+ended at least a day ago from the bulk archive (a whole published calendar month from its monthly
+zip, :func:`whole_months`; other days from daily zips; the ``data.binance.vision`` layout,
 :mod:`.archive_client`, at ``EXCHANGE_ARCHIVE_URL``, else ``EXCHANGE_URL``) and the recent tail
 (yesterday, today) from REST; a day the archive does not have (404) or whose checksum does not
 match is read from REST instead. ``rest`` reads every day from REST, ``archive`` every day from the
 archive (a missing file is an error for the task). The records are identical either way except
-``source`` (``binance-archive`` / ``binance-rest``): same fields, same order, one Kafka batch per at
-most 1000 candles. The ``finished`` event carries ``days_by_source``.
+``source`` (``binance-archive`` / ``binance-rest``): same fields, same order, one Kafka message (a
+candle page) per at most 1000 candles. The ``finished`` event carries ``days_by_source``.
+
+**Targeted repair** (``command.ranges``, from the completeness ledger,
+``streamforge_pipelines.ledger``): only those open-time ranges are fetched, from REST, in windows of
+at most a page, in order, with the same end markers; the ``finished`` event then carries
+``empty_ranges``, the fetched sub-ranges for which the exchange returned no candles (the evidence
+of exchange downtime).
+
+**Markets** (``command.market``, unset = ``spot``): ``usdm`` loads USD-M futures: ``/fapi/v1/klines``
+in windows of 499 candles (the most candles per weight there), ``data/futures/um`` archive files,
+the governor of the futures limit, records with ``source`` ``binance-usdm-rest`` /
+``binance-usdm-archive`` to ``KAFKA_TOPIC_CANDLES_USDM`` (no ``1s``: a TaskInvalid).
+
+**Resume** (``checkpoints``, the standalone loader's :class:`~.checkpoint.CheckpointStore`): jobs
+are produced in time order, so whenever the sends so far are all acknowledged (every 64 pages, and
+at least once a second) the task writes a checkpoint: ``done_until_ms`` (the end of the last job
+produced), its counts so far and ``days_by_source`` (:func:`resume_point` lists the fields). A task
+whose ``queue_id`` has a checkpoint plans only what comes after ``done_until_ms`` (an archive day
+or month it falls in is downloaded again, but only its candles from there on are produced), starts
+its counts from the checkpoint's, so its end markers and ``finished`` carry the whole task's
+totals, and says ``resumed from <time>`` in its ``started`` message.
 
 REST requests are paced by a :class:`~.governor.WeightGovernor` (docs/rate-limits.md): the one passed in
 (the step's, shared by its in-process loaders), else one for the command's ``weight_share``, else
@@ -33,19 +55,29 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from ..intervals import DAY_MS, check_interval, day_range_ms, day_start_ms, floor_open_time, open_times
+from ..intervals import (
+    DAY_MS,
+    check_interval,
+    day_range_ms,
+    day_start_ms,
+    floor_open_time,
+    ms_to_day,
+    next_open_time,
+    open_times,
+)
+from ..ledger import merge_ranges
 from ..protocol import (
     LOADER_CANDLES,
     Command,
     ErrorInfo,
     PartitionCount,
-    candle_from_kline,
+    candle_page,
     encode_record,
     end_marker,
     make_producer_id,
@@ -53,8 +85,9 @@ from ..protocol import (
 )
 from ..settings import Settings
 from .archive_client import DAILY_INTERVALS, ArchiveClient
+from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid, WorkerError
-from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient
+from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient, check_market_interval
 from .governor import WeightGovernor, default_governor
 from .kafka_io import EventEmitter, make_producer
 from .observability import BATCHES, ERRORS, LATENCY, RECORDS, Timer
@@ -63,12 +96,19 @@ log = logging.getLogger(__name__)
 
 WORKER = LOADER_CANDLES
 PROGRESS_EVERY_S = 1.0
+#: A checkpoint (resume after a crash) is written at most about this often, and every 64 pages.
+CHECKPOINT_EVERY_S = 1.0
 
 Source = Literal["auto", "rest", "archive"]
 SOURCES: tuple[str, ...] = ("auto", "rest", "archive")
 ARCHIVE, REST = "archive", "rest"
 #: The ``source`` field of the records read from each source.
 RECORD_SOURCE = {ARCHIVE: "binance-archive", REST: "binance-rest"}
+#: ... per market (``command.market``): USD-M futures records say so.
+RECORD_SOURCES = {
+    "spot": RECORD_SOURCE,
+    "usdm": {ARCHIVE: "binance-usdm-archive", REST: "binance-usdm-rest"},
+}
 #: In ``auto``, a day is read from the archive once it ended at least this long ago: real Binance
 #: publishes daily files the next day after several hours (docs: BINANCE_API.md section 6).
 ARCHIVE_MIN_AGE_MS = DAY_MS
@@ -92,6 +132,8 @@ class LoadResult:
     #: Days read from each source: {"archive": n, "rest": m}.
     days_by_source: dict[str, int] = field(default_factory=lambda: {ARCHIVE: 0, REST: 0})
     archive_requests: int = 0
+    #: Repair tasks (``command.ranges``): the fetched sub-ranges the exchange returned no candles for.
+    empty_ranges: list[tuple[int, int]] | None = None
 
     def exchange_fields(self) -> dict[str, Any]:
         """The exchange figures as :class:`~streamforge_pipelines.protocol.Event` fields."""
@@ -147,10 +189,83 @@ def task_range_ms(command: Command, clock_ms: int) -> tuple[int, int]:
 
 
 def governor_for(command: Command, settings: Settings) -> WeightGovernor:
-    """The command's own slice of the limit when it names one, else the process-wide governor."""
+    """The command's own slice of the limit when it names one, else the process-wide governor.
+
+    Of its market's limit: Binance counts USD-M futures weight (``EXCHANGE_FUTURES_WEIGHT_LIMIT``)
+    apart from spot (``EXCHANGE_WEIGHT_LIMIT``), so a usdm task never shares a spot governor.
+    """
+    market = command.market or "spot"
+    limit = settings.weight_limit(market)
     if command.weight_share is not None:
-        return WeightGovernor(settings.exchange_weight_limit, command.weight_share)
-    return default_governor(settings.exchange_weight_limit, settings.exchange_weight_share)
+        return WeightGovernor(limit, command.weight_share, pool=market)
+    return default_governor(limit, settings.exchange_weight_share, pool=market)
+
+
+@dataclass
+class Resume:
+    """Where a task resumes: its checkpoint's counts, all before ``done_until_ms``."""
+
+    done_until_ms: int
+    records: int
+    pages: int
+    partitions: dict[int, int]
+    days_by_source: dict[str, int]
+
+
+def task_fingerprint(command: Command, topic: str) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed from (a queue_id reused for another task: not)."""
+    return {
+        "symbol": command.symbol,
+        "type": command.type,
+        "time_range": command.time_range,
+        "source": command.source or REST,
+        "market": command.market or "spot",
+        "topic": topic,
+    }
+
+
+def resume_point(command: Command, topic: str, checkpoints: CheckpointStore | None) -> Resume | None:
+    """The checkpoint of the command's task in ``checkpoints`` as a :class:`Resume`, else None.
+
+    Checkpoint value (key = queue_id): ``queue_id``, ``task`` (:func:`task_fingerprint`),
+    ``done_until_ms`` (every candle with an open time before it is acknowledged by Kafka),
+    ``records``, ``pages``, ``partitions`` (partition -> records), ``days_by_source`` (days that
+    ended by ``done_until_ms``, by source), ``complete`` (end markers written), ``written_at``.
+    Repair commands (``ranges``) never resume.
+    """
+    if checkpoints is None or command.ranges is not None:
+        return None
+    value = checkpoints.get(command.queue_id)
+    if value is None:
+        return None
+    if value.get("task") != task_fingerprint(command, topic):
+        log.warning(
+            "checkpoint of %s is for another task (%s): loading from the start",
+            command.queue_id,
+            value.get("task"),
+            extra={"queue_id": command.queue_id},
+        )
+        return None
+    try:
+        return Resume(
+            done_until_ms=int(value["done_until_ms"]),
+            records=int(value["records"]),
+            pages=int(value["pages"]),
+            partitions={int(p): int(n) for p, n in dict(value["partitions"]).items()},
+            days_by_source={str(w): int(n) for w, n in dict(value["days_by_source"]).items()},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning(
+            "malformed checkpoint of %s (%r): loading from the start",
+            command.queue_id,
+            exc,
+            extra={"queue_id": command.queue_id},
+        )
+        return None
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -159,8 +274,42 @@ class _Chunk:
 
     rows: list[list[Any]]
     source: str
-    #: Days this job accounts for in ``days_by_source`` (archive jobs and their REST fallbacks).
+    #: Where the days this job accounts for in ``days_by_source`` came from (archive jobs and their
+    #: REST fallbacks), and how many days that is (a monthly file: the month's).
     day_source: str | None = None
+    days: int = 1
+    #: A monthly file that fell back to its daily files: their chunks, in order (``rows`` unused).
+    parts: list[_Chunk] | None = None
+    #: End (exclusive) of the open times this job covered, candles or not: once its rows are
+    #: acknowledged, the task is done up to here (checkpoints). 0 = not known (repair jobs).
+    until: int = 0
+
+
+def month_published_ms(year: int, month: int) -> int:
+    """When a monthly archive file can be relied on: Binance publishes it on the first Monday of
+    the following month (BINANCE_API.md section 6); a day later, to be safe."""
+    nxt = date(year + month // 12, month % 12 + 1, 1)
+    first_monday = nxt + timedelta(days=(7 - nxt.weekday()) % 7)
+    return day_start_ms(first_monday) + DAY_MS
+
+
+def whole_months(plan: list[tuple[date, str]], now_ms: int) -> dict[int, int]:
+    """Archive runs of ``plan`` that cover a whole published calendar month: plan index of the
+    month's first day -> number of days. Those months are read from one monthly file each."""
+    out: dict[int, int] = {}
+    i = 0
+    while i < len(plan):
+        day, where = plan[i]
+        if where == ARCHIVE and day.day == 1 and month_published_ms(day.year, day.month) <= now_ms:
+            nxt = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+            n = (nxt - day).days
+            run = plan[i : i + n]
+            if len(run) == n and all(w == ARCHIVE for _, w in run) and run[-1][0] == nxt - timedelta(days=1):
+                out[i] = n
+                i += n
+                continue
+        i += 1
+    return out
 
 
 async def _in_order(jobs: list[Callable[[], Any]], concurrency: int) -> AsyncIterator[_Chunk]:
@@ -193,15 +342,18 @@ def _fetch_jobs(
     start: int,
     end: int,
     fallback: bool,
+    months: dict[int, int] | None = None,
 ) -> list[Callable[[], Any]]:
-    """One job per REST page (consecutive REST days share windows) and per archive day."""
+    """One job per REST page (consecutive REST days share windows), per archive day, and per whole
+    month of ``months`` (:func:`whole_months`): its monthly file, else its daily files."""
     page_latency = LATENCY.labels(WORKER, "http_page")
     archive_latency = LATENCY.labels(WORKER, "archive_day")
 
     def rest_job(window: tuple[int, int]) -> Callable[[], Any]:
         async def job() -> _Chunk:
             with Timer(page_latency):
-                return _Chunk(await client.klines(symbol, interval, window[0], window[1]), REST)
+                rows = await client.klines(symbol, interval, window[0], window[1])
+            return _Chunk(rows, REST, until=next_open_time(window[1], interval))
 
         return job
 
@@ -224,18 +376,47 @@ def _fetch_jobs(
                     extra={"symbol": symbol, "day": day.isoformat()},
                 )
                 rows = []
-                for w in plan_windows(lo, hi, interval):
+                for w in plan_windows(lo, hi, interval, client.page_limit):
                     with Timer(page_latency):
                         rows.extend(await client.klines(symbol, interval, w[0], w[1]))
-                return _Chunk(rows, REST, day_source=REST)
-            return _Chunk([r for r in rows if lo <= r[0] < hi], ARCHIVE, day_source=ARCHIVE)
+                return _Chunk(rows, REST, day_source=REST, until=hi)
+            return _Chunk([r for r in rows if lo <= r[0] < hi], ARCHIVE, day_source=ARCHIVE, until=hi)
 
         return job
 
+    def month_job(first_day: date, n: int) -> Callable[[], Any]:
+        lo, hi = max(start, day_start_ms(first_day)), min(end, day_start_ms(first_day) + n * DAY_MS)
+
+        async def job() -> _Chunk:
+            try:
+                with Timer(archive_latency):
+                    rows = await archive.monthly_klines(symbol, interval, first_day.year, first_day.month)
+            except ExchangeError as exc:
+                log.warning(
+                    "archive month %s of %s %s: %s; reading its daily files",
+                    f"{first_day:%Y-%m}",
+                    symbol,
+                    interval,
+                    exc,
+                    extra={"symbol": symbol, "month": f"{first_day:%Y-%m}"},
+                )
+                days = [first_day + timedelta(days=k) for k in range(n)]
+                parts = list(await asyncio.gather(*(archive_job(d)() for d in days)))
+                return _Chunk([], ARCHIVE, parts=parts, until=hi)
+            rows = [r for r in rows if lo <= r[0] < hi]
+            return _Chunk(rows, ARCHIVE, day_source=ARCHIVE, days=n, until=hi)
+
+        return job
+
+    months = months or {}
     jobs: list[Callable[[], Any]] = []
     i = 0
     while i < len(plan):
         day, where = plan[i]
+        if i in months:
+            jobs.append(month_job(day, months[i]))
+            i += months[i]
+            continue
         if where == ARCHIVE:
             jobs.append(archive_job(day))
             i += 1
@@ -244,9 +425,47 @@ def _fetch_jobs(
         while j + 1 < len(plan) and plan[j + 1][1] == REST:
             j += 1
         lo, hi = max(start, day_start_ms(plan[i][0])), min(end, day_start_ms(plan[j][0]) + DAY_MS)
-        jobs.extend(rest_job(w) for w in plan_windows(lo, hi, interval))
+        jobs.extend(rest_job(w) for w in plan_windows(lo, hi, interval, client.page_limit))
         i = j + 1
     return jobs
+
+
+def _range_jobs(
+    client: BinanceRestClient,
+    symbol: str,
+    interval: str,
+    ranges: list[tuple[int, int]],
+    start: int,
+    end: int,
+    result: LoadResult,
+) -> list[Callable[[], Any]]:
+    """One REST job per max-limit window inside each of ``ranges`` (clipped to ``[start, end)``), in
+    time order. Each job records in ``result.empty_ranges`` the open times of its window that the
+    exchange returned no candle for."""
+    for a, b in ranges:
+        if a >= b:
+            raise TaskInvalid(f"command.ranges: a range must end after it starts, got [{a}, {b})")
+    result.empty_ranges = []
+    page_latency = LATENCY.labels(WORKER, "http_page")
+
+    def rest_job(window: tuple[int, int]) -> Callable[[], Any]:
+        async def job() -> _Chunk:
+            with Timer(page_latency):
+                rows = await client.klines(symbol, interval, window[0], window[1])
+            got = {r[0] for r in rows}
+            absent = [t for t in open_times(window[0], window[1] + 1, interval) if t not in got]
+            assert result.empty_ranges is not None
+            result.empty_ranges.extend((t, next_open_time(t, interval)) for t in absent)
+            return _Chunk(rows, REST)
+
+        return job
+
+    windows = [
+        w
+        for a, b in merge_ranges(ranges)
+        for w in plan_windows(max(a, start), min(b, end), interval, client.page_limit)
+    ]
+    return [rest_job(w) for w in windows]
 
 
 async def run_candle_task(
@@ -256,13 +475,19 @@ async def run_candle_task(
     producer: AIOKafkaProducer | None = None,
     clock_ms: Callable[[], int] = now_ms,
     governor: WeightGovernor | None = None,
+    checkpoints: CheckpointStore | None = None,
 ) -> LoadResult:
     """Carry out one ``api_candles_<interval>`` start command. Raises the error it reported.
 
     Every outcome is reported on ``queue-events``, a command that cannot be carried out included
     (``error`` with the reason), so nobody waits for a task that will never run.
+
+    With ``checkpoints`` (the standalone loader's), the task writes checkpoints as it goes and, when
+    the store holds one for its ``queue_id``, resumes from it (:func:`resume_point`); without, it
+    loads the whole range and writes none.
     """
-    topic = command.kafka_topic or settings.topic_candles
+    market = command.market or "spot"
+    topic = command.kafka_topic or settings.candle_topic(market)
     producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
     result = LoadResult(queue_id=command.queue_id)
     t0 = time.perf_counter()
@@ -283,18 +508,36 @@ async def run_candle_task(
         if command.symbol is None:
             raise TaskInvalid("command.symbol: required for a candle task")
         interval = check_interval(command.interval())
-        if settings.exchange_url is None:
+        try:
+            check_market_interval(market, interval)
+        except ValueError as exc:
+            raise TaskInvalid(f"command.market: {exc}") from None
+        rest_url = settings.rest_url(market)
+        if rest_url is None:
             raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
-        await events.emit("started", message=f"{command.symbol} {interval} {command.time_range}")
+        resume = resume_point(command, topic, checkpoints)
+        resumed = "" if resume is None else f", resumed from {_iso(resume.done_until_ms)}"
+        await events.emit("started", message=f"{command.symbol} {interval} {command.time_range}{resumed}")
         gov = governor if governor is not None else governor_for(command, settings)
-        archive_url = settings.archive_url or settings.exchange_url
+        archive_url = settings.archive_url or rest_url
         async with (
-            BinanceRestClient(settings.exchange_url, governor=gov) as client,
-            ArchiveClient(archive_url) as archive,
+            BinanceRestClient(rest_url, governor=gov, market=market) as client,
+            ArchiveClient(archive_url, market=market) as archive,
         ):
             try:
                 await _load(
-                    command, settings, producer, client, archive, events, topic, interval, result, clock_ms
+                    command,
+                    settings,
+                    producer,
+                    client,
+                    archive,
+                    events,
+                    topic,
+                    interval,
+                    result,
+                    clock_ms,
+                    checkpoints,
+                    resume,
                 )
             finally:
                 result.archive_requests = archive.requests
@@ -308,6 +551,7 @@ async def run_candle_task(
             partitions=[PartitionCount(partition=p, records=n) for p, n in sorted(result.partitions.items())],
             message=f"{result.records} candles in {result.pages} pages",
             days_by_source=dict(result.days_by_source),
+            empty_ranges=None if result.empty_ranges is None else merge_ranges(result.empty_ranges),
             **result.exchange_fields(),
         )
     except asyncio.CancelledError:
@@ -346,6 +590,8 @@ async def _load(
     interval: str,
     result: LoadResult,
     clock_ms: Callable[[], int],
+    checkpoints: CheckpointStore | None = None,
+    resume: Resume | None = None,
 ) -> None:
     assert command.symbol is not None
     symbol = command.symbol
@@ -355,52 +601,83 @@ async def _load(
     first, last = command.days()
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     days = [d for d in days if day_start_ms(d) < end]  # not the days that have not begun
+    if command.ranges is not None:
+        checkpoints = resume = None  # repairs are short: no checkpoints
+    if resume is not None:  # only what the checkpoint does not cover; its counts carry over
+        start = max(start, resume.done_until_ms)
+        days = [d for d in days if day_start_ms(d) + DAY_MS > start]
+        result.records, result.pages = resume.records, resume.pages
+        result.partitions = dict(resume.partitions)
     mode = command.source or REST
-    plan = plan_sources(days, interval, now, mode)
-    planned_rest = sum(1 for _, where in plan if where == REST)
-    jobs = _fetch_jobs(client, archive, symbol, interval, plan, start, end, fallback=mode == "auto")
+    if command.ranges is not None:  # targeted repair (ledger): only these ranges, from REST
+        jobs = _range_jobs(client, symbol, interval, command.ranges, start, end, result)
+        planned_rest = len({ms_to_day(a) for a, _ in command.ranges if a < end})
+    else:
+        plan = plan_sources(days, interval, now, mode)
+        planned_rest = sum(1 for _, where in plan if where == REST)
+        months = whole_months(plan, now)
+        jobs = _fetch_jobs(
+            client, archive, symbol, interval, plan, start, end, fallback=mode == "auto", months=months
+        )
     records_counter = RECORDS.labels(WORKER, "produced")
     # All of a task's records share one key, so one partition: the one Kafka's default partitioner
-    # picks for the key (murmur2), exactly as a keyed send() would. Sending one batch per page
-    # instead of one send() per record halves the loader's CPU per candle (measured in bench/).
+    # picks for the key (murmur2), exactly as a keyed send() would. One message per page of candles
+    # (protocol.candle_page) instead of one per candle: measured in bench/, see the module docstring.
     partitions = sorted(await producer.partitions_for(topic))
     partition = DefaultPartitioner()(key, partitions, partitions)
     in_flight: list[asyncio.Future[Any]] = []
     last_progress = time.monotonic()
 
-    async def send(batch: Any, n: int) -> None:
-        in_flight.append(await producer.send_batch(batch, topic, partition=partition))
-        result.partitions[partition] = result.partitions.get(partition, 0) + n
-
     days_by_source = {ARCHIVE: 0, REST: planned_rest}
-    async for chunk in _in_order(jobs, settings.loader_concurrency):
-        if chunk.day_source is not None:
-            days_by_source[chunk.day_source] += 1
-        source = RECORD_SOURCE[chunk.source]
-        for lo in range(0, len(chunk.rows), KLINES_MAX_LIMIT):  # one batch per <= 1000 candles
-            rows = chunk.rows[lo : lo + KLINES_MAX_LIMIT]
-            result.pages += 1
-            BATCHES.labels(WORKER).inc()
-            batch, n = producer.create_batch(), 0
-            for row in rows:
-                value = encode_record(candle_from_kline(row, symbol, interval, source, command.queue_id))
-                if batch.append(key=key, value=value, timestamp=None) is None:  # batch full
-                    await send(batch, n)
-                    batch, n = producer.create_batch(), 0
-                    batch.append(key=key, value=value, timestamp=None)
-                n += 1
-            if n:
-                await send(batch, n)
-            result.records += len(rows)
-            records_counter.inc(len(rows))
-        if len(in_flight) >= 64:
+    days_before = dict(resume.days_by_source) if resume is not None else {ARCHIVE: 0, REST: 0}
+    task = task_fingerprint(command, topic)
+    last_checkpoint = time.monotonic()
+
+    async def checkpoint(done_until: int, complete: bool = False) -> asyncio.Future[Any]:
+        """Send a checkpoint; call only once everything before ``done_until`` is acknowledged."""
+        assert checkpoints is not None
+        done = dict(days_before)  # days that ended by done_until, by source
+        done[ARCHIVE] = done.get(ARCHIVE, 0) + days_by_source[ARCHIVE]
+        done[REST] = done.get(REST, 0) + days_by_source[REST] - planned_rest
+        done[REST] += sum(1 for d, w in plan if w == REST and day_start_ms(d) + DAY_MS <= done_until)
+        value = {
+            "queue_id": command.queue_id,
+            "task": task,
+            "done_until_ms": done_until,
+            "records": result.records,
+            "pages": result.pages,
+            "partitions": {str(p): n for p, n in sorted(result.partitions.items())},
+            "days_by_source": done,
+            "complete": complete,
+        }
+        return await checkpoints.put(producer, command.queue_id, value)
+
+    async for whole in _in_order(jobs, settings.loader_concurrency):
+        for chunk in whole.parts if whole.parts is not None else [whole]:
+            if chunk.day_source is not None:
+                days_by_source[chunk.day_source] += chunk.days
+            source = RECORD_SOURCES[client.market][chunk.source]
+            for lo in range(0, len(chunk.rows), KLINES_MAX_LIMIT):  # one message per <= 1000 candles
+                rows = chunk.rows[lo : lo + KLINES_MAX_LIMIT]
+                value = encode_record(candle_page(rows, symbol, interval, source, command.queue_id))
+                in_flight.append(await producer.send(topic, value, key=key, partition=partition))
+                result.partitions[partition] = result.partitions.get(partition, 0) + len(rows)
+                result.pages += 1
+                BATCHES.labels(WORKER).inc()
+                result.records += len(rows)
+                records_counter.inc(len(rows))
+        due = checkpoints is not None and time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY_S
+        if len(in_flight) >= 64 or due:
             await asyncio.gather(*in_flight)
             in_flight.clear()
+            if checkpoints is not None:  # every page up to whole.until is acknowledged
+                in_flight.append(await checkpoint(whole.until))
+                last_checkpoint = time.monotonic()
         if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
             last_progress = time.monotonic()
             await events.emit("loading", records_written=result.records)
     await asyncio.gather(*in_flight)
-    result.days_by_source = days_by_source
+    result.days_by_source = {w: n + days_before.get(w, 0) for w, n in days_by_source.items()}
     producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
     markers = [
         await producer.send(
@@ -409,3 +686,5 @@ async def _load(
         for p, n in sorted(result.partitions.items())
     ]
     await asyncio.gather(*markers)
+    if checkpoints is not None:  # a crash before the command's offset is committed: markers only
+        await (await checkpoint(end, complete=True))

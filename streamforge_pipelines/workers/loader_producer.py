@@ -5,7 +5,9 @@ loader-api-candles; the trades and WebSocket loaders join here as they are built
 is the standalone worker: a consumer-group member on ``queue-control`` that carries out the start
 commands addressed to it, several at a time, and commits a command's offset only once it and every
 command before it have ended (at-least-once: a crash re-runs the unfinished tasks, whose records
-are idempotent).
+are idempotent). It reads the checkpoint topic (``KAFKA_TOPIC_CHECKPOINTS``, :mod:`.checkpoint`)
+at start and catches up before each task, so a re-run task continues from its checkpoint instead
+of refetching what was done; once a command's offset is committed, its task's checkpoint is deleted.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from ..kafka_admin import ensure_topics
 from ..protocol import (
     LOADER_CANDLES,
     LOADER_PRODUCER,
+    LOADER_TRADES,
+    TRADE_TASK_TYPES,
     Command,
     ErrorInfo,
     ProtocolError,
@@ -28,27 +33,42 @@ from ..protocol import (
     queue_id_suffix,
 )
 from ..settings import Settings
+from .checkpoint import CheckpointStore
 from .errors import TaskInvalid
 from .kafka_io import EventEmitter, make_producer
 from .loader_candles import LoadResult, run_candle_task
+from .loader_trades import run_trades_task
 from .observability import ERRORS
 
 log = logging.getLogger(__name__)
 
-TARGETS = frozenset({LOADER_PRODUCER, LOADER_CANDLES})
+TARGETS = frozenset({LOADER_PRODUCER, LOADER_CANDLES, LOADER_TRADES})
 Handler = Callable[[Command, Settings, AIOKafkaProducer], Awaitable[LoadResult]]
 
 
-def handler_for(command: Command) -> Handler:
-    """The loader that carries out ``command``; :class:`TaskInvalid` for an unknown type."""
+def handler_for(command: Command, checkpoints: CheckpointStore | None = None) -> Handler:
+    """The loader that carries out ``command``; :class:`TaskInvalid` for an unknown type.
+
+    ``checkpoints``: the standalone loader's store (tasks checkpoint and resume); None = neither.
+    """
     task_type = command.type or ""
     if task_type.startswith("api_candles_"):
-        return lambda c, s, p: run_candle_task(c, s, producer=p)
-    raise TaskInvalid(f"command.type: no loader for {task_type!r} (supported: api_candles_<interval>)")
+        return lambda c, s, p: run_candle_task(c, s, producer=p, checkpoints=checkpoints)
+    if task_type in TRADE_TASK_TYPES:
+        return lambda c, s, p: run_trades_task(c, s, producer=p, checkpoints=checkpoints)
+    raise TaskInvalid(
+        f"command.type: no loader for {task_type!r} (supported: api_candles_<interval>, "
+        f"{', '.join(TRADE_TASK_TYPES)})"
+    )
 
 
-async def dispatch(command: Command, settings: Settings, producer: AIOKafkaProducer) -> LoadResult:
-    return await handler_for(command)(command, settings, producer)
+async def dispatch(
+    command: Command,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    checkpoints: CheckpointStore | None = None,
+) -> LoadResult:
+    return await handler_for(command, checkpoints)(command, settings, producer)
 
 
 async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.Event | None = None) -> None:
@@ -65,16 +85,33 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
+    # The checkpoint topic, compacted, if nobody created it yet; then its checkpoints (resume).
+    await ensure_topics(bootstrap, {settings.topic_checkpoints: 1}, configs=settings.topic_configs())
+    checkpoints = await CheckpointStore.load(bootstrap, settings.topic_checkpoints)
     producer = make_producer(bootstrap)
     await producer.start()
+    await producer.partitions_for(settings.topic_checkpoints)  # its metadata now, not at the 1st put
     await consumer.start()
     gate = asyncio.Semaphore(parallel)
     running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
+    queue_ids: dict[tuple[TopicPartition, int], str] = {}
+
+    async def forget(queue_id: str | None) -> None:
+        """Its command is committed, so the task never runs again: drop its checkpoint (tombstone)."""
+        if queue_id is not None and checkpoints.get(queue_id) is not None:
+            try:
+                await checkpoints.delete(producer, queue_id)
+            except Exception as exc:  # noqa: BLE001 - a stale checkpoint costs only space
+                log.warning("deleting the checkpoint of %s: %s", queue_id, exc)
 
     async def carry_out(command: Command) -> None:
         async with gate:
+            try:  # checkpoints a replica wrote since (a task taken over from one that died)
+                await checkpoints.refresh(poll_ms=200)
+            except Exception as exc:  # noqa: BLE001 - resuming saves work; without it the task still runs
+                log.warning("reading checkpoints before %s: %s", command.queue_id, exc)
             try:
-                await dispatch(command, settings, producer)
+                await dispatch(command, settings, producer, checkpoints)
             except TaskInvalid as exc:  # no loader took it: say so, or the task waits forever
                 log.error("%s", exc, extra={"queue_id": command.queue_id})
                 await EventEmitter(
@@ -99,6 +136,7 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
                 for o in done:
                     if o < upto:
                         del running[(tp, o)]
+                        await forget(queue_ids.pop((tp, o), None))
 
     try:
         while not stop.is_set():
@@ -118,6 +156,7 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
                         running[(tp, rec.offset)] = asyncio.create_task(asyncio.sleep(0))
                         continue
                     running[(tp, rec.offset)] = asyncio.create_task(carry_out(command))
+                    queue_ids[(tp, rec.offset)] = command.queue_id
             await commit_done()
     finally:
         for task in running.values():

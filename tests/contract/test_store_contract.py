@@ -405,3 +405,150 @@ def test_open_store_defaults_to_sqlite(tmp_path: Path) -> None:
     with open_store(arango_url="", sqlite_path=str(path)) as store:
         assert isinstance(store, SqliteStore)
         assert store.count_candles("BTCUSDT", "5m", 0, 2**53) == 3
+
+
+# -- completeness ledger ---------------------------------------------------------------------------
+
+
+def test_candle_open_times_are_sorted_distinct_and_ranged(store: Store) -> None:
+    docs = series("BTCUSDT", T0, 12)
+    random.Random(7).shuffle(docs)
+    store.upsert_candles(docs)
+    store.upsert_candles(series("ETHUSDT", T0, 3))
+    store.upsert_candles(series("BTCUSDT", T0, 2))  # re-upserts: still one open time each
+    got = store.candle_open_times("BTCUSDT", "5m", T0 + FIVE_MIN, T0 + 10 * FIVE_MIN)
+    assert got == [T0 + i * FIVE_MIN for i in range(1, 10)]
+    assert store.candle_open_times("BTCUSDT", "1h", T0, T0 + HOUR) == []
+    assert store.candle_open_times("NOPEUSDT", "5m", 0, 2**53) == []
+
+
+def test_ledger_round_trip_replace_and_range(store: Store) -> None:
+    from streamforge_pipelines.store.base import LEDGER_COLLECTION, LedgerRecord
+
+    with pytest.raises(InvalidNameError, match="reserved"):
+        store.upsert_candles(series("BTCUSDT", T0, 1), collection=LEDGER_COLLECTION)
+    a = LedgerRecord(
+        symbol="BTCUSDT",
+        interval="5m",
+        day="2024-08-01",
+        expected=288,
+        stored=270,
+        downtime=12,
+        missing=6,
+        status="missing",
+        missing_ranges=[(T0 + 10 * FIVE_MIN, T0 + 16 * FIVE_MIN)],
+        downtime_ranges=[(T0 + HOUR, T0 + 2 * HOUR)],
+        checked_at=1.5,
+    )
+    b = LedgerRecord(
+        symbol="BTCUSDT", interval="5m", day="2024-08-02", expected=288, stored=288, checked_at=2.0
+    )
+    c = LedgerRecord(
+        symbol="ETHUSDT", interval="5m", day="2024-08-01", expected=288, stored=288, checked_at=3.0
+    )
+    other = LedgerRecord(
+        symbol="BTCUSDT", interval="1h", day="2024-08-01", expected=24, stored=24, checked_at=4.0
+    )
+    store.put_ledger([c, b, a, other])
+    store.put_ledger([])
+    assert a.key == "BTCUSDT:5m:2024-08-01"
+    assert store.read_ledger(["BTCUSDT", "ETHUSDT"], "5m", "2024-08-01", "2024-08-02") == [a, b, c]
+    assert store.read_ledger(["BTCUSDT"], "5m", "2024-08-02", "2024-08-31") == [b]
+    assert store.read_ledger(["BTCUSDT"], "1h", "2024-08-01", "2024-08-01") == [other]
+    assert store.read_ledger([], "5m", "2024-08-01", "2024-08-02") == []
+    fixed = LedgerRecord(
+        symbol="BTCUSDT",
+        interval="5m",
+        day="2024-08-01",
+        expected=288,
+        stored=276,
+        downtime=12,
+        status="downtime",
+        downtime_ranges=[(T0 + HOUR, T0 + 2 * HOUR)],
+        repaired=6,
+        checked_at=5.0,
+    )
+    store.put_ledger([fixed])  # replaced by key
+    assert store.read_ledger(["BTCUSDT"], "5m", "2024-08-01", "2024-08-01") == [fixed]
+
+
+# -- trades (aggTrades and trades) -----------------------------------------------------------------
+
+
+def trade_doc(symbol: str, kind: str, trade_id: int, t: int, **overrides: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "key": f"{symbol}:{kind}:{trade_id}",
+        "symbol": symbol,
+        "kind": kind,
+        "id": trade_id,
+        "price": "60000.01000000",
+        "qty": f"0.{trade_id % 1000:03d}00000",
+        "quote_qty": None if kind == "agg" else "600.00010000",
+        "first_trade_id": 2 * trade_id if kind == "agg" else None,
+        "last_trade_id": 2 * trade_id + 1 if kind == "agg" else None,
+        "time": t,
+        "is_buyer_maker": trade_id % 2 == 0,
+        "source": "binance-rest",
+        "queue_id": "wf-q",
+    }
+    doc.update(overrides)
+    return doc
+
+
+def test_trades_upsert_read_count_span_and_ids(store: Store) -> None:
+    aggs = [trade_doc("BTCUSDT", "agg", 100 + i, T0 + 10 * i) for i in range(50)]
+    trades = [trade_doc("BTCUSDT", "trade", 100 + i, T0 + 10 * i) for i in range(30)]
+    other = [trade_doc("ETHUSDT", "agg", 100 + i, T0 + 10 * i) for i in range(5)]
+    shuffled = aggs + trades + other
+    random.Random(3).shuffle(shuffled)
+    assert store.upsert_trades(shuffled) == 85
+    assert store.upsert_trades(aggs[:10]) == 10  # idempotent by key
+    assert store.upsert_trades([]) == 0
+    assert store.read_trades("BTCUSDT", "agg", T0, T0 + 500) == aggs  # exact shape, ordered by id
+    assert store.read_trades("BTCUSDT", "trade", T0 + 100, T0 + 200) == trades[10:20]  # half-open
+    assert store.count_trades("BTCUSDT", "agg", T0, T0 + 10**9) == 50
+    assert store.count_trades("ETHUSDT", "agg", T0, T0 + 10**9) == 5
+    assert store.count_trades("BTCUSDT", "trade", T0 + 100, T0 + 200) == 10
+    assert store.trade_id_span("BTCUSDT", "agg", T0 + 100, T0 + 200) == (110, 119, 10)
+    assert store.trade_id_span("BTCUSDT", "agg", T0 - 100, T0) is None
+    store.upsert_trades([trade_doc("BTCUSDT", "agg", 105, T0 + 50, price="1.00000000")])  # updates
+    assert store.read_trades("BTCUSDT", "agg", T0 + 50, T0 + 51)[0]["price"] == "1.00000000"
+    assert store.trade_ids("BTCUSDT", "agg", 140, 1000) == list(range(140, 150))
+    assert store.trade_ids("BTCUSDT", "trade", 0, 105) == list(range(100, 105))
+    assert store.count_trades("BTCUSDT", "agg", T0, T0 + 10**9, collection="trades_other") == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("price", 1.5),
+        ("id", "7"),
+        ("is_buyer_maker", 1),
+        ("kind", "tick"),
+        ("key", "bad key"),
+        ("quote_qty", 2),
+    ],
+)
+def test_bad_trades_are_refused_whole(store: Store, field: str, value: Any) -> None:
+    good = trade_doc("BTCUSDT", "trade", 1, T0)
+    bad = {**trade_doc("BTCUSDT", "trade", 2, T0 + 1), field: value}
+    with pytest.raises(StoreError):
+        store.upsert_trades([good, bad])
+    assert store.count_trades("BTCUSDT", "trade", T0, T0 + 10) == 0
+    with pytest.raises(StoreError, match="lacks fields"):
+        store.upsert_trades([{k: v for k, v in good.items() if k != "qty"}])
+
+
+def test_candle_pages_store_exactly_what_their_documents_store(store: Store) -> None:
+    """upsert_candle_pages (the connector's path for candle pages) == upsert_candles of the documents."""
+    docs = series("ETHUSDT", ms("2024-08-01T00:00:00"), 30)
+    fields = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades")
+    rows = [[d[f] for f in fields] + [d["taker_buy_base"], d["taker_buy_quote"]] for d in docs]
+    page = ("ETHUSDT", "5m", docs[0]["source"], docs[0]["queue_id"], rows)
+    assert store.upsert_candle_pages([(*page[:4], rows[:10]), (*page[:4], rows[10:])], "paged") == 30
+    store.upsert_candles(docs, "plain")
+    start, end = ms("2024-08-01T00:00:00"), ms("2024-08-02T00:00:00")
+    paged = store.read_candles("ETHUSDT", "5m", start, end, "paged")
+    assert paged == store.read_candles("ETHUSDT", "5m", start, end, "plain") and len(paged) == 30
+    assert store.upsert_candle_pages([page], "paged") == 30  # a replayed page changes nothing
+    assert store.count_candles("ETHUSDT", "5m", start, end, "paged") == 30

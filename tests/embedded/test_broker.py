@@ -159,10 +159,11 @@ def test_ensure_topics_rejects_bad_input(kafka_bootstrap: str) -> None:
 
 def test_kafka_topics_fixture(kafka_bootstrap: str, kafka_topics) -> None:
     topics = kafka_topics(partitions=6)
-    assert set(topics) == {"control", "events", "candles", "dlq"}
+    assert set(topics) == {"control", "events", "candles", "dlq", "candles_usdm", "trades", "checkpoints"}
     assert topics["dlq"] == topics["candles"] + ".dlq"
     counts = asyncio.run(_partition_counts(kafka_bootstrap, list(topics.values())))
-    assert counts == {topics["control"]: 1, topics["events"]: 1, topics["candles"]: 6, topics["dlq"]: 1}
+    data = {"candles", "candles_usdm", "trades"}
+    assert counts == {name: 6 if role in data else 1 for role, name in topics.items()}
     assert kafka_topics()["candles"] != topics["candles"]  # fresh names per call
 
 

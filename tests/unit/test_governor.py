@@ -1,13 +1,28 @@
-"""WeightGovernor with a fake clock: budgets per window, waits, blocks, shares, header reconciliation."""
+"""WeightGovernor with a fake clock: budgets per window, waits, blocks, shares, header reconciliation;
+and the limit it learns from a 429, against a loopback server and against the simulator's real limits."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from aiohttp import web
 
-from streamforge_pipelines.workers.governor import WeightGovernor, default_governor
+from streamforge_pipelines.intervals import day_range_ms
+from streamforge_pipelines.workers.exchange_client import BinanceRestClient
+from streamforge_pipelines.workers.governor import (
+    WeightGovernor,
+    default_governor,
+    forget_learned_limits,
+    learned_limit,
+    limit_from_429,
+)
+from streamforge_pipelines.workers.simulator.limits import LimitsConfig
+from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 T0 = 1_700_000_040.0  # 40 s into a clock minute (1_700_000_000 is 20 s past one)
 
@@ -26,6 +41,14 @@ class FakeClock:
         self.sleeps.append(seconds)
         self.t += seconds
         await asyncio.sleep(0)
+
+
+@pytest.fixture(autouse=True)
+def _no_learned_limits() -> Iterator[None]:
+    """Limits learned from a 429 last for the process: keep each test's to itself."""
+    forget_learned_limits()
+    yield
+    forget_learned_limits()
 
 
 def governor(clock: FakeClock, **kw: object) -> WeightGovernor:
@@ -190,3 +213,178 @@ def test_bad_arguments() -> None:
         WeightGovernor(share=0)
     with pytest.raises(ValueError, match="limit"):
         WeightGovernor(limit_per_minute=0)
+
+
+# ---------------------------------------------------------------------- learning the limit from a 429
+
+BINANCE_429 = (
+    "Too much request weight used; current limit is {} request weight per {}. "
+    "Please use WebSocket Streams for live updates to avoid polling the API."
+)
+
+
+def test_limit_from_429_reads_the_message_else_the_header() -> None:
+    assert limit_from_429(5990, BINANCE_429.format(6000, "1 MINUTE")) == 6000  # the message is exact
+    assert limit_from_429(58, BINANCE_429.format(60, "2 SECOND"), window_ms=2000) == 60
+    # a message naming another window than the governor's: the header tells the limit of this one
+    assert limit_from_429(58, BINANCE_429.format(60, "2 SECOND")) == 58
+    # no body, or a wording we do not know: the weight at which the exchange refused more
+    assert limit_from_429(60, None) == 60
+    assert limit_from_429(60, "Too much weight.") == 60
+    # the request-count limit (RAW_REQUESTS) says nothing about weight; no header: nothing known
+    raw = "Too many requests; current limit is 300000 requests per 5 MINUTE. Please use WebSocket Streams."
+    assert limit_from_429(10, raw) is None
+    assert limit_from_429(None, None) is None
+    assert limit_from_429(0, None) is None
+
+
+def test_a_429_lowers_the_limit_for_the_rest_of_the_process_and_never_raises_it() -> None:
+    clock = FakeClock()
+    gov = governor(clock, limit_per_minute=1000, safety=0.97, edge_ms=0)
+    log: list[tuple[float, int]] = []
+
+    async def main() -> None:
+        for _ in range(30):
+            await gov.acquire(2)
+        gov.block_for(20, status=429)
+        assert gov.learn_limit(60, BINANCE_429.format(60, "1 MINUTE")) == 60
+        assert gov.learn_limit(60, None) is None  # the rest of the wave teaches nothing new
+        assert gov.learn_limit(None, BINANCE_429.format(6000, "1 MINUTE")) is None  # never raised
+        await asyncio.gather(*(_grab(gov, clock, 2, log) for _ in range(60)))
+
+    asyncio.run(main())
+    per_window = Counter(int(t // 60) for t, _ in log)
+    assert list(per_window.values()) == [29, 29, 2]  # floor(60 * 0.97) = 58 weight per window
+    assert min(t for t, _ in log) == 1_700_000_100.0  # nothing in the limited window after the block
+    stats = gov.stats()
+    assert (stats.limit, stats.limit_learned, gov.budget, gov.ip_budget) == (60, True, 58, 58)
+    assert gov.peak_share == pytest.approx(58 / 60)  # the peak against the limit of its time
+    # a governor created later in the process with the same configuration starts from the learned limit
+    assert learned_limit(1000) == 60
+    later = WeightGovernor(1000, share=0.5)
+    assert (later.limit, later.budget, later.configured_limit) == (60, 29, 1000)
+    assert later.stats().limit_learned
+    assert WeightGovernor(1000, pool="usdm").limit == 1000  # another weight counter: not affected
+    assert WeightGovernor(2000).limit == 2000  # another configuration: not affected
+    assert default_governor(1000, 0.25, pool="spot").limit == 60
+
+
+def test_a_429_holds_and_teaches_every_governor_of_the_pool_in_the_process() -> None:
+    """A standalone loader runs tasks at once, each with its own governor: the 429 is for the IP."""
+    clock = FakeClock()
+    first, second = governor(clock, limit_per_minute=1000), governor(clock, limit_per_minute=1000)
+    futures = governor(clock, limit_per_minute=1000, pool="usdm")  # Binance counts it apart
+    log: list[tuple[float, int]] = []
+
+    async def main() -> None:
+        first.block_for(20, status=429)
+        first.learn_limit(None, BINANCE_429.format(60, "1 MINUTE"))
+        await _grab(futures, clock, 2, log)
+        await asyncio.gather(*(_grab(second, clock, 2, log) for _ in range(30)))
+
+    asyncio.run(main())
+    assert log[0] == (T0, 2)  # the other pool went on
+    assert [t for t, _ in log[1:]] == [T0 + 20] * 29 + [1_700_000_100.0]  # held, then 58 per window
+    assert second.limit == 60 and futures.limit == 1000
+    assert second.stats().http_429 == 0  # the 429 is counted once, by the governor that met it
+
+
+def test_the_client_stops_every_request_when_the_429_headers_arrive_and_learns_from_its_body() -> None:
+    """The 429's body comes late: the block is on while it is still being read."""
+    hits: list[tuple[float, str]] = []
+    body_sent = asyncio.Event()
+
+    async def klines(request: web.Request) -> web.StreamResponse:
+        hits.append((time.monotonic(), request.query["symbol"]))
+        if len(hits) > 1:
+            return web.json_response([], headers={"X-MBX-USED-WEIGHT-1M": "2"})
+        resp = web.StreamResponse(status=429, headers={"Retry-After": "1", "X-MBX-USED-WEIGHT-1M": "60"})
+        resp.content_type = "application/json"
+        await resp.prepare(request)
+        await asyncio.sleep(0.4)  # the body is late
+        msg = BINANCE_429.format(60, "2 SECOND")
+        await resp.write(b'{"code":-1003,"msg":"' + msg.encode() + b'"}')
+        await resp.write_eof()
+        body_sent.set()
+        return resp
+
+    async def main() -> tuple[bool, WeightGovernor, BinanceRestClient]:
+        app = web.Application()
+        app.router.add_get("/api/v3/klines", klines)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            gov = WeightGovernor(6000, window_ms=2000)
+            async with BinanceRestClient(f"http://127.0.0.1:{port}", governor=gov) as client:
+                first = asyncio.create_task(client.klines("BTCUSDT", "1m", 0, 1))
+                deadline = time.monotonic() + 5
+                while gov.blocked_until == 0:  # bounded: the 429's headers reach the client
+                    assert time.monotonic() < deadline, "the client never blocked the governor"
+                    await asyncio.sleep(0.005)
+                blocked_before_body = not body_sent.is_set()
+                await client.klines("ETHUSDT", "1m", 0, 1)  # another coroutine, after the 429
+                await first
+                return blocked_before_body, gov, client
+        finally:
+            await runner.cleanup()
+
+    blocked_before_body, gov, client = asyncio.run(main())
+    assert blocked_before_body
+    t_429 = hits[0][0]
+    assert hits[0][1] == "BTCUSDT"
+    assert min(t for t, _ in hits[1:]) - t_429 >= 0.9  # nothing reached the server during Retry-After
+    assert (gov.limit, gov.budget) == (60, 58)  # from the -1003 text
+    assert (client.http_429, client.http_418, client.retries) == (1, 0, 1)
+
+
+WINDOW_MS = 2000
+REAL_LIMIT = 60  # the simulator's: 30 klines requests per 2 s window
+CONCURRENCY = 8
+
+
+def test_a_governor_told_a_limit_far_too_high_meets_one_429_wave_then_runs_at_the_real_limit() -> None:
+    """Against the simulator's limits (60 weight per 2 s window), a governor told 1000.
+
+    The exchange answers 429 to the requests already in flight when the first 429 arrives and bans
+    (418) a client that sends more than that afterwards (``tolerated_after_429``: requests on the
+    wire, not a client that goes on). The governor stops every request at the first 429, learns 60
+    from it and keeps under floor(60 * 0.97) = 58 per window from then on: no further 429, no 418.
+    """
+    limits = LimitsConfig(
+        request_weight_per_minute=REAL_LIMIT, window_1m_ms=WINDOW_MS, tolerated_after_429=CONCURRENCY - 1
+    )
+    requests = 100  # 200 weight: the first window, then three at the learned budget
+    day = datetime.now(UTC).date() - timedelta(days=3)
+    start, end = day_range_ms(day, day)
+
+    async def main() -> tuple[list[int], WeightGovernor, BinanceRestClient, float]:
+        async with SimulatorServer(seed=42, limits=limits) as sim:
+            # Start right after a window boundary: the first window is a whole one.
+            await asyncio.sleep((WINDOW_MS - time.time() * 1000 % WINDOW_MS) / 1000 + 0.01)
+            gov = WeightGovernor(1000, window_ms=WINDOW_MS)
+            async with BinanceRestClient(sim.base_url, governor=gov) as client:
+                sem = asyncio.Semaphore(CONCURRENCY)
+
+                async def one() -> int:
+                    async with sem:
+                        return len(await client.klines("BTCUSDT", "1m", start, end))
+
+                t0 = time.monotonic()
+                counts = await asyncio.gather(*(one() for _ in range(requests)))
+                return counts, gov, client, time.monotonic() - t0
+
+    counts, gov, client, seconds = asyncio.run(main())
+    assert counts == [1000] * requests
+    assert client.http_418 == 0 and gov.stats().http_418 == 0
+    # one wave: only the requests in flight when the first 429 came back (at most one per slot)
+    assert 1 <= client.http_429 <= CONCURRENCY - 1, client.http_429
+    assert client.retries == client.http_429
+    stats = gov.stats()
+    assert (stats.limit, stats.limit_learned, gov.budget) == (REAL_LIMIT, True, 58)
+    assert 0.9 <= stats.weight_budget_used <= round(58 / 60, 4)  # close to, never over, the learned budget
+    # 30 admitted in the first window, then 29 per window: 5 windows (10 s), not more than one extra
+    assert seconds < 6 * WINDOW_MS / 1000 + 1, seconds
+    assert learned_limit(1000, WINDOW_MS) == REAL_LIMIT

@@ -14,7 +14,17 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def test_defaults_are_embedded() -> None:
     s = Settings.from_env({})
     assert s.kafka_bootstrap_servers is None and s.arango_url is None and s.exchange_url is None
-    assert s.topics() == {"queue-control": 1, "queue-events": 1, "sf.candles.v1": 4, "sf.candles.v1.dlq": 1}
+    assert s.topics() == {
+        "queue-control": 1,
+        "queue-events": 1,
+        "sf.checkpoints.v1": 1,
+        "sf.candles.v1": 4,
+        "sf.candles.v1.dlq": 1,
+        "sf.candles-usdm.v1": 4,
+        "sf.candles-usdm.v1.dlq": 1,
+        "sf.trades.v1": 4,
+        "sf.trades.v1.dlq": 1,
+    }
 
 
 def test_env_parsed_and_round_trips() -> None:

@@ -11,13 +11,12 @@ import hashlib
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamforge_pipelines.intervals import DAY_MS, day_range_ms, day_start_ms, open_times
-from streamforge_pipelines.protocol import Command, format_time_range
+from streamforge_pipelines.protocol import Command, decode_record, format_time_range
 from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load_candles
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
@@ -31,7 +30,12 @@ from streamforge_pipelines.workers.archive_client import (
 )
 from streamforge_pipelines.workers.errors import TaskInvalid
 from streamforge_pipelines.workers.governor import WeightGovernor
-from streamforge_pipelines.workers.loader_candles import plan_sources, run_candle_task
+from streamforge_pipelines.workers.loader_candles import (
+    month_published_ms,
+    plan_sources,
+    run_candle_task,
+    whole_months,
+)
 from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 SYMBOL = "BTCUSDT"
@@ -72,8 +76,9 @@ async def _read_records(bootstrap: str, topic: str) -> list[dict[str, Any]]:
                 continue
             empty = 0
             for tp in sorted(batches, key=lambda t: t.partition):
-                out.extend(orjson.loads(m.value) for m in batches[tp])
-        return [r for r in out if r.get("record") != "end"]
+                out.extend(decode_record(m.value) for m in batches[tp])
+        # pages expand into their candles' store documents, in order
+        return [d for r in out if r.get("record") == "candles" for d in r["docs"]]
     finally:
         await consumer.stop()
 
@@ -108,8 +113,8 @@ def test_csv_parsing_micros_header_and_checksum() -> None:
     header = b"open_time,open,high,low,close,volume,close_time,quote_volume,count,taker_buy_volume,x,ignore"
     rows = parse_klines_csv(header + b"\r\n" + ms_row + b"\r\n" + us_row + b"\n")
     assert rows == [
-        [1735516800000, "1.10000000", "1.2", "1.0", "1.1", "5.0", 1735516859999, "5.5", 7, "2.0", "2.2", "0"],
-        [1735689600000, "1.10000000", "1.2", "1.0", "1.1", "5.0", 1735689659999, "5.5", 7, "2.0", "2.2", "0"],
+        [1735516800000, "1.10000000", "1.2", "1.0", "1.1", "5.0", 1735516859999, "5.5", 7, "2.0", "2.2"],
+        [1735689600000, "1.10000000", "1.2", "1.0", "1.1", "5.0", 1735689659999, "5.5", 7, "2.0", "2.2"],
     ]
     blob = b"zip bytes"
     verify_checksum(blob, f"{hashlib.sha256(blob).hexdigest()}  X.zip\n", "X.zip")
@@ -140,7 +145,7 @@ def test_archive_and_rest_records_are_identical_except_source_ms_and_micros_file
     assert r_archive.days_by_source == {"archive": 2, "rest": 0}
     assert r_rest.days_by_source == {"archive": 0, "rest": 2}
     assert r_archive.requests == 0  # no REST request, so no weight spent
-    # one Kafka batch per <= 1000 candles: 1000 + 440 per archive day, 1000 + 1000 + 880 over REST pages
+    # one Kafka message per <= 1000 candles: 1000 + 440 per archive day, 1000 + 1000 + 880 over REST pages
     assert (r_archive.pages, r_rest.pages) == (4, 3)
     assert len(archive) == len(rest) == 2 * 1440
     assert [r["open_time"] for r in archive] == open_times(*day_range_ms(first, last), "1m")
@@ -148,6 +153,8 @@ def test_archive_and_rest_records_are_identical_except_source_ms_and_micros_file
     assert {r["source"] for r in rest} == {"binance-rest"}
     strip = [{k: v for k, v in r.items() if k not in ("source", "queue_id")} for r in archive]
     assert strip == [{k: v for k, v in r.items() if k not in ("source", "queue_id")} for r in rest]
+    # and the page message count: one per <= 1000 candles
+    assert len(archive) == 2 * 1440
     # the microsecond file's times came back as milliseconds
     jan1 = [r for r in archive if r["open_time"] >= day_start_ms(last)]
     assert (
@@ -276,3 +283,88 @@ def test_run_json_and_cli_carry_the_source() -> None:
     bad = CliRunner().invoke(main, ["run", "--source", "ftp"])
     assert bad.exit_code == 2 and "'ftp' is not one of" in bad.output
     assert "--source [auto|rest|archive]" in CliRunner().invoke(main, ["run", "--help"]).output
+
+
+# ------------------------------------------------------------------------------ monthly files
+
+
+def test_whole_published_months_are_planned_as_monthly_files() -> None:
+    # February 2024's file appears on the first Monday of March (the 4th); trusted a day later
+    assert month_published_ms(2024, 2) == day_start_ms(date(2024, 3, 5))
+    assert month_published_ms(2024, 12) == day_start_ms(date(2025, 1, 7))  # Jan 6 2025 is a Monday
+    days = [date(2024, 1, 30) + timedelta(days=i) for i in range(33)]  # Jan 30 .. Mar 2
+    plan = [(d, "archive") for d in days]
+    later = day_start_ms(date(2024, 6, 1))
+    assert whole_months(plan, later) == {2: 29}  # index of Feb 1, 29 days; Jan and Mar are partial
+    assert whole_months(plan, month_published_ms(2024, 2) - 1) == {}  # not published yet
+    holed = [(d, "rest" if d == date(2024, 2, 10) else w) for d, w in plan]
+    assert whole_months(holed, later) == {}  # a REST day inside: daily files
+
+
+async def _proxy_without_monthly(target: str) -> tuple[web.AppRunner, str, list[str]]:
+    """An archive host that forwards to ``target`` but has no monthly files (404)."""
+    import aiohttp
+
+    seen: list[str] = []
+    session = aiohttp.ClientSession()
+
+    async def forward(request: web.Request) -> web.Response:
+        seen.append(request.path)
+        if "/monthly/" in request.path:
+            return web.Response(status=404)
+        async with session.get(target + request.path) as resp:
+            return web.Response(status=resp.status, body=await resp.read())
+
+    async def close(_app: web.Application) -> None:
+        await session.close()
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", forward)
+    app.on_cleanup.append(close)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}", seen
+
+
+def test_monthly_file_reads_a_whole_month_and_falls_back_to_daily_files(make_settings) -> None:
+    first, last = date(2024, 1, 30), date(2024, 3, 2)
+    settings = [make_settings(partitions=1) for _ in range(3)]
+
+    async def main():
+        async with SimulatorServer(seed=7) as sim:
+            out = []
+            runner, proxy, seen = await _proxy_without_monthly(sim.base_url)
+            try:
+                for s, source, archive_url in (
+                    (settings[0], "archive", sim.base_url),
+                    (settings[1], "archive", proxy),
+                    (settings[2], "rest", sim.base_url),
+                ):
+                    live = s.model_copy(
+                        update={"exchange_url": sim.base_url, "exchange_archive_url": archive_url}
+                    )
+                    cmd = _command(first, last, "1h", source, topic=s.topic_candles)
+                    result = await run_candle_task(cmd, live, governor=WeightGovernor(100_000))
+                    out.append(
+                        (result, await _read_records(s.kafka_bootstrap_servers or "", s.topic_candles))
+                    )
+            finally:
+                await runner.cleanup()
+            return out, seen
+
+    ((monthly, m_rows), (daily, d_rows), (rest, r_rows)), seen = asyncio.run(main())
+    assert monthly.days_by_source == daily.days_by_source == {"archive": 33, "rest": 0}
+    assert rest.days_by_source == {"archive": 0, "rest": 33}
+    # February from one monthly zip (+ CHECKSUM), the 4 edge days from daily files
+    assert monthly.archive_requests == 2 + 4 * 2
+    # the host without monthly files: one 404 per month file, then February's 29 daily files
+    assert sum("/monthly/" in p for p in seen) >= 1 and daily.archive_requests >= 2 + 33 * 2
+    strip = [
+        [{k: v for k, v in r.items() if k not in ("source", "queue_id")} for r in rows]
+        for rows in (m_rows, d_rows, r_rows)
+    ]
+    assert len(m_rows) == 33 * 24 and strip[0] == strip[1] == strip[2]
+    assert [r["open_time"] for r in m_rows] == open_times(*day_range_ms(first, last), "1h")

@@ -25,6 +25,10 @@ synchronously when it enters the middleware, so a given seed and a given sequenc
 give the same faults. Concurrent requests reach the middleware in an order the network decides, so
 with concurrency the same seed can hand the same faults to different requests.
 
+What fired is counted per injector (:attr:`FaultInjector.counts`) and, for every injector of the
+process, on the simulator's ``/metrics`` as ``streamforge_simulator_faults_total{route, kind}``
+(``route``: ``/api/v3``, ``/data/spot``, ...; ``kind``: a :class:`Fault` value or ``delayed``).
+
 Fields consumed elsewhere (the WebSocket streams and the depth code read them from the same
 config; this middleware ignores them): ``ws_disconnect_rate`` (share of stream connections closed
 by the server), ``depth_gap_rate`` (share of depth diff events dropped, leaving a ``U``/``u``
@@ -52,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import prometheus_client
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
@@ -270,6 +275,14 @@ class _TruncatedResponse(web.StreamResponse):
             transport.close()  # flushes what was written, then FIN: the body ends short
 
 
+#: The same counts as :attr:`FaultInjector.counts`, on the simulator's ``/metrics`` (every injector).
+FAULTS = prometheus_client.Counter(
+    "streamforge_simulator_faults_total",
+    "Requests of the exchange simulator by injected fault (none, server_error, truncated, ...; delayed)",
+    ["route", "kind"],
+)
+
+
 class FaultInjector:
     """Draws the faults of a request sequence from a seeded RNG; :attr:`middleware` applies them."""
 
@@ -311,8 +324,11 @@ class FaultInjector:
                 return await handler(request)
             decision = self.decide(request.path)  # before any await: arrival order decides
             self.counts[decision.kind.value] += 1
+            route = "/".join(request.path.split("/")[:3])  # as the requests counter: /api/v3, /data/spot
+            FAULTS.labels(route, decision.kind.value).inc()
             if decision.delay_s > 0:
                 self.counts["delayed"] += 1
+                FAULTS.labels(route, "delayed").inc()
                 await self.sleep(decision.delay_s)
             return await self._apply(decision, request, handler)
 

@@ -1,0 +1,502 @@
+"""loader-api-trades: one historical aggTrades or trades task from the exchange into Kafka.
+
+Task types (``protocol.TRADE_TASK_TYPES``): ``api_agg_trades`` (``GET /api/v3/aggTrades``, weight 4)
+and ``api_trades`` (``GET /api/v3/historicalTrades``, weight 25), for a symbol and a range of UTC
+days. Records go to the trades topic (``KAFKA_TOPIC_TRADES``, ``sf.trades.v1``) keyed by symbol, one
+message per at most 1000 trades (``protocol.trade_page``), in id order; then an end marker per
+partition written to and a ``finished`` event with the count per partition, the exchange figures
+and ``days_by_source`` — the same telemetry as :mod:`.loader_candles`.
+
+**REST paging.** Binance's aggregate-trade and trade ids are consecutive per symbol, so once the
+first id of the range is known every page's ``fromId`` is too: page ``k`` starts at
+``first_id + 1000 k``, and up to ``LOADER_CONCURRENCY`` pages are fetched at once (produced in
+order). The first id comes from ``aggTrades?startTime=t&endTime=t+1h-1&limit=1``, hour by hour
+until an hour has trades (an empty hour: downtime, or before the listing); for ``api_trades`` it is
+that aggregate trade's ``firstTradeId`` (one weight-4 request instead of a search over trades).
+Paging stops at the first trade at or after the range's end, or at a short page (no more trades
+yet).
+
+**Sources** (``command.source``): as the candle loader: ``auto`` reads each day that ended at least
+a day ago from the bulk archive's daily ``aggTrades`` / ``trades`` zip (checksum verified,
+microseconds converted, ``True``/``False`` booleans) and the rest from REST, falling back to REST for
+a day the archive lacks; ``rest`` and ``archive`` read only from one. Records are identical except
+``source`` (``binance-archive`` / ``binance-rest``).
+
+**Repair** (``command.id_ranges``, from :mod:`streamforge_pipelines.trades_ledger`): only the ids in
+those ``[first_id, end_id)`` ranges are fetched, from REST, with ``fromId`` pages.
+
+**Resume**: with a :class:`~.checkpoint.CheckpointStore` (the standalone loader's), the task writes
+``{next_id, after_ms, records, pages, partitions, days_by_source}`` once the pages before ``next_id``
+are acknowledged by Kafka, and a rerun of the same ``queue_id`` continues from there.
+
+REST requests go through the same :class:`~.governor.WeightGovernor` and retry path as the candle
+loader's (:func:`.loader_candles.governor_for`). This module must not import Dagster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+
+from ..intervals import DAY_MS, day_range_ms, day_start_ms
+from ..protocol import (
+    LOADER_TRADES,
+    Command,
+    ErrorInfo,
+    PartitionCount,
+    encode_record,
+    end_marker,
+    make_producer_id,
+    queue_id_suffix,
+    trade_page,
+)
+from ..settings import Settings
+from .archive_client import ArchiveClient
+from .checkpoint import CheckpointStore
+from .errors import ExchangeError, TaskInvalid, WorkerError
+from .exchange_client import TRADES_MAX_LIMIT, BinanceRestClient
+from .governor import WeightGovernor
+from .kafka_io import EventEmitter, make_producer
+from .loader_candles import ARCHIVE, ARCHIVE_MIN_AGE_MS, REST, SOURCES, LoadResult, governor_for, now_ms
+from .observability import BATCHES, ERRORS, LATENCY, RECORDS, Timer
+
+log = logging.getLogger(__name__)
+
+WORKER = LOADER_TRADES
+PROGRESS_EVERY_S = 1.0
+CHECKPOINT_EVERY_S = 5.0
+HOUR_MS = 3_600_000
+PAGE = TRADES_MAX_LIMIT
+#: Archive days downloaded and parsed ahead at most: a busy symbol's daily trades file is millions
+#: of rows (hundreds of MB as Python rows), so only this many are held at once. Daily files only,
+#: never monthly ones, for the same reason.
+ARCHIVE_PREFETCH = 2
+RECORD_SOURCE = {ARCHIVE: "binance-archive", REST: "binance-rest"}
+#: Position of the time column in a row of each kind (``protocol.AGG_ROW_FIELDS`` / ``TRADE_ROW_FIELDS``).
+TIME_AT = {"agg": 5, "trade": 4}
+
+Row = list[Any]
+
+
+def agg_row(e: dict[str, Any]) -> Row:
+    """A page row from an aggTrades element."""
+    return [e["a"], e["p"], e["q"], e["f"], e["l"], e["T"], e["m"]]
+
+
+def trade_row(e: dict[str, Any]) -> Row:
+    """A page row from a trades / historicalTrades element."""
+    return [e["id"], e["price"], e["qty"], e["quoteQty"], e["time"], e["isBuyerMaker"]]
+
+
+def plan_trade_sources(days: list[date], now_ms: int, source: str = "auto") -> list[tuple[date, str]]:
+    """Each day with where to read it (``archive`` / ``rest``): :func:`.loader_candles.plan_sources`'s
+    rules; trades and aggTrades have daily files for every day."""
+    if source not in SOURCES:
+        raise TaskInvalid(f"command.source: expected one of {', '.join(SOURCES)}, got {source!r}")
+    if source in (REST, ARCHIVE):
+        return [(d, source) for d in days]
+    return [(d, ARCHIVE if day_start_ms(d) + DAY_MS + ARCHIVE_MIN_AGE_MS <= now_ms else REST) for d in days]
+
+
+async def first_agg_trade(
+    client: BinanceRestClient, symbol: str, start_ms: int, end_ms: int
+) -> dict[str, Any] | None:
+    """The first aggregate trade with ``start_ms <= T < end_ms``, or None: ``aggTrades`` with a
+    one-hour window and ``limit=1``, hour by hour until an hour has one."""
+    t = start_ms
+    while t < end_ms:
+        rows = await client.agg_trades(symbol, start_ms=t, end_ms=min(t + HOUR_MS, end_ms) - 1, limit=1)
+        if rows:
+            return rows[0]
+        t += HOUR_MS
+    return None
+
+
+async def first_id(
+    client: BinanceRestClient, symbol: str, kind: str, start_ms: int, end_ms: int
+) -> int | None:
+    """The id of the first aggregate trade (``kind="agg"``) or trade (``"trade"``) in ``[start_ms,
+    end_ms)``; None when there is none. A trade's id is its aggregate trade's ``firstTradeId``:
+    aggregates are runs of one millisecond, so the first trade at or after ``start_ms`` opens the
+    first aggregate at or after it."""
+    agg = await first_agg_trade(client, symbol, start_ms, end_ms)
+    if agg is None:
+        return None
+    return int(agg["a"] if kind == "agg" else agg["f"])
+
+
+async def rest_pages(
+    client: BinanceRestClient,
+    symbol: str,
+    kind: str,
+    from_id: int,
+    *,
+    end_ms: int,
+    end_id: int | None = None,
+    concurrency: int = 4,
+) -> AsyncIterator[list[Row]]:
+    """Pages of rows from ``from_id`` on, in id order, ``concurrency`` ``fromId`` pages in flight
+    (ids are consecutive: page ``k`` starts at ``from_id + 1000 k``). Ends before the first row with
+    time >= ``end_ms`` or id >= ``end_id``, or after a short page (no more trades yet)."""
+    fetch: Callable[[int], Awaitable[list[dict[str, Any]]]]
+    if kind == "agg":
+        fetch, convert = (lambda i: client.agg_trades(symbol, from_id=i, limit=PAGE)), agg_row
+    else:
+        fetch, convert = (lambda i: client.historical_trades(symbol, i, limit=PAGE)), trade_row
+    t_at = TIME_AT[kind]
+    latency = LATENCY.labels(WORKER, "http_page")
+
+    async def job(i: int) -> list[Row]:
+        with Timer(latency):
+            return [convert(e) for e in await fetch(i)]
+
+    pending: deque[asyncio.Task[list[Row]]] = deque()
+    nxt = from_id
+    try:
+        while True:
+            while len(pending) < concurrency and (end_id is None or nxt < end_id):
+                pending.append(asyncio.create_task(job(nxt)))
+                nxt += PAGE
+            if not pending:
+                return
+            rows = await pending.popleft()
+            keep = [r for r in rows if r[t_at] < end_ms and (end_id is None or r[0] < end_id)]
+            if keep:
+                yield keep
+            if len(keep) < len(rows) or len(rows) < PAGE:
+                return
+    finally:
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
+def merge_id_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``[first, end)`` id ranges sorted and merged (overlapping or touching ones joined)."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+@dataclass
+class TradeResume:
+    """Where a task resumes: every row with an id below ``next_id`` is acknowledged by Kafka."""
+
+    next_id: int
+    after_ms: int
+    records: int
+    pages: int
+    partitions: dict[int, int]
+    days_by_source: dict[str, int]
+
+
+def task_fingerprint(command: Command, topic: str) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed from."""
+    return {
+        "symbol": command.symbol,
+        "type": command.type,
+        "time_range": command.time_range,
+        "source": command.source or REST,
+        "topic": topic,
+    }
+
+
+def resume_point(command: Command, topic: str, checkpoints: CheckpointStore | None) -> TradeResume | None:
+    """The checkpoint of the command's task as a :class:`TradeResume`, else None (repairs never
+    resume; a checkpoint of another task under the same queue_id, or a malformed one, is ignored)."""
+    if checkpoints is None or command.id_ranges is not None:
+        return None
+    value = checkpoints.get(command.queue_id)
+    if value is None or value.get("task") != task_fingerprint(command, topic):
+        return None
+    try:
+        return TradeResume(
+            next_id=int(value["next_id"]),
+            after_ms=int(value["after_ms"]),
+            records=int(value["records"]),
+            pages=int(value["pages"]),
+            partitions={int(p): int(n) for p, n in dict(value["partitions"]).items()},
+            days_by_source={str(w): int(n) for w, n in dict(value["days_by_source"]).items()},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("malformed checkpoint of %s (%r): loading from the start", command.queue_id, exc)
+        return None
+
+
+async def run_trades_task(
+    command: Command,
+    settings: Settings,
+    *,
+    producer: AIOKafkaProducer | None = None,
+    clock_ms: Callable[[], int] = now_ms,
+    governor: WeightGovernor | None = None,
+    checkpoints: CheckpointStore | None = None,
+) -> LoadResult:
+    """Carry out one ``api_agg_trades`` / ``api_trades`` start command. Raises the error it reported;
+    every outcome is reported on ``queue-events`` (as :func:`.loader_candles.run_candle_task`)."""
+    topic = command.kafka_topic or settings.topic_trades
+    producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
+    result = LoadResult(queue_id=command.queue_id)
+    t0 = time.perf_counter()
+    own_producer = producer is None
+    if producer is None:
+        producer = make_producer(settings.kafka_bootstrap_servers or "")
+        await producer.start()
+    events = EventEmitter(
+        producer,
+        settings.topic_events,
+        queue_id=command.queue_id,
+        producer_id=producer_id,
+        symbol=command.symbol,
+        task_type=command.type,
+    )
+    try:
+        if command.symbol is None:
+            raise TaskInvalid("command.symbol: required for a trades task")
+        kind = command.trade_kind()
+        if (command.market or "spot") != "spot":
+            raise TaskInvalid("command.market: the trades loader reads spot trades only")
+        if settings.exchange_url is None:
+            raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
+        resume = resume_point(command, topic, checkpoints)
+        note = "" if resume is None else f", resumed at id {resume.next_id}"
+        await events.emit("started", message=f"{command.symbol} {kind} {command.time_range}{note}")
+        gov = governor if governor is not None else governor_for(command, settings)
+        archive_url = settings.archive_url or settings.exchange_url
+        async with (
+            BinanceRestClient(settings.exchange_url, governor=gov) as client,
+            ArchiveClient(archive_url) as archive,
+        ):
+            try:
+                await _load(
+                    command, settings, producer, client, archive, events, topic, kind, result, clock_ms,
+                    checkpoints, resume,
+                )  # fmt: skip
+            finally:
+                result.archive_requests = archive.requests
+                result.requests, result.retries = client.requests, client.retries
+                result.http_429, result.http_418 = client.http_429, client.http_418
+                result.weight_budget_used = gov.peak_share
+        await events.emit(
+            "finished",
+            finished=True,
+            records_written=result.records,
+            partitions=[PartitionCount(partition=p, records=n) for p, n in sorted(result.partitions.items())],
+            message=f"{result.records} {kind} trades in {result.pages} pages",
+            days_by_source=dict(result.days_by_source),
+            **result.exchange_fields(),
+        )
+    except asyncio.CancelledError:
+        await asyncio.shield(_report_interrupted(producer, events, result))
+        raise
+    except (WorkerError, ValueError) as exc:
+        ERRORS.labels(WORKER, type(exc).__name__).inc()
+        await events.emit(
+            "error",
+            records_written=result.records,
+            message=str(exc),
+            error=ErrorInfo(type=type(exc).__name__, detail=str(exc)),
+            **(result.exchange_fields() if result.requests else {}),
+        )
+        raise
+    finally:
+        if own_producer:
+            await producer.stop()
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+async def _report_interrupted(producer: AIOKafkaProducer, events: EventEmitter, result: LoadResult) -> None:
+    await producer.flush()
+    await events.emit("interrupted", records_written=result.records, message="stopped before the end")
+
+
+def _segments(plan: list[tuple[date, str]]) -> list[tuple[str, date, date]]:
+    """Runs of the plan: each archive day alone, consecutive REST days together: (where, first, last)."""
+    out: list[tuple[str, date, date]] = []
+    for day, where in plan:
+        if where == REST and out and out[-1][0] == REST and out[-1][2] + timedelta(days=1) == day:
+            out[-1] = (REST, out[-1][1], day)
+        else:
+            out.append((where, day, day))
+    return out
+
+
+async def _load(
+    command: Command,
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    client: BinanceRestClient,
+    archive: ArchiveClient,
+    events: EventEmitter,
+    topic: str,
+    kind: str,
+    result: LoadResult,
+    clock_ms: Callable[[], int],
+    checkpoints: CheckpointStore | None,
+    resume: TradeResume | None,
+) -> None:
+    assert command.symbol is not None
+    symbol = command.symbol
+    key = symbol.encode()
+    now = clock_ms()
+    first, last = command.days()
+    start, end = day_range_ms(first, last)
+    end = min(end, now)
+    t_at = TIME_AT[kind]
+    concurrency = settings.loader_concurrency
+    partitions = sorted(await producer.partitions_for(topic))
+    partition = DefaultPartitioner()(key, partitions, partitions)
+    in_flight: list[asyncio.Future[Any]] = []
+    records_counter = RECORDS.labels(WORKER, "produced")
+    last_progress = last_checkpoint = time.monotonic()
+    days_by_source = {ARCHIVE: 0, REST: 0}
+    skip_below = 0  # ids already produced (resume)
+    if resume is not None:
+        result.records, result.pages = resume.records, resume.pages
+        result.partitions = dict(resume.partitions)
+        days_by_source = dict(resume.days_by_source)
+        skip_below = resume.next_id
+    state = {"next_id": skip_below, "after_ms": start if resume is None else resume.after_ms}
+
+    async def checkpoint(complete: bool = False) -> asyncio.Future[Any]:
+        assert checkpoints is not None
+        value = {
+            "queue_id": command.queue_id,
+            "task": task_fingerprint(command, topic),
+            "next_id": state["next_id"],
+            "after_ms": state["after_ms"],
+            "records": result.records,
+            "pages": result.pages,
+            "partitions": {str(p): n for p, n in result.partitions.items()},
+            "days_by_source": dict(days_by_source),
+            "complete": complete,
+        }
+        return await checkpoints.put(producer, command.queue_id, value)
+
+    async def produce(rows: list[Row], where: str) -> None:
+        nonlocal last_progress, last_checkpoint
+        rows = [r for r in rows if r[0] >= skip_below] if skip_below else rows
+        source = RECORD_SOURCE[where]
+        for lo in range(0, len(rows), PAGE):
+            page = rows[lo : lo + PAGE]
+            value = encode_record(trade_page(page, symbol, kind, source, command.queue_id))
+            in_flight.append(await producer.send(topic, value, key=key, partition=partition))
+            result.partitions[partition] = result.partitions.get(partition, 0) + len(page)
+            result.pages += 1
+            result.records += len(page)
+            BATCHES.labels(WORKER).inc()
+            records_counter.inc(len(page))
+        if rows:
+            state["next_id"], state["after_ms"] = rows[-1][0] + 1, rows[-1][t_at]
+        due = checkpoints is not None and time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY_S
+        if len(in_flight) >= 64 or due:
+            await asyncio.gather(*in_flight)
+            in_flight.clear()
+            if due:  # everything before state["next_id"] is acknowledged
+                in_flight.append(await checkpoint())
+                last_checkpoint = time.monotonic()
+        if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
+            last_progress = time.monotonic()
+            await events.emit("loading", records_written=result.records)
+
+    async def rest_span(lo: int, hi: int) -> None:
+        begin = await first_id(client, symbol, kind, lo, hi)
+        if begin is None:
+            return
+        pages = rest_pages(client, symbol, kind, max(begin, skip_below), end_ms=hi, concurrency=concurrency)
+        async with aclosing(pages) as it:
+            async for rows in it:
+                await produce(rows, REST)
+
+    async def archive_day(day: date, fallback: bool) -> tuple[list[Row], str]:
+        lo, hi = max(start, day_start_ms(day)), min(end, day_start_ms(day) + DAY_MS)
+        try:
+            with Timer(LATENCY.labels(WORKER, "archive_day")):
+                rows = await archive.daily_trades(symbol, kind, day)
+        except ExchangeError as exc:
+            if not fallback:
+                raise
+            log.warning("archive %s %s of %s: %s; reading it from REST", kind, day, symbol, exc)
+            return [], REST
+        return [r for r in rows if lo <= r[t_at] < hi], ARCHIVE
+
+    if command.id_ranges is not None:  # targeted repair (trades ledger): these ids, from REST
+        for a, b in command.id_ranges:
+            if a >= b or a < 0:
+                raise TaskInvalid(f"command.id_ranges: a range must end after it starts, got [{a}, {b})")
+        for a, b in merge_id_ranges(list(command.id_ranges)):
+            pages = rest_pages(client, symbol, kind, a, end_ms=end, end_id=b, concurrency=concurrency)
+            async with aclosing(pages) as it:
+                async for rows in it:
+                    await produce(rows, REST)
+    else:
+        days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        days = [d for d in days if day_start_ms(d) < end]
+        if resume is not None:  # days wholly before the checkpoint are done
+            days = [d for d in days if day_start_ms(d) + DAY_MS > resume.after_ms]
+        mode = command.source or REST
+        plan = plan_trade_sources(days, now, mode)
+        segments = _segments(plan)
+        i = 0
+        while i < len(segments):
+            where, d0, d1 = segments[i]
+            if where == REST:
+                await rest_span(max(start, day_start_ms(d0)), min(end, day_start_ms(d1) + DAY_MS))
+                days_by_source[REST] += (d1 - d0).days + 1
+                i += 1
+                continue
+            # consecutive archive days: up to ARCHIVE_PREFETCH files in hand at once, in order
+            j = i
+            while j < len(segments) and segments[j][0] == ARCHIVE:
+                j += 1
+            run = [s[1] for s in segments[i:j]]
+            pending: deque[tuple[date, asyncio.Task[tuple[list[Row], str]]]] = deque()
+            todo = iter(run)
+            try:
+                for d in todo:
+                    pending.append((d, asyncio.create_task(archive_day(d, mode == "auto"))))
+                    if len(pending) >= min(concurrency, ARCHIVE_PREFETCH):
+                        break
+                while pending:
+                    day, task = pending.popleft()
+                    rows, got = await task
+                    nxt = next(todo, None)
+                    if nxt is not None:
+                        pending.append((nxt, asyncio.create_task(archive_day(nxt, mode == "auto"))))
+                    if got == REST:
+                        await rest_span(max(start, day_start_ms(day)), min(end, day_start_ms(day) + DAY_MS))
+                    else:
+                        await produce(rows, ARCHIVE)
+                    days_by_source[got] += 1
+            finally:
+                for _, t in pending:
+                    t.cancel()
+                await asyncio.gather(*(t for _, t in pending), return_exceptions=True)
+            i = j
+    await asyncio.gather(*in_flight)
+    result.days_by_source = days_by_source
+    producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
+    markers = [
+        await producer.send(
+            topic, encode_record(end_marker(command.queue_id, producer_id, p, n)), key=key, partition=p
+        )
+        for p, n in sorted(result.partitions.items())
+    ]
+    await asyncio.gather(*markers)
+    if checkpoints is not None:
+        await (await checkpoint(complete=True))
