@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,44 @@ def make_settings(tmp_path, kafka_bootstrap: str, kafka_topics: TopicFactory, re
         return Settings.from_env({}, **values)
 
     return make
+
+
+async def read_data_docs(bootstrap: str, topic: str) -> list[dict[str, Any]]:
+    """Every record of a data topic as store documents, in partition then offset order: single
+    candles as they are, candle and trade pages expanded, end markers left out. Reads until two
+    empty fetches (never trusts end offsets: Tansu's are wrong)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streamforge_pipelines.protocol import RECORD_END, decode_record
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        out: list[dict[str, Any]] = []
+        empty = 0
+        while empty < 2:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            if not any(batches.values()):
+                empty += 1
+                continue
+            empty = 0
+            for tp in sorted(batches, key=lambda t: t.partition):
+                for message in batches[tp]:
+                    value = decode_record(message.value or b"")
+                    if "docs" in value:
+                        out.extend(value["docs"])
+                    elif value.get("record") != RECORD_END:
+                        out.append(value)
+        return out
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture(scope="session")
+def read_docs() -> Callable[[str, str], Awaitable[list[dict[str, Any]]]]:
+    """``await read_docs(bootstrap, topic)``: :func:`read_data_docs`."""
+    return read_data_docs

@@ -1,13 +1,19 @@
-"""Kafka plumbing shared by the workers: producer settings and the telemetry emitter."""
+"""Kafka plumbing shared by the workers: producer settings, the telemetry emitter, and how a
+loader task that does not finish reports its end (:func:`task_outcome`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from ..protocol import Event, ProtocolError, Status, now_s
+from ..protocol import ErrorInfo, Event, ProtocolError, Status, now_s
+from .errors import WorkerError
+from .observability import ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -56,3 +62,42 @@ class EventEmitter:
             extra={"queue_id": event.queue_id, "status": status, "records": event.records_written},
         )
         return event
+
+
+class TaskFigures(Protocol):
+    """What :func:`task_outcome` reads of a loader's result."""
+
+    records: int
+    requests: int
+
+    def exchange_fields(self) -> dict[str, Any]: ...
+
+
+@asynccontextmanager
+async def task_outcome(
+    producer: AIOKafkaProducer, events: EventEmitter, result: TaskFigures, worker: str
+) -> AsyncIterator[None]:
+    """Around a loader task: a cancellation (SIGTERM) is reported as ``interrupted`` after the
+    records already sent are flushed; a :class:`~.errors.WorkerError` or ``ValueError`` as
+    ``error`` with its type and one-line reason (and the exchange figures once a request was made).
+    Either is re-raised, so nobody waits for a task that will never finish."""
+    try:
+        yield
+    except asyncio.CancelledError:
+
+        async def interrupted() -> None:
+            await producer.flush()
+            await events.emit("interrupted", records_written=result.records, message="stopped before the end")
+
+        await asyncio.shield(interrupted())
+        raise
+    except (WorkerError, ValueError) as exc:
+        ERRORS.labels(worker, type(exc).__name__).inc()
+        await events.emit(
+            "error",
+            records_written=result.records,
+            message=str(exc),
+            error=ErrorInfo(type=type(exc).__name__, detail=str(exc)),
+            **(result.exchange_fields() if result.requests else {}),
+        )
+        raise

@@ -75,7 +75,6 @@ from ..ledger import merge_ranges
 from ..protocol import (
     LOADER_CANDLES,
     Command,
-    ErrorInfo,
     PartitionCount,
     candle_page,
     encode_record,
@@ -86,11 +85,11 @@ from ..protocol import (
 from ..settings import Settings
 from .archive_client import DAILY_INTERVALS, ArchiveClient
 from .checkpoint import CheckpointStore
-from .errors import ExchangeError, TaskInvalid, WorkerError
+from .errors import ExchangeError, TaskInvalid
 from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient, check_market_interval
 from .governor import WeightGovernor, default_governor
-from .kafka_io import EventEmitter, make_producer
-from .observability import BATCHES, ERRORS, LATENCY, RECORDS, Timer
+from .kafka_io import EventEmitter, make_producer, task_outcome
+from .observability import BATCHES, LATENCY, RECORDS, Timer
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +133,10 @@ class LoadResult:
     archive_requests: int = 0
     #: Repair tasks (``command.ranges``): the fetched sub-ranges the exchange returned no candles for.
     empty_ranges: list[tuple[int, int]] | None = None
+
+    def partition_counts(self) -> list[PartitionCount]:
+        """Records written per partition, as the ``finished`` event carries them."""
+        return [PartitionCount(partition=p, records=n) for p, n in sorted(self.partitions.items())]
 
     def exchange_fields(self) -> dict[str, Any]:
         """The exchange figures as :class:`~streamforge_pipelines.protocol.Event` fields."""
@@ -505,78 +508,63 @@ async def run_candle_task(
         task_type=command.type,
     )
     try:
-        if command.symbol is None:
-            raise TaskInvalid("command.symbol: required for a candle task")
-        interval = check_interval(command.interval())
-        try:
-            check_market_interval(market, interval)
-        except ValueError as exc:
-            raise TaskInvalid(f"command.market: {exc}") from None
-        rest_url = settings.rest_url(market)
-        if rest_url is None:
-            raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
-        resume = resume_point(command, topic, checkpoints)
-        resumed = "" if resume is None else f", resumed from {_iso(resume.done_until_ms)}"
-        await events.emit("started", message=f"{command.symbol} {interval} {command.time_range}{resumed}")
-        gov = governor if governor is not None else governor_for(command, settings)
-        archive_url = settings.archive_url or rest_url
-        async with (
-            BinanceRestClient(rest_url, governor=gov, market=market) as client,
-            ArchiveClient(archive_url, market=market) as archive,
-        ):
+        async with task_outcome(producer, events, result, WORKER):
+            if command.symbol is None:
+                raise TaskInvalid("command.symbol: required for a candle task")
+            interval = check_interval(command.interval())
             try:
-                await _load(
-                    command,
-                    settings,
-                    producer,
-                    client,
-                    archive,
-                    events,
-                    topic,
-                    interval,
-                    result,
-                    clock_ms,
-                    checkpoints,
-                    resume,
-                )
-            finally:
-                result.archive_requests = archive.requests
-                result.requests, result.retries = client.requests, client.retries
-                result.http_429, result.http_418 = client.http_429, client.http_418
-                result.weight_budget_used = gov.peak_share
-        await events.emit(
-            "finished",
-            finished=True,
-            records_written=result.records,
-            partitions=[PartitionCount(partition=p, records=n) for p, n in sorted(result.partitions.items())],
-            message=f"{result.records} candles in {result.pages} pages",
-            days_by_source=dict(result.days_by_source),
-            empty_ranges=None if result.empty_ranges is None else merge_ranges(result.empty_ranges),
-            **result.exchange_fields(),
-        )
-    except asyncio.CancelledError:
-        await asyncio.shield(_report_interrupted(producer, events, result))
-        raise
-    except (WorkerError, ValueError) as exc:
-        ERRORS.labels(WORKER, type(exc).__name__).inc()
-        await events.emit(
-            "error",
-            records_written=result.records,
-            message=str(exc),
-            error=ErrorInfo(type=type(exc).__name__, detail=str(exc)),
-            **(result.exchange_fields() if result.requests else {}),
-        )
-        raise
+                check_market_interval(market, interval)
+            except ValueError as exc:
+                raise TaskInvalid(f"command.market: {exc}") from None
+            rest_url = settings.rest_url(market)
+            if rest_url is None:
+                raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
+            resume = resume_point(command, topic, checkpoints)
+            resumed = "" if resume is None else f", resumed from {_iso(resume.done_until_ms)}"
+            await events.emit("started", message=f"{command.symbol} {interval} {command.time_range}{resumed}")
+            gov = governor if governor is not None else governor_for(command, settings)
+            archive_url = settings.archive_url or rest_url
+            async with (
+                BinanceRestClient(rest_url, governor=gov, market=market) as client,
+                ArchiveClient(archive_url, market=market) as archive,
+            ):
+                try:
+                    await _load(
+                        command,
+                        settings,
+                        producer,
+                        client,
+                        archive,
+                        events,
+                        topic,
+                        interval,
+                        result,
+                        clock_ms,
+                        checkpoints,
+                        resume,
+                    )
+                finally:
+                    result.archive_requests = archive.requests
+                    result.requests, result.retries = client.requests, client.retries
+                    result.http_429, result.http_418 = client.http_429, client.http_418
+                    result.weight_budget_used = gov.peak_share
+            await events.emit(
+                "finished",
+                finished=True,
+                records_written=result.records,
+                partitions=[
+                    PartitionCount(partition=p, records=n) for p, n in sorted(result.partitions.items())
+                ],
+                message=f"{result.records} candles in {result.pages} pages",
+                days_by_source=dict(result.days_by_source),
+                empty_ranges=None if result.empty_ranges is None else merge_ranges(result.empty_ranges),
+                **result.exchange_fields(),
+            )
     finally:
         if own_producer:
             await producer.stop()
     result.seconds = time.perf_counter() - t0
     return result
-
-
-async def _report_interrupted(producer: AIOKafkaProducer, events: EventEmitter, result: LoadResult) -> None:
-    await producer.flush()
-    await events.emit("interrupted", records_written=result.records, message="stopped before the end")
 
 
 async def _load(

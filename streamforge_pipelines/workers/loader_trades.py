@@ -52,7 +52,6 @@ from ..intervals import DAY_MS, day_range_ms, day_start_ms
 from ..protocol import (
     LOADER_TRADES,
     Command,
-    ErrorInfo,
     PartitionCount,
     encode_record,
     end_marker,
@@ -63,12 +62,12 @@ from ..protocol import (
 from ..settings import Settings
 from .archive_client import ArchiveClient
 from .checkpoint import CheckpointStore
-from .errors import ExchangeError, TaskInvalid, WorkerError
+from .errors import ExchangeError, TaskInvalid
 from .exchange_client import TRADES_MAX_LIMIT, BinanceRestClient
 from .governor import WeightGovernor
-from .kafka_io import EventEmitter, make_producer
+from .kafka_io import EventEmitter, make_producer, task_outcome
 from .loader_candles import ARCHIVE, ARCHIVE_MIN_AGE_MS, REST, SOURCES, LoadResult, governor_for, now_ms
-from .observability import BATCHES, ERRORS, LATENCY, RECORDS, Timer
+from .observability import BATCHES, LATENCY, RECORDS, Timer
 
 log = logging.getLogger(__name__)
 
@@ -265,64 +264,49 @@ async def run_trades_task(
         task_type=command.type,
     )
     try:
-        if command.symbol is None:
-            raise TaskInvalid("command.symbol: required for a trades task")
-        kind = command.trade_kind()
-        if (command.market or "spot") != "spot":
-            raise TaskInvalid("command.market: the trades loader reads spot trades only")
-        if settings.exchange_url is None:
-            raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
-        resume = resume_point(command, topic, checkpoints)
-        note = "" if resume is None else f", resumed at id {resume.next_id}"
-        await events.emit("started", message=f"{command.symbol} {kind} {command.time_range}{note}")
-        gov = governor if governor is not None else governor_for(command, settings)
-        archive_url = settings.archive_url or settings.exchange_url
-        async with (
-            BinanceRestClient(settings.exchange_url, governor=gov) as client,
-            ArchiveClient(archive_url) as archive,
-        ):
-            try:
-                await _load(
-                    command, settings, producer, client, archive, events, topic, kind, result, clock_ms,
-                    checkpoints, resume,
-                )  # fmt: skip
-            finally:
-                result.archive_requests = archive.requests
-                result.requests, result.retries = client.requests, client.retries
-                result.http_429, result.http_418 = client.http_429, client.http_418
-                result.weight_budget_used = gov.peak_share
-        await events.emit(
-            "finished",
-            finished=True,
-            records_written=result.records,
-            partitions=[PartitionCount(partition=p, records=n) for p, n in sorted(result.partitions.items())],
-            message=f"{result.records} {kind} trades in {result.pages} pages",
-            days_by_source=dict(result.days_by_source),
-            **result.exchange_fields(),
-        )
-    except asyncio.CancelledError:
-        await asyncio.shield(_report_interrupted(producer, events, result))
-        raise
-    except (WorkerError, ValueError) as exc:
-        ERRORS.labels(WORKER, type(exc).__name__).inc()
-        await events.emit(
-            "error",
-            records_written=result.records,
-            message=str(exc),
-            error=ErrorInfo(type=type(exc).__name__, detail=str(exc)),
-            **(result.exchange_fields() if result.requests else {}),
-        )
-        raise
+        async with task_outcome(producer, events, result, WORKER):
+            if command.symbol is None:
+                raise TaskInvalid("command.symbol: required for a trades task")
+            kind = command.trade_kind()
+            if (command.market or "spot") != "spot":
+                raise TaskInvalid("command.market: the trades loader reads spot trades only")
+            if settings.exchange_url is None:
+                raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
+            resume = resume_point(command, topic, checkpoints)
+            note = "" if resume is None else f", resumed at id {resume.next_id}"
+            await events.emit("started", message=f"{command.symbol} {kind} {command.time_range}{note}")
+            gov = governor if governor is not None else governor_for(command, settings)
+            archive_url = settings.archive_url or settings.exchange_url
+            async with (
+                BinanceRestClient(settings.exchange_url, governor=gov) as client,
+                ArchiveClient(archive_url) as archive,
+            ):
+                try:
+                    await _load(
+                        command, settings, producer, client, archive, events, topic, kind, result, clock_ms,
+                        checkpoints, resume,
+                    )  # fmt: skip
+                finally:
+                    result.archive_requests = archive.requests
+                    result.requests, result.retries = client.requests, client.retries
+                    result.http_429, result.http_418 = client.http_429, client.http_418
+                    result.weight_budget_used = gov.peak_share
+            await events.emit(
+                "finished",
+                finished=True,
+                records_written=result.records,
+                partitions=[
+                    PartitionCount(partition=p, records=n) for p, n in sorted(result.partitions.items())
+                ],
+                message=f"{result.records} {kind} trades in {result.pages} pages",
+                days_by_source=dict(result.days_by_source),
+                **result.exchange_fields(),
+            )
     finally:
         if own_producer:
             await producer.stop()
     result.seconds = time.perf_counter() - t0
     return result
-
-
-async def _report_interrupted(producer: AIOKafkaProducer, events: EventEmitter, result: LoadResult) -> None:
-    await producer.flush()
-    await events.emit("interrupted", records_written=result.records, message="stopped before the end")
 
 
 def _segments(plan: list[tuple[date, str]]) -> list[tuple[str, date, date]]:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamforge_pipelines.intervals import DAY_MS, MINUTE_MS, day_start_ms
 from streamforge_pipelines.kafka_admin import ensure_topics_sync
@@ -125,30 +124,6 @@ def _command(task_type: str, source: str, *, topic: str | None = None, **extra: 
     )
 
 
-async def _read_docs(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every trade document of ``topic``'s pages, in partition then offset order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[dict[str, Any]] = []
-        empty = 0
-        while empty < 2:
-            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            if not any(batches.values()):
-                empty += 1
-                continue
-            empty = 0
-            for tp in sorted(batches, key=lambda t: t.partition):
-                out.extend(decode_record(m.value) for m in batches[tp])
-        return [d for r in out if r.get("record") == "trades" for d in r["docs"]]
-    finally:
-        await consumer.stop()
-
-
 async def _wait_stored(follower: EventFollower, queue_ids: set[str]) -> None:
     """Until the connector acknowledged the end markers of every task (bounded)."""
     pending = set(queue_ids)
@@ -174,7 +149,7 @@ class Loaded:
 
 
 @pytest.fixture(scope="module")
-def loaded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Loaded]:
+def loaded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, read_docs) -> Iterator[Loaded]:
     settings0 = _settings(kafka_bootstrap, tmp_path_factory.mktemp("trades"))
     archive_topic = settings0.topic_trades + ".archive"
     ensure_topics_sync(kafka_bootstrap, {archive_topic: 2})
@@ -213,7 +188,7 @@ def loaded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
                         gov,
                     )
                     await _wait_stored(follower, {again.queue_id})
-                docs = await _read_docs(kafka_bootstrap, archive_topic)
+                docs = await read_docs(kafka_bootstrap, archive_topic)
                 for name, cmd in plan.items():
                     if cmd.kafka_topic == archive_topic:
                         archive_docs[name] = [d for d in docs if d["queue_id"] == cmd.queue_id]
@@ -460,7 +435,9 @@ def test_dispatch_and_command_kinds() -> None:
         handler_for(Command(command="start", queue_id="q", target="t", type="api_ticks"))
 
 
-def test_resume_from_a_checkpoint_fetches_only_the_rest(loaded: Loaded, kafka_bootstrap: str) -> None:
+def test_resume_from_a_checkpoint_fetches_only_the_rest(
+    loaded: Loaded, kafka_bootstrap: str, read_docs
+) -> None:
     """A task whose checkpoint says ids below ``next_id`` are acknowledged continues from there."""
     first, end = _truth("agg")
     settings = loaded.settings
@@ -489,7 +466,7 @@ def test_resume_from_a_checkpoint_fetches_only_the_rest(loaded: Loaded, kafka_bo
             result = await run_trades_task(
                 command, live, governor=WeightGovernor(1_000_000), checkpoints=checkpoints
             )
-        return result, await _read_docs(kafka_bootstrap, topic)
+        return result, await read_docs(kafka_bootstrap, topic)
 
     result, docs = asyncio.run(main())
     assert [d["id"] for d in docs] == list(range(first + done, end))  # only what was not acknowledged

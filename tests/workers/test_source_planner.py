@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import pytest
 from aiohttp import web
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamforge_pipelines.intervals import DAY_MS, day_range_ms, day_start_ms, open_times
-from streamforge_pipelines.protocol import Command, decode_record, format_time_range
+from streamforge_pipelines.protocol import Command, format_time_range
 from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load_candles
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
@@ -56,31 +54,6 @@ def _command(first: date, last: date, interval: str, source: str | None, topic: 
         kafka_topic=topic,
         source=source,  # type: ignore[arg-type]
     )
-
-
-async def _read_records(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every candle record of ``topic`` (end markers left out), in partition then offset order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[dict[str, Any]] = []
-        empty = 0
-        while empty < 2:
-            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            if not any(batches.values()):
-                empty += 1
-                continue
-            empty = 0
-            for tp in sorted(batches, key=lambda t: t.partition):
-                out.extend(decode_record(m.value) for m in batches[tp])
-        # pages expand into their candles' store documents, in order
-        return [d for r in out if r.get("record") == "candles" for d in r["docs"]]
-    finally:
-        await consumer.stop()
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -125,7 +98,9 @@ def test_csv_parsing_micros_header_and_checksum() -> None:
 # ------------------------------------------------------------------------------ on the simulator
 
 
-def test_archive_and_rest_records_are_identical_except_source_ms_and_micros_files(make_settings) -> None:
+def test_archive_and_rest_records_are_identical_except_source_ms_and_micros_files(
+    make_settings, read_docs
+) -> None:
     """2024-12-31 is a millisecond file, 2025-01-01 a microsecond one: both reconcile with REST."""
     first, last = date(2024, 12, 31), date(2025, 1, 1)
     s_archive, s_rest = make_settings(partitions=2), make_settings(partitions=2)
@@ -138,7 +113,7 @@ def test_archive_and_rest_records_are_identical_except_source_ms_and_micros_file
                 live = settings.model_copy(update={"exchange_url": sim.base_url})
                 cmd = _command(first, last, "1m", source, topic=settings.topic_candles)
                 result = await run_candle_task(cmd, live, governor=WeightGovernor(100_000))
-                out.append((result, await _read_records(bootstrap, settings.topic_candles)))
+                out.append((result, await read_docs(bootstrap, settings.topic_candles)))
             return out
 
     (r_archive, archive), (r_rest, rest) = asyncio.run(main())
@@ -163,7 +138,7 @@ def test_archive_and_rest_records_are_identical_except_source_ms_and_micros_file
     )
 
 
-def test_auto_reads_old_days_from_archive_and_the_tail_from_rest(make_settings) -> None:
+def test_auto_reads_old_days_from_archive_and_the_tail_from_rest(make_settings, read_docs) -> None:
     settings0 = make_settings(partitions=2)
     first, last = _days_ago(4), _days_ago(1)
 
@@ -179,7 +154,7 @@ def test_auto_reads_old_days_from_archive_and_the_tail_from_rest(make_settings) 
     events, _ = asyncio.run(read_events(settings0.kafka_bootstrap_servers or "", settings0.topic_events, {}))
     (finished,) = [e for e in events if e.status == "finished"]
     assert finished.days_by_source == {"archive": 3, "rest": 1}
-    records = asyncio.run(_read_records(settings0.kafka_bootstrap_servers or "", settings0.topic_candles))
+    records = asyncio.run(read_docs(settings0.kafka_bootstrap_servers or "", settings0.topic_candles))
     assert [r["open_time"] for r in records] == open_times(*day_range_ms(first, last), "5m")  # in time order
     assert [r["source"] for r in records] == ["binance-archive"] * 3 * 288 + ["binance-rest"] * 288
 
@@ -208,7 +183,7 @@ def test_archive_404_falls_back_to_rest_in_auto_and_fails_in_archive_mode(make_s
     assert f"BTCUSDT-15m-{first.isoformat()}.zip" in error.error.detail
 
 
-def test_checksum_mismatch_falls_back_to_rest(make_settings) -> None:
+def test_checksum_mismatch_falls_back_to_rest(make_settings, read_docs) -> None:
     settings0 = make_settings(partitions=2)
     day = _days_ago(3)
     served: list[str] = []
@@ -243,7 +218,7 @@ def test_checksum_mismatch_falls_back_to_rest(make_settings) -> None:
     assert auto.days_by_source == {"archive": 0, "rest": 1}
     assert auto.records == 24
     assert len([p for p in served if p.endswith(".zip")]) == 4  # downloaded twice per task, then gave up
-    records = asyncio.run(_read_records(settings0.kafka_bootstrap_servers or "", settings0.topic_candles))
+    records = asyncio.run(read_docs(settings0.kafka_bootstrap_servers or "", settings0.topic_candles))
     assert [r["source"] for r in records] == ["binance-rest"] * 24
 
 
@@ -329,7 +304,7 @@ async def _proxy_without_monthly(target: str) -> tuple[web.AppRunner, str, list[
     return runner, f"http://127.0.0.1:{port}", seen
 
 
-def test_monthly_file_reads_a_whole_month_and_falls_back_to_daily_files(make_settings) -> None:
+def test_monthly_file_reads_a_whole_month_and_falls_back_to_daily_files(make_settings, read_docs) -> None:
     first, last = date(2024, 1, 30), date(2024, 3, 2)
     settings = [make_settings(partitions=1) for _ in range(3)]
 
@@ -348,9 +323,7 @@ def test_monthly_file_reads_a_whole_month_and_falls_back_to_daily_files(make_set
                     )
                     cmd = _command(first, last, "1h", source, topic=s.topic_candles)
                     result = await run_candle_task(cmd, live, governor=WeightGovernor(100_000))
-                    out.append(
-                        (result, await _read_records(s.kafka_bootstrap_servers or "", s.topic_candles))
-                    )
+                    out.append((result, await read_docs(s.kafka_bootstrap_servers or "", s.topic_candles)))
             finally:
                 await runner.cleanup()
             return out, seen

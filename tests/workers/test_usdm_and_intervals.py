@@ -22,18 +22,14 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from click.testing import CliRunner
 
 from streamforge_pipelines.intervals import INTERVALS, count_open_times, day_range_ms, open_times
 from streamforge_pipelines.kafka_admin import ensure_topics_sync
 from streamforge_pipelines.protocol import (
-    RECORD_CANDLE,
-    RECORD_CANDLES,
     Command,
     ProtocolError,
     decode_command,
-    decode_record,
     format_time_range,
 )
 from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load_candles
@@ -374,37 +370,8 @@ def test_a_usdm_1s_command_built_around_validation_is_refused_by_the_loader(
 # --------------------------------------------------------------------------------- archive vs REST
 
 
-async def _read_docs(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every candle of ``topic`` as store documents (single records and pages alike), in order."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or {0})]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        out: list[dict[str, Any]] = []
-        empty = 0
-        while empty < 2:
-            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            if not any(batches.values()):
-                empty += 1
-                continue
-            empty = 0
-            for tp in sorted(batches, key=lambda t: t.partition):
-                for m in batches[tp]:
-                    value = decode_record(m.value or b"")
-                    if value.get("record") == RECORD_CANDLES:
-                        out.extend(value["docs"])
-                    elif value.get("record", RECORD_CANDLE) == RECORD_CANDLE:
-                        out.append(value)
-        return out
-    finally:
-        await consumer.stop()
-
-
 def test_usdm_archive_and_rest_records_are_identical_but_for_source(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, read_docs
 ) -> None:
     day = DAY[0]
     s_archive = _settings(kafka_bootstrap, tmp_path / "a")
@@ -424,8 +391,8 @@ def test_usdm_archive_and_rest_records_are_identical_but_for_source(
                 result = await run_candle_task(
                     _command("usdm", "1m", source), live, governor=WeightGovernor(100_000, pool="usdm")
                 )
-                out.append((result, await _read_docs(kafka_bootstrap, settings.topic_candles_usdm)))
-                assert await _read_docs(kafka_bootstrap, settings.topic_candles) == []  # nothing on spot's
+                out.append((result, await read_docs(kafka_bootstrap, settings.topic_candles_usdm)))
+                assert await read_docs(kafka_bootstrap, settings.topic_candles) == []  # nothing on spot's
             return out
 
     (r_archive, archive), (r_rest, rest) = asyncio.run(main())
@@ -498,7 +465,7 @@ def test_streamforge_run_main_job_with_market_usdm(make_settings) -> None:
         assert db.count_candles(SYMBOL, "15m", start, end, "candles") == 0
 
 
-def test_usdm_archive_month_matches_rest(kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_usdm_archive_month_matches_rest(kafka_bootstrap: str, tmp_path: Path, read_docs) -> None:
     """A whole past month from the USD-M archive (its monthly or daily files) equals USD-M REST."""
     first, last = date(2024, 2, 1), date(2024, 2, 29)
     settings0 = _settings(kafka_bootstrap, tmp_path)
@@ -510,7 +477,7 @@ def test_usdm_archive_month_matches_rest(kafka_bootstrap: str, tmp_path: Path) -
         async with SimulatorServer(seed=SEED) as sim:
             live = settings0.model_copy(update={"exchange_url": sim.base_url})
             result = await run_candle_task(command, live)
-            docs = await _read_docs(kafka_bootstrap, settings0.topic_candles_usdm)
+            docs = await read_docs(kafka_bootstrap, settings0.topic_candles_usdm)
             return result, docs, await _rest_klines(sim.base_url, "usdm", "1h", *day_range_ms(first, last))
 
     result, docs, reference = asyncio.run(main())
