@@ -22,6 +22,7 @@ use the same file (WAL plus a busy timeout); write transactions start with ``BEG
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -149,6 +150,30 @@ def _upsert_sql(table: str) -> str:
     incoming = ", ".join(f'excluded."{f}"' for f in value_fields)
     return (
         f'INSERT INTO "{table}" ({_CANDLE_COLUMNS}) VALUES ({placeholders}) '
+        f'ON CONFLICT ("key") DO UPDATE SET {updates} WHERE ({stored}) IS NOT ({incoming})'
+    )
+
+
+#: Characters a page constant may have to be written into a statement as a literal: no quote, no
+#: backslash, nothing SQL could read as anything but the text between the quotes.
+_LITERAL_SAFE = re.compile(r"[A-Za-z0-9_.:@+-]{1,254}")
+
+
+def _page_upsert_sql(table: str, symbol: str, interval: str, source: str, queue_id: str) -> str | None:
+    """The upsert of :func:`_upsert_sql` for the rows of one candle page bound as they are (the 11
+    kline fields, ``?1`` .. ``?11``), the page's four constants written in as literals — so no
+    per-row tuple is built in Python. ``None`` when a constant has a character outside
+    :data:`_LITERAL_SAFE` (the caller then binds everything)."""
+    if not all(_LITERAL_SAFE.fullmatch(v) for v in (symbol, interval, source, queue_id)):
+        return None
+    kline = ", ".join(f"?{i}" for i in range(1, 12))
+    values = f"'{symbol}:{interval}:' || ?1, '{symbol}', '{interval}', {kline}, '{source}', '{queue_id}'"
+    value_fields = [f for f in CANDLE_FIELDS if f != "key"]
+    updates = ", ".join(f'"{f}" = excluded."{f}"' for f in value_fields)
+    stored = ", ".join(f'"{f}"' for f in value_fields)
+    incoming = ", ".join(f'excluded."{f}"' for f in value_fields)
+    return (
+        f'INSERT INTO "{table}" ({_CANDLE_COLUMNS}) VALUES ({values}) '
         f'ON CONFLICT ("key") DO UPDATE SET {updates} WHERE ({stored}) IS NOT ({incoming})'
     )
 
@@ -315,14 +340,22 @@ class SqliteStore(Store):
     def upsert_candle_pages(
         self, pages: Sequence[CandlePageRows], collection: str = DEFAULT_CANDLE_COLLECTION
     ) -> int:
-        """Tuples straight from the checked pages: no documents, no second type check."""
+        """The checked pages' rows bound as they are, one statement per page
+        (:func:`_page_upsert_sql`): no documents, no tuples, no second type check."""
         validate_collection_name(collection)
-        rows = candle_page_rows(pages)
-        if not rows:
-            return 0
+        written = 0
         with self._write(collection) as conn:
-            conn.executemany(self._upsert_sql[collection], rows)
-        return len(rows)
+            for page in pages:
+                symbol, interval, source, queue_id, rows = page
+                if not rows:
+                    continue
+                sql = _page_upsert_sql(collection, symbol, interval, source, queue_id)
+                if sql is None:
+                    conn.executemany(self._upsert_sql[collection], candle_page_rows([page]))
+                else:
+                    conn.executemany(sql, rows)
+                written += len(rows)
+        return written
 
     def read_candles(
         self,

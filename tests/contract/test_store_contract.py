@@ -552,3 +552,16 @@ def test_candle_pages_store_exactly_what_their_documents_store(store: Store) -> 
     assert paged == store.read_candles("ETHUSDT", "5m", start, end, "plain") and len(paged) == 30
     assert store.upsert_candle_pages([page], "paged") == 30  # a replayed page changes nothing
     assert store.count_candles("ETHUSDT", "5m", start, end, "paged") == 30
+
+
+def test_candle_pages_with_any_text_in_their_constants_store_it_exactly(store: Store) -> None:
+    """A page constant with quotes or spaces is stored as given (the SQLite adapter binds it then)."""
+    docs = series("ETHUSDT", ms("2024-08-01T00:00:00"), 3)
+    fields = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades")
+    rows = [[d[f] for f in fields] + [d["taker_buy_base"], d["taker_buy_quote"]] for d in docs]
+    odd = 'it\'s a "test"; DROP TABLE x; --'
+    assert store.upsert_candle_pages([("ETHUSDT", "5m", odd, odd, rows)], "odd") == 3
+    got = store.read_candles("ETHUSDT", "5m", ms("2024-08-01T00:00:00"), ms("2024-08-02T00:00:00"), "odd")
+    assert [(c["source"], c["queue_id"], c["open_time"]) for c in got] == [
+        (odd, odd, d["open_time"]) for d in docs
+    ]
