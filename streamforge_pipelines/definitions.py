@@ -4,6 +4,7 @@ import dagster as dg
 
 from .assets.candles import CANDLE_ASSETS
 from .assets.coverage import candle_coverage
+from .assets.graph import correlation_graph
 from .assets.trades import agg_trades
 from .resources import default_resources
 from .sensors.queue_events import COVERAGE_JOB, queue_events_sensor
@@ -23,6 +24,12 @@ agg_trades_job = dg.define_asset_job(
     description="Load aggregate trades for a day or a date range (one run per range).",
 )
 
+correlation_graph_job = dg.define_asset_job(
+    name="correlation_graph_job",
+    selection=dg.AssetSelection.assets(correlation_graph),
+    description="Build the correlation-graph snapshots of a day (candles of the day must be complete).",
+)
+
 coverage_job = dg.define_asset_job(name=COVERAGE_JOB, selection=dg.AssetSelection.assets(candle_coverage))
 
 #: Yesterday's 5m candles, every day at 00:30 UTC (turn on in the UI or with `dagster schedule start`).
@@ -34,8 +41,8 @@ daily_candles_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 defs = dg.Definitions(
-    assets=[*CANDLE_ASSETS, candle_coverage, agg_trades],
-    jobs=[*candles_jobs, agg_trades_job, coverage_job],
+    assets=[*CANDLE_ASSETS, candle_coverage, agg_trades, correlation_graph],
+    jobs=[*candles_jobs, agg_trades_job, coverage_job, correlation_graph_job],
     schedules=[daily_candles_schedule],
     sensors=[queue_events_sensor],
     resources=default_resources(),

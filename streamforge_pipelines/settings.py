@@ -71,6 +71,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "Seconds an asset step waits for its tasks to be stored; 0 = no limit",
     ),
     "TASK_STALL_S": ("task_stall_s", "Seconds without telemetry after which a task counts as stalled"),
+    "MINIO_ENDPOINT": (
+        "minio_endpoint",
+        "MinIO/S3 endpoint of the model store (host:port or http(s)://host:port); unset = local directory",
+    ),
+    "MINIO_ACCESS_KEY": ("minio_access_key", "MinIO access key (secret: environment only, never logged)"),
+    "MINIO_SECRET_KEY": ("minio_secret_key", "MinIO secret key (secret: environment only, never logged)"),
+    "MINIO_BUCKET": ("minio_bucket", "Bucket of the model store (created when missing)"),
+    "MINIO_SECURE": ("minio_secure", "Use HTTPS for MINIO_ENDPOINT (an https:// endpoint implies it)"),
 }
 
 DEFAULT_UNIVERSE = (
@@ -138,6 +146,11 @@ class Settings(BaseModel):
     exchange_weight_share: float = Field(default=1.0, gt=0, le=1)
     task_timeout_s: float = Field(default=0.0, ge=0)
     task_stall_s: float = Field(default=120.0, gt=0)
+    minio_endpoint: str | None = None
+    minio_access_key: str | None = Field(default=None, repr=False)
+    minio_secret_key: str | None = Field(default=None, repr=False)
+    minio_bucket: str = Field(default="streamforge-models", pattern=r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+    minio_secure: bool = False
 
     @field_validator("universe", mode="before")
     @classmethod
@@ -152,6 +165,7 @@ class Settings(BaseModel):
         "exchange_url",
         "exchange_archive_url",
         "exchange_futures_url",
+        "minio_endpoint",
         mode="before",
     )
     @classmethod
@@ -180,6 +194,11 @@ class Settings(BaseModel):
     @property
     def objects_dir(self) -> Path:
         return self.data_dir / "objects"
+
+    @property
+    def models_dir(self) -> Path:
+        """The local model store's directory (used when ``MINIO_ENDPOINT`` is unset)."""
+        return self.data_dir / "models"
 
     @property
     def archive_url(self) -> str | None:
@@ -235,8 +254,9 @@ class Settings(BaseModel):
     def redacted(self) -> dict[str, Any]:
         """Settings safe to log: secrets replaced by ``***``."""
         data = self.model_dump(mode="json")
-        if data.get("arango_password"):
-            data["arango_password"] = "***"
+        for secret in ("arango_password", "minio_access_key", "minio_secret_key"):
+            if data.get(secret):
+                data[secret] = "***"
         return data
 
 

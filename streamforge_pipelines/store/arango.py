@@ -12,6 +12,8 @@ Layout in the configured database (created on first use when the account may):
   partition key;
 * ``ledger``: the completeness ledger, ``_key`` = ``SYMBOL:interval:YYYY-MM-DD``, a persistent
   index on ``(interval, day)``;
+* ``models``: the model registry, ``_key`` = ``<name>:<version>``, a persistent index on
+  ``(name, version)``;
 * the named graph ``correlations``: vertex collection ``assets`` (``_key`` = asset symbol), edge
   collection ``relations`` (``_from``/``_to`` = ``assets/<symbol>``, stamped with ``snapshot_id``
   and ``weight``, other attributes under ``attrs``); per-snapshot node attributes live in the
@@ -49,9 +51,11 @@ from streamforge_pipelines.store.base import (
     DEFAULT_CANDLE_COLLECTION,
     DEFAULT_TRADES_COLLECTION,
     LEDGER_COLLECTION,
+    MODELS_COLLECTION,
     TASKS_COLLECTION,
     TRADE_FIELDS,
     LedgerRecord,
+    ModelRecord,
     Store,
     StoreError,
     TaskNotFound,
@@ -188,7 +192,28 @@ _LEDGER_INDEX: dict[str, Any] = {
     "sparse": False,
     "name": "idx_interval_day",
 }
+_MODELS_INDEX: dict[str, Any] = {
+    "type": "persistent",
+    "fields": ["name", "version"],
+    "unique": False,
+    "sparse": False,
+    "name": "idx_name_version",
+}
+_LIST_MODELS_AQL = """
+FOR m IN @@col
+  FILTER @name == null OR m.name == @name
+  SORT m.name, m.version
+  RETURN m
+"""
 _REMOVE_SNAPSHOT_AQL = "FOR d IN @@col FILTER d.snapshot_id == @sid REMOVE d IN @@col"
+_LIST_SNAPSHOTS_AQL = """
+FOR d IN @@col
+  FILTER STARTS_WITH(d.snapshot_id, @prefix)
+  FILTER @start == null OR d.snapshot_id >= @start
+  FILTER @end == null OR d.snapshot_id < @end
+  COLLECT sid = d.snapshot_id
+  RETURN sid
+"""
 _READ_NODES_AQL = "FOR n IN @@col FILTER n.snapshot_id == @sid SORT n.key RETURN n"
 _READ_EDGES_AQL = "FOR e IN @@col FILTER e.snapshot_id == @sid SORT e.source, e.target, e.seq RETURN e"
 
@@ -717,6 +742,38 @@ class ArangoStore(Store):
             for doc in edge_docs
         ]
         return nodes, edges
+
+    def list_graph_snapshots(
+        self, prefix: str = "", start: str | None = None, end: str | None = None
+    ) -> list[str]:
+        with _arango_errors("list_graph_snapshots"):
+            self._ensure_graph()
+            ids: set[str] = set()
+            for name in (ASSET_SNAPSHOTS_COLLECTION, RELATIONS_COLLECTION):
+                ids.update(
+                    self._query(
+                        _LIST_SNAPSHOTS_AQL, {"@col": name, "prefix": prefix, "start": start, "end": end}
+                    )
+                )
+        return sorted(ids)
+
+    # -- model registry ------------------------------------------------------------------------
+
+    def _models(self) -> StandardCollection:
+        return self._ensure_collection(MODELS_COLLECTION, indexes=(_MODELS_INDEX,))
+
+    def put_model_record(self, record: ModelRecord) -> None:
+        validate_key(record.key, "model record key")
+        with _arango_errors(f"put_model_record({record.key!r})"):
+            self._models().insert(
+                {"_key": record.key, **record.to_dict()}, overwrite_mode="replace", sync=self._sync
+            )
+
+    def list_model_records(self, name: str | None = None) -> list[ModelRecord]:
+        with _arango_errors("list_model_records"):
+            self._models()
+            docs = self._query(_LIST_MODELS_AQL, {"@col": MODELS_COLLECTION, "name": name})
+        return [ModelRecord.from_dict(doc) for doc in docs]
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ A store holds three kinds of data:
 * **the completeness ledger** — the ``ledger`` collection, one :class:`LedgerRecord` per
   (symbol, interval, day), keyed ``SYMBOL:interval:YYYY-MM-DD``.
 * **graph snapshots** — asset nodes and weighted relation edges, kept apart by ``snapshot_id``.
+* **the model registry** — the ``models`` collection, one :class:`ModelRecord` per saved model
+  version (the model itself lives in the model store, :mod:`streamforge_pipelines.models`).
 
 Every collection name goes through :func:`validate_collection_name` before it reaches SQL or AQL,
 and every value travels as a bound parameter. Both adapters are synchronous and safe to call from
@@ -104,11 +106,14 @@ DEFAULT_CANDLE_COLLECTION = "candles"
 TASKS_COLLECTION = "tasks"
 #: The completeness ledger: one :class:`LedgerRecord` per (symbol, interval, day).
 LEDGER_COLLECTION = "ledger"
+#: The model registry: one :class:`ModelRecord` per saved model version.
+MODELS_COLLECTION = "models"
 #: Names used by the adapters for their own tables/collections; not usable for candle data.
 RESERVED_NAMES: frozenset[str] = frozenset(
     {
         TASKS_COLLECTION,
         LEDGER_COLLECTION,
+        MODELS_COLLECTION,
         "graph_nodes",
         "graph_edges",
         "assets",
@@ -394,6 +399,46 @@ class LedgerRecord:
 LEDGER_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(LedgerRecord))
 
 
+@dataclass(slots=True)
+class ModelRecord:
+    """The registry entry of one saved model version (the ``models`` collection).
+
+    ``uri`` is where the model store keeps it (``file://...`` or ``s3://bucket/models/<name>/<version>``);
+    ``version`` sorts in save order (UTC timestamp + short payload hash); ``data_range`` says which
+    data it was trained on (``{"start": ..., "end": ..., ...}``); ``created_at`` is ISO-8601 UTC.
+    The key is ``<name>:<version>``.
+    """
+
+    name: str
+    version: str
+    uri: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data_range: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
+    created_at: str = ""
+    sha256: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (metrics and data range as plain JSON values)."""
+        doc = asdict(self)
+        doc["metrics"] = json_attrs(self.metrics, "model metrics")
+        doc["data_range"] = json_attrs(self.data_range, "model data range")
+        return doc
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelRecord:
+        """Build a record from a mapping, ignoring keys that are not record fields (``_key``...)."""
+        return cls(**{name: data[name] for name in MODEL_RECORD_FIELDS if name in data})
+
+
+#: The fields of a model record, in storage order.
+MODEL_RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(ModelRecord))
+
+
 def _partitions(value: Mapping[Any, Any] | None) -> dict[str, int]:
     # Kafka partition numbers often arrive as ints; JSON object keys are strings in both stores.
     return {str(k): int(v) for k, v in (value or {}).items()}
@@ -654,6 +699,25 @@ class Store(ABC):
     def read_graph_snapshot(self, snapshot_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """``(nodes, edges)`` of a snapshot: nodes as written, ordered by key; edges as written plus
         ``snapshot_id``, ordered by (source, target). Empty lists for an unknown snapshot."""
+
+    @abstractmethod
+    def list_graph_snapshots(
+        self, prefix: str = "", start: str | None = None, end: str | None = None
+    ) -> list[str]:
+        """Ids of the stored snapshots that start with ``prefix`` and, when given, lie in
+        ``start <= id < end`` (plain string order), ascending. Snapshot ids that embed a sortable
+        timestamp after a fixed prefix (the graph-builder's do) make this a time-range listing."""
+
+    # -- model registry ------------------------------------------------------------------------
+
+    @abstractmethod
+    def put_model_record(self, record: ModelRecord) -> None:
+        """Insert or replace the registry record ``<name>:<version>``."""
+
+    @abstractmethod
+    def list_model_records(self, name: str | None = None) -> list[ModelRecord]:
+        """Registry records of model ``name`` (every model when None), ordered by name then version
+        (versions sort in save order)."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 

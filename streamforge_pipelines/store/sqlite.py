@@ -10,6 +10,7 @@ The default when no ArangoDB URL is configured. Same semantics as the ArangoDB a
 * ``tasks`` holds task records (``partitions`` as JSON);
 * ``ledger`` holds the completeness ledger (one JSON document per symbol, interval and day);
 * ``graph_nodes`` / ``graph_edges`` hold graph snapshots (attributes as JSON).
+* ``models`` holds the model registry (one JSON document per model version).
 
 Durability: ``journal_mode=WAL`` with ``synchronous=NORMAL`` — a committed transaction survives a
 crash of the process (the connector's failure model); after a power loss the last transactions
@@ -37,11 +38,13 @@ from streamforge_pipelines.store.base import (
     DEFAULT_CANDLE_COLLECTION,
     DEFAULT_TRADES_COLLECTION,
     LEDGER_COLLECTION,
+    MODELS_COLLECTION,
     TASK_FIELDS,
     TASKS_COLLECTION,
     TRADE_FIELDS,
     CandlePageRows,
     LedgerRecord,
+    ModelRecord,
     Store,
     StoreError,
     TaskNotFound,
@@ -111,6 +114,17 @@ CREATE TABLE IF NOT EXISTS "{LEDGER_COLLECTION}" (
     "doc" TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS "ledger_interval_day" ON "{LEDGER_COLLECTION}" ("interval", "day");
+"""
+
+
+_MODELS_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS "{MODELS_COLLECTION}" (
+    "key" TEXT PRIMARY KEY NOT NULL,
+    "name" TEXT NOT NULL,
+    "version" TEXT NOT NULL,
+    "doc" TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS "models_name_version" ON "{MODELS_COLLECTION}" ("name", "version");
 """
 
 
@@ -262,6 +276,7 @@ class SqliteStore(Store):
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             conn.executescript(_LEDGER_SCHEMA)
+            conn.executescript(_MODELS_SCHEMA)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"cannot open SQLite store at {path}: {exc}") from exc
@@ -699,6 +714,46 @@ class SqliteStore(Store):
             for s, t, w, attrs in edge_rows
         ]
         return nodes, edges
+
+    def list_graph_snapshots(
+        self, prefix: str = "", start: str | None = None, end: str | None = None
+    ) -> list[str]:
+        # A prefix is the range [prefix, prefix + U+10FFFF): the primary key's index serves it.
+        clauses, params = ['"snapshot_id" >= ?', '"snapshot_id" < ?'], [prefix, prefix + "\U0010ffff"]
+        if start is not None:
+            clauses.append('"snapshot_id" >= ?')
+            params.append(start)
+        if end is not None:
+            clauses.append('"snapshot_id" < ?')
+            params.append(end)
+        where = " AND ".join(clauses)
+        with self._read() as conn:
+            rows = conn.execute(
+                f'SELECT DISTINCT "snapshot_id" FROM "graph_nodes" WHERE {where} '
+                f'UNION SELECT DISTINCT "snapshot_id" FROM "graph_edges" WHERE {where} ORDER BY 1',
+                params * 2,
+            ).fetchall()
+        return [sid for (sid,) in rows]
+
+    # -- model registry ------------------------------------------------------------------------
+
+    def put_model_record(self, record: ModelRecord) -> None:
+        validate_key(record.key, "model record key")
+        doc = orjson.dumps(record.to_dict()).decode()
+        with self._write() as conn:
+            conn.execute(
+                f'INSERT OR REPLACE INTO "{MODELS_COLLECTION}" ("key", "name", "version", "doc") '
+                "VALUES (?, ?, ?, ?)",
+                (record.key, record.name, record.version, doc),
+            )
+
+    def list_model_records(self, name: str | None = None) -> list[ModelRecord]:
+        where, params = ('WHERE "name" = ? ', (name,)) if name is not None else ("", ())
+        with self._read() as conn:
+            rows = conn.execute(
+                f'SELECT "doc" FROM "{MODELS_COLLECTION}" {where}ORDER BY "name", "version"', params
+            ).fetchall()
+        return [ModelRecord.from_dict(orjson.loads(doc)) for (doc,) in rows]
 
     # -- lifecycle -----------------------------------------------------------------------------
 

@@ -565,3 +565,59 @@ def test_candle_pages_with_any_text_in_their_constants_store_it_exactly(store: S
     assert [(c["source"], c["queue_id"], c["open_time"]) for c in got] == [
         (odd, odd, d["open_time"]) for d in docs
     ]
+
+
+def test_model_registry_records_round_trip_and_list_in_version_order(make_store: Any) -> None:
+    from streamforge_pipelines.store.base import ModelRecord
+
+    store = make_store()
+    assert store.list_model_records() == [] and store.list_model_records("gnn") == []
+    versions = ["20261125T211308000001Z-aa", "20261125T211308000002Z-bb", "20261126T000000000000Z-cc"]
+    records = [
+        ModelRecord(
+            name="gnn",
+            version=v,
+            uri=f"s3://streamforge-models/models/gnn/{v}",
+            metrics={"test": {"accuracy": 0.55 + i / 100, "mcc": 0.1, "f1": None}},
+            data_range={"start": "2024-08-01T00:00:00+00:00", "end": "2024-08-08T00:00:00+00:00", "n": 7},
+            code_version="v0.1.0-3-gabc1234",
+            created_at=f"2026-11-2{5 + i}T21:13:08+00:00",
+            sha256="0" * 64,
+        )
+        for i, v in enumerate(versions)
+    ]
+    for record in (records[2], records[0], records[1]):  # written out of order
+        store.put_model_record(record)
+    store.put_model_record(ModelRecord(name="mlp", version=versions[0], uri="file:///m"))
+    assert make_store().list_model_records("gnn") == records  # another handle sees them, in order
+    assert [r.name for r in store.list_model_records()] == ["gnn", "gnn", "gnn", "mlp"]
+    store.put_model_record(ModelRecord(name="gnn", version=versions[0], uri="file:///moved"))  # replaces
+    assert store.list_model_records("gnn")[0].uri == "file:///moved"
+    assert len(store.list_model_records("gnn")) == 3
+    with pytest.raises(InvalidNameError):
+        store.put_model_record(ModelRecord(name="bad name", version="v", uri="file:///x"))
+    with pytest.raises(InvalidNameError, match="reserved"):
+        store.upsert_candles([candle("BTCUSDT", T0)], "models")
+
+
+def test_list_graph_snapshots_by_prefix_and_range(store: Store) -> None:
+    assert store.list_graph_snapshots() == []
+    ids = [
+        "corr:1m:pearson:20240801T0100Z",
+        "corr:1m:pearson:20240801T0000Z",
+        "corr:1m:pearson:20240802T0000Z",
+    ]
+    for sid in ids:
+        store.write_graph_snapshot(sid, [{"key": "BTCUSDT"}], [])
+    store.write_graph_snapshot(
+        "corr:5m:pearson:20240801T0000Z", [], [{"source": "A", "target": "B", "weight": 1}]
+    )
+    store.write_graph_snapshot("other", [{"key": "BTCUSDT"}], [])
+    assert store.list_graph_snapshots("corr:1m:pearson:") == sorted(ids)
+    assert store.list_graph_snapshots("corr:") == [*sorted(ids), "corr:5m:pearson:20240801T0000Z"]
+    got = store.list_graph_snapshots(
+        "corr:1m:pearson:", start="corr:1m:pearson:20240801T0030Z", end="corr:1m:pearson:20240802T0000Z"
+    )
+    assert got == ["corr:1m:pearson:20240801T0100Z"]
+    assert len(store.list_graph_snapshots()) == 5
+    assert store.list_graph_snapshots("nothing") == []

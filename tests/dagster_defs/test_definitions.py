@@ -14,13 +14,18 @@ from streamforge_pipelines.sensors.queue_events import queue_events_sensor
 def test_everything_loads() -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {f"candles_{i}" for i in CANDLE_INTERVALS} | {"candle_coverage", "agg_trades"}
+    assert keys == {f"candles_{i}" for i in CANDLE_INTERVALS} | {
+        "candle_coverage",
+        "agg_trades",
+        "correlation_graph",
+    }
     for i in CANDLE_INTERVALS:
         assert defs.resolve_job_def(f"candles_{i}_job") is not None
         checks = defs.resolve_assets_def(f"candles_{i}").check_keys
         assert {c.name for c in checks} == {"complete"}
     assert defs.resolve_job_def("candle_coverage_job") is not None
     assert defs.resolve_job_def("agg_trades_job") is not None
+    assert defs.resolve_job_def("correlation_graph_job") is not None
 
 
 def test_partitions_stay_few_and_backfills_are_single_runs() -> None:
