@@ -4,6 +4,7 @@ import dagster as dg
 
 from .assets.candles import CANDLE_ASSETS
 from .assets.coverage import candle_coverage
+from .assets.gnn import gnn_model
 from .assets.graph import correlation_graph
 from .assets.trades import agg_trades
 from .resources import default_resources
@@ -30,6 +31,12 @@ correlation_graph_job = dg.define_asset_job(
     description="Build the correlation-graph snapshots of a day (candles of the day must be complete).",
 )
 
+gnn_model_job = dg.define_asset_job(
+    name="gnn_model_job",
+    selection=dg.AssetSelection.assets(gnn_model),
+    description="Train the temporal GNN and its baselines on the graph snapshots of a date range (one run).",
+)
+
 coverage_job = dg.define_asset_job(name=COVERAGE_JOB, selection=dg.AssetSelection.assets(candle_coverage))
 
 #: Yesterday's 5m candles, every day at 00:30 UTC (turn on in the UI or with `dagster schedule start`).
@@ -41,8 +48,8 @@ daily_candles_schedule = dg.build_schedule_from_partitioned_job(
 )
 
 defs = dg.Definitions(
-    assets=[*CANDLE_ASSETS, candle_coverage, agg_trades, correlation_graph],
-    jobs=[*candles_jobs, agg_trades_job, coverage_job, correlation_graph_job],
+    assets=[*CANDLE_ASSETS, candle_coverage, agg_trades, correlation_graph, gnn_model],
+    jobs=[*candles_jobs, agg_trades_job, coverage_job, correlation_graph_job, gnn_model_job],
     schedules=[daily_candles_schedule],
     sensors=[queue_events_sensor],
     resources=default_resources(),

@@ -18,6 +18,7 @@ def test_everything_loads() -> None:
         "candle_coverage",
         "agg_trades",
         "correlation_graph",
+        "gnn_model",
     }
     for i in CANDLE_INTERVALS:
         assert defs.resolve_job_def(f"candles_{i}_job") is not None
@@ -26,6 +27,8 @@ def test_everything_loads() -> None:
     assert defs.resolve_job_def("candle_coverage_job") is not None
     assert defs.resolve_job_def("agg_trades_job") is not None
     assert defs.resolve_job_def("correlation_graph_job") is not None
+    assert defs.resolve_job_def("gnn_model_job") is not None
+    assert defs.resolve_assets_def("gnn_model").backfill_policy == dg.BackfillPolicy.single_run()
 
 
 def test_partitions_stay_few_and_backfills_are_single_runs() -> None:
