@@ -386,7 +386,7 @@ def dagster_run(settings: Settings, request: LoadRequest) -> dict[str, Any]:
     os.environ["DAGSTER_HOME"] = str((settings.data_dir / "dagster").resolve())
     err = io.StringIO()
     with contextlib.redirect_stderr(err):  # progress lines; shown only if the run fails
-        summary = run_main_job(settings, request)
+        summary = run_main_job(settings, request, analytics=False)  # candles only: the figure is candles/s
     out: dict[str, Any] = {
         "expected": summary.expected,
         "stored": summary.stored,

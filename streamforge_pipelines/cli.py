@@ -116,6 +116,11 @@ def main() -> None:
     show_default=True,
     help="spot, or usdm (USD-M futures: /fapi/v1 klines, their own topic and collection; no 1s).",
 )
+@click.option(
+    "--no-analytics",
+    is_flag=True,
+    help="Candles only: skip the correlation graph and the GNN of the range.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 def run(
     symbols: tuple[str, ...] | None,
@@ -124,9 +129,11 @@ def run(
     end: date | None,
     source: str,
     market: str,
+    no_analytics: bool,
     as_json: bool,
 ) -> None:
-    """Load candles through Dagster on the local stack and report expected vs stored."""
+    """Load candles through Dagster on the local stack and report expected vs stored; then build the
+    correlation graph of the range and train the GNN beside its baselines (unless --no-analytics)."""
     from .queue_manager import LoadRequest
     from .report import print_summary
     from .runner import default_range, run_main_job
@@ -157,7 +164,7 @@ def run(
     )
     _exit_on_sigterm()
     try:
-        summary = run_main_job(settings, request)
+        summary = run_main_job(settings, request, analytics=not no_analytics)
     except StackError as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:

@@ -1,7 +1,10 @@
 """The end-of-run summary of ``streamforge run``: a table per symbol and day.
 
 Columns: expected, stored, downtime (absent, confirmed by the exchange: not missing), missing,
-seconds; then one line of totals with the candles the repair round re-fetched.
+seconds; then one line of totals with the candles the repair round re-fetched. When the analytics
+ran: one graph line (snapshots, nodes, mean edges and density) and a table of the test metrics of the
+GNN and each baseline, with the GNN's MCC margin over the best baseline and the model's URI; when
+they failed or were skipped, one line saying why.
 """
 
 from __future__ import annotations
@@ -9,10 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from .runner import RunSummary
+    from .runner import AnalyticsSummary, RunSummary
+
+#: Row order of the models table: the GNN first, then the baselines.
+MODEL_ORDER = ("gnn", "nograph", "persistence", "majority")
 
 
 def print_summary(summary: RunSummary, console: Console | None = None) -> None:
@@ -47,4 +54,35 @@ def print_summary(summary: RunSummary, console: Console | None = None) -> None:
         f"downtime, {summary.repaired} repaired, {summary.missing} missing, "
         f"{summary.duplicate_keys} duplicate keys, {summary.seconds:.1f}s "
         f"(Dagster run {summary.dagster_run_id})"
+    )
+    if summary.analytics is not None:
+        print_analytics(summary.analytics, console)
+
+
+def print_analytics(a: AnalyticsSummary, console: Console) -> None:
+    if a.graph_days:
+        console.print(
+            f"graph: {a.snapshots} snapshots ({a.snapshots_skipped} skipped) over {a.graph_days} days, "
+            f"{a.nodes} nodes, "
+            f"{a.edges_mean:.1f} edges and density {a.density_mean:.3f} on average, {a.graph_seconds:.1f}s"
+        )
+    if a.status == "failed":
+        console.print(f"[red]ANALYTICS FAILED[/red]: {escape(a.error or '')}", soft_wrap=True)
+        return
+    if a.status == "skipped":
+        console.print(f"[yellow]analytics skipped[/yellow]: {escape(a.error or '')}", soft_wrap=True)
+        return
+    table = Table(title=f"next-period direction, walk-forward test ({a.test_samples} samples)")
+    for col, justify in (("model", "left"), ("accuracy", "right"), ("MCC", "right"), ("F1", "right")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    order = [m for m in MODEL_ORDER if m in a.models] + sorted(set(a.models) - set(MODEL_ORDER))
+    for m in order:
+        v = a.models[m]
+        table.add_row(m, f"{v['accuracy']:.3f}", f"{v['mcc']:+.3f}", f"{v['f1']:.3f}")
+    console.print(table)
+    margin = f"{a.mcc_margin:+.3f}" if a.mcc_margin is not None else "-"
+    console.print(
+        f"gnn: MCC margin {margin} over {a.best_baseline}, {a.epochs} epochs on {a.device}, "
+        f"{a.gnn_seconds:.1f}s; model {escape(a.model_uri or '-')}",
+        soft_wrap=True,
     )

@@ -6,6 +6,12 @@ instance under ``DAGSTER_HOME``, so ``make dev`` shows it afterwards), shows pro
 ``queue-events`` while it works, and ends with expected vs stored per symbol and day, with the
 candles in confirmed exchange downtime and the candles the step's repair round re-fetched
 (completeness ledger, ``streamforge_pipelines.ledger``).
+
+Then, unless ``analytics=False``, the analytics of the same range in the same Dagster instance:
+``correlation_graph`` one run per day (the asset is per day: it refuses a day whose candles are not
+complete) and ``gnn_model`` one run over the whole range (its backfill policy is a single run),
+with the asset's defaults (:data:`MAIN_JOB_GNN`: quick on a CPU). Every run of one
+``streamforge run`` carries the tag ``streamforge/main_run`` (filter on it in the UI's run list).
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ import os
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from .intervals import interval_ms
 from .protocol import Event
 from .queue_manager import DayTotals, LoadRequest, expected_counts, measure
 from .settings import Settings
@@ -28,6 +36,73 @@ from .store import store_from_settings
 from .telemetry import EventFollower
 from .tracking import ExchangeTotals, TaskTracker
 from .workers.loader_candles import now_ms
+
+#: ``gnn_model`` config of the main job beyond the asset's defaults (window 4, hidden 32, at most 40
+#: epochs per fold, 3 walk-forward folds): none. With them, 7 days x 24 hourly snapshots of 10 assets
+#: train in ~1 s on 2 CPU cores; the GNN step takes 1.5-7 s (importing torch, the run, saving the model).
+MAIN_JOB_GNN: dict[str, Any] = {}
+#: The graph of a snapshot needs this many candles in its trailing window (default 240 minutes): the
+#: main job runs the analytics only for intervals that fine (1m, 5m); coarser ones skip them.
+MIN_WINDOW_CANDLES = 24
+GRAPH_WINDOW_MINUTES = 240
+MAIN_RUN_TAG = "streamforge/main_run"
+
+
+@dataclass
+class AnalyticsSummary:
+    """What the graph and GNN runs of the main job produced (read from their materializations and
+    the model's manifest; nothing is recomputed)."""
+
+    #: ``ok``, ``failed`` (``error`` says why in one line) or ``skipped`` (``error`` says why: not
+    #: spot, an interval too coarse for the graph, or too few snapshots for the GNN's splits).
+    status: str = "ok"
+    error: str | None = None
+    graph_run_ids: list[str] = field(default_factory=list)
+    graph_days: int = 0
+    snapshots: int = 0
+    #: Snapshot times skipped for a thin window (the first hours of the range: no trailing candles).
+    snapshots_skipped: int = 0
+    nodes: int = 0
+    #: Edges summed over all snapshots of the range.
+    edges_total: int = 0
+    density_mean: float = 0.0
+    gnn_run_id: str | None = None
+    model_uri: str | None = None
+    #: ``{model: {"accuracy", "mcc", "f1"}}`` over the pooled walk-forward test blocks.
+    models: dict[str, dict[str, float]] = field(default_factory=dict)
+    mcc_margin: float | None = None
+    best_baseline: str | None = None
+    device: str | None = None
+    epochs: int = 0
+    test_samples: int = 0
+    graph_seconds: float = 0.0
+    gnn_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    @property
+    def edges_mean(self) -> float:
+        return self.edges_total / self.snapshots if self.snapshots else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "error": self.error,
+            "graph_snapshots_skipped": self.snapshots_skipped,
+            "graph_nodes": self.nodes,
+            "graph_edges_mean": round(self.edges_mean, 2),
+            "graph_density_mean": round(self.density_mean, 4),
+            "mcc_margin": None if self.mcc_margin is None else round(self.mcc_margin, 4),
+            "best_baseline": self.best_baseline,
+            "device": self.device,
+            "epochs": self.epochs,
+            "test_samples": self.test_samples,
+            "graph_seconds": round(self.graph_seconds, 3),
+            "gnn_seconds": round(self.gnn_seconds, 3),
+            "dagster_run_ids": [*self.graph_run_ids, *([self.gnn_run_id] if self.gnn_run_id else [])],
+        }
 
 
 @dataclass
@@ -38,14 +113,18 @@ class RunSummary(DayTotals):
     exchange: ExchangeTotals = field(default_factory=ExchangeTotals)
     #: Candles the step's repair round stored (completeness ledger).
     repaired: int = 0
+    #: Graph and GNN of the range; None with ``analytics=False`` (candles only). ``seconds`` above
+    #: is the candles' part; the analytics have their own.
+    analytics: AnalyticsSummary | None = None
 
     @property
     def ok(self) -> bool:
-        """The run succeeded and nothing is missing (candles in confirmed exchange downtime are not)."""
-        return self.dagster_success and self.missing == 0
+        """The run succeeded and nothing is missing (candles in confirmed exchange downtime are not),
+        and the analytics, when they ran, succeeded."""
+        return self.dagster_success and self.missing == 0 and (self.analytics is None or self.analytics.ok)
 
     def to_json(self) -> dict[str, Any]:
-        r = self.request
+        r, a = self.request, self.analytics
         return {
             "ok": self.ok,
             "symbols": list(r.symbols),
@@ -61,6 +140,11 @@ class RunSummary(DayTotals):
             "seconds": round(self.seconds, 3),
             "candles_per_second": round(self.stored / self.seconds, 1) if self.seconds else 0.0,
             "dagster_run_id": self.dagster_run_id,
+            "graph_snapshots": a.snapshots if a else 0,
+            "graph_edges": a.edges_total if a else 0,
+            "model_uri": a.model_uri if a else None,
+            "models": a.models if a else {},
+            "analytics": a.to_json() if a else None,
             **self.exchange.to_json(),
             "days_by_source": {"archive": 0, "rest": 0, **self.exchange.days_by_source},
             "days": [
@@ -190,13 +274,15 @@ class ProgressWatcher:
         return out
 
 
-def run_main_job(settings: Settings, request: LoadRequest) -> RunSummary:
-    """Run the candles job for ``request`` on the stack and measure the result in the store."""
+def run_main_job(settings: Settings, request: LoadRequest, *, analytics: bool = True) -> RunSummary:
+    """Run the candles job for ``request`` on the stack and measure the result in the store; then,
+    with ``analytics``, the graph and GNN of the range (:func:`run_analytics`)."""
     import dagster as dg
 
     from .definitions import defs
 
     t0 = time.perf_counter()
+    tags = {MAIN_RUN_TAG: uuid.uuid4().hex[:12], "streamforge/launched_by": "streamforge run"}
     prepare_dagster_home(settings)
     with Stack(settings) as stack:
         live = stack.settings
@@ -223,7 +309,7 @@ def run_main_job(settings: Settings, request: LoadRequest) -> RunSummary:
                 tags={
                     "dagster/asset_partition_range_start": request.first.isoformat(),
                     "dagster/asset_partition_range_end": request.last.isoformat(),
-                    "streamforge/launched_by": "streamforge run",
+                    **tags,
                 },
                 raise_on_error=False,
             )
@@ -232,17 +318,133 @@ def run_main_job(settings: Settings, request: LoadRequest) -> RunSummary:
         stack.check()
         with store_from_settings(live) as db:
             days, dups = measure(request, db, now_ms())
+        seconds = time.perf_counter() - t0
+        done = run_analytics(live, request, tags) if analytics else None
     return RunSummary(
         request=request,
         days=days,
         duplicate_keys=dups,
-        seconds=time.perf_counter() - t0,
+        seconds=seconds,
         dagster_run_id=result.run_id,
         dagster_success=result.success,
         task_seconds=watcher.seconds_by_symbol(),
         exchange=ExchangeTotals.of(watcher.tracker.tasks.values()),
         repaired=_repaired(result, request.interval),
+        analytics=done,
     )
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)  # noqa: T201
+
+
+def _failure(result: Any, node: str) -> str:
+    """The one-line reason a node of an in-process run failed."""
+    data = result.failure_data_for_node(node)
+    user = getattr(data, "user_failure_data", None)  # a dg.Failure: its own text, without the class
+    message = getattr(user, "description", None) or getattr(getattr(data, "error", None), "message", None)
+    message = message or "failed"
+    return " ".join(str(message).split())
+
+
+def _meta(materialization: Any, key: str, default: Any = None) -> Any:
+    value = materialization.metadata.get(key)
+    return default if value is None else value.value
+
+
+def run_analytics(settings: Settings, request: LoadRequest, tags: dict[str, str]) -> AnalyticsSummary:
+    """``correlation_graph`` for each day of ``request`` (one run per day, stopping at the first
+    failure), then ``gnn_model`` over the range (one run), in the current Dagster instance."""
+    import dagster as dg
+
+    from .definitions import defs
+    from .models import from_settings
+
+    out = AnalyticsSummary()
+    per_window = GRAPH_WINDOW_MINUTES * 60_000 // interval_ms(request.interval)
+    if request.market != "spot":
+        out.status, out.error = "skipped", f"the graph is built from spot candles, not {request.market}"
+        return out
+    if per_window < MIN_WINDOW_CANDLES:
+        out.status = "skipped"
+        out.error = (
+            f"{request.interval} candles give {per_window} per {GRAPH_WINDOW_MINUTES}-minute graph window "
+            f"(the graph needs >= {MIN_WINDOW_CANDLES}): use 5m or finer for the graph and GNN"
+        )
+        return out
+    instance = dg.DagsterInstance.get()
+    loggers = {"console": {"config": {"log_level": "WARNING"}}}
+    graph_job = defs.resolve_job_def("correlation_graph_job")
+    graph_config = {"interval": request.interval, "symbols": list(request.symbols)}
+    densities: list[float] = []
+    t0 = time.perf_counter()
+    day, n_days = request.first, (request.last - request.first).days + 1
+    while day <= request.last:
+        _note(f"graph: {day} ({out.graph_days + 1}/{n_days})")
+        result = graph_job.execute_in_process(
+            instance=instance,
+            partition_key=day.isoformat(),
+            run_config={"ops": {"correlation_graph": {"config": graph_config}}, "loggers": loggers},
+            tags=tags,
+            raise_on_error=False,
+        )
+        out.graph_run_ids.append(result.run_id)
+        if not result.success:
+            out.status, out.error = "failed", f"graph {day}: {_failure(result, 'correlation_graph')}"
+            out.graph_seconds = time.perf_counter() - t0
+            return out
+        for m in result.asset_materializations_for_node("correlation_graph"):
+            n = int(_meta(m, "snapshots", 0))
+            out.snapshots += n
+            out.snapshots_skipped += int(_meta(m, "snapshots_skipped", 0))
+            out.edges_total += round(float(_meta(m, "edges_mean", 0.0)) * n)
+            out.nodes = max(out.nodes, int(_meta(m, "nodes", 0)))
+            densities += [float(_meta(m, "density_mean", 0.0))] * n
+        out.graph_days += 1
+        day += timedelta(days=1)
+    out.density_mean = sum(densities) / len(densities) if densities else 0.0
+    out.graph_seconds = time.perf_counter() - t0
+
+    from .analytics.training import required_snapshots
+    from .assets.gnn import GNNTrainConfig
+
+    need = required_snapshots(GNNTrainConfig(interval=request.interval, **MAIN_JOB_GNN).spec().gnn)
+    if out.snapshots < need:
+        out.status = "skipped"
+        out.error = (
+            f"gnn: {out.snapshots} graph snapshots, its walk-forward splits need at least {need}: "
+            "load a longer range (3 days or more) to train it"
+        )
+        return out
+    _note(f"gnn: training on {out.snapshots} snapshots of {request.first} .. {request.last}")
+    t1 = time.perf_counter()
+    result = defs.resolve_job_def("gnn_model_job").execute_in_process(
+        instance=instance,
+        run_config={
+            "ops": {"gnn_model": {"config": {"interval": request.interval, **MAIN_JOB_GNN}}},
+            "loggers": loggers,
+        },
+        tags={
+            "dagster/asset_partition_range_start": request.first.isoformat(),
+            "dagster/asset_partition_range_end": request.last.isoformat(),
+            **tags,
+        },
+        raise_on_error=False,
+    )
+    out.gnn_run_id, out.gnn_seconds = result.run_id, time.perf_counter() - t1
+    if not result.success:
+        out.status, out.error = "failed", f"gnn: {_failure(result, 'gnn_model')}"
+        return out
+    (m, *_) = result.asset_materializations_for_node("gnn_model")
+    out.model_uri = str(_meta(m, "model_uri"))
+    out.mcc_margin = float(_meta(m, "mcc_margin"))
+    out.best_baseline = str(_meta(m, "best_baseline"))
+    out.device = str(_meta(m, "device"))
+    out.epochs = int(_meta(m, "epochs", 0))
+    out.test_samples = int(_meta(m, "test_samples", 0))
+    # The test metrics of every model, as the trainer stored them with the model.
+    out.models = dict(from_settings(settings).manifest(out.model_uri).metrics["test"])
+    return out
 
 
 def _repaired(result: Any, interval: str) -> int:
@@ -257,6 +459,4 @@ def _repaired(result: Any, interval: str) -> int:
 
 def default_range(today: date) -> tuple[date, date]:
     """The 7 days ending yesterday."""
-    from datetime import timedelta
-
     return today - timedelta(days=7), today - timedelta(days=1)

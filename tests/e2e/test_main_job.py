@@ -1,23 +1,30 @@
 """End to end through the real broker, simulator and connector processes, driven by Dagster.
 
 command → loader → data topic → connector → store → queue-events → step → Dagster materialization
-with metadata, then the sensor over the same telemetry.
+with metadata, then the sensor over the same telemetry; and the analytics of ``streamforge run``
+(correlation graph per day, GNN over the range) on the loaded candles.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from click.testing import CliRunner
+from rich.console import Console
 
+from streamforge_pipelines.cli import main
 from streamforge_pipelines.definitions import defs
 from streamforge_pipelines.intervals import day_range_ms
+from streamforge_pipelines.models import from_settings
 from streamforge_pipelines.queue_manager import LoadRequest
-from streamforge_pipelines.runner import run_main_job
+from streamforge_pipelines.report import print_summary
+from streamforge_pipelines.runner import MAIN_RUN_TAG, run_main_job
 from streamforge_pipelines.sensors.queue_events import COVERAGE_JOB, process_tick
 from streamforge_pipelines.store import store_from_settings
 from streamforge_pipelines.tracking import COMPLETE
@@ -43,10 +50,16 @@ def _simulator_truth(seed: int, request: LoadRequest) -> dict[tuple[str, str], i
     return out
 
 
+def _printed(summary) -> str:
+    buf = io.StringIO()
+    print_summary(summary, Console(file=buf, width=100, force_terminal=False))
+    return buf.getvalue()
+
+
 def test_main_job_end_to_end(make_settings) -> None:
     settings = make_settings()
     request = LoadRequest(symbols=SYMBOLS, interval="5m", first=_days_ago(3), last=_days_ago(2))
-    summary = run_main_job(settings, request)
+    summary = run_main_job(settings, request)  # the default path: analytics on
 
     truth = _simulator_truth(settings.simulator_seed, request)
     assert {(d.symbol, d.day): d.stored for d in summary.days} == truth
@@ -57,6 +70,12 @@ def test_main_job_end_to_end(make_settings) -> None:
     out = summary.to_json()
     assert (out["http_429"], out["http_418"]) == (0, 0)
     assert out["retries"] >= 0 and 0 < out["weight_budget_used"] <= 1
+    # Two days give the graph 46 hourly snapshots (the first two lack a trailing window), too few
+    # for the GNN's walk-forward splits: the graph is built, the GNN skipped with its reason.
+    assert summary.analytics is not None and summary.analytics.status == "skipped"
+    assert (out["graph_snapshots"], out["model_uri"], out["models"]) == (46, None, {})
+    assert out["analytics"]["graph_snapshots_skipped"] == 2 and out["analytics"]["graph_nodes"] == 3
+    assert "walk-forward splits need at least" in (out["analytics"]["error"] or "")
 
     # Dagster recorded the materialization of both partitions once, with the figures.
     instance = dg.DagsterInstance.get()
@@ -99,11 +118,11 @@ def test_main_job_end_to_end(make_settings) -> None:
 def test_rerun_idempotent_and_overlap_adds_only_new(make_settings) -> None:
     settings = make_settings()
     first = LoadRequest(symbols=("BNBUSDT",), interval="1h", first=_days_ago(4), last=_days_ago(3))
-    s1 = run_main_job(settings, first)
-    s2 = run_main_job(settings, first)
+    s1 = run_main_job(settings, first, analytics=False)
+    s2 = run_main_job(settings, first, analytics=False)
     assert s1.ok and s2.ok and s1.stored == s2.stored == 48
     wider = LoadRequest(symbols=("BNBUSDT",), interval="1h", first=_days_ago(4), last=_days_ago(2))
-    s3 = run_main_job(settings, wider)
+    s3 = run_main_job(settings, wider, analytics=False)
     assert s3.ok and s3.stored == 72
     with store_from_settings(settings) as db:
         start, end = day_range_ms(wider.first, wider.last)
@@ -128,6 +147,9 @@ def test_malformed_record_goes_to_dead_letter_and_load_completes(make_settings) 
     request = LoadRequest(symbols=("BTCUSDT",), interval="1h", first=_days_ago(2), last=_days_ago(2))
     summary = run_main_job(settings, request)
     assert summary.ok and summary.stored == 24
+    # 1h candles are too coarse for the graph's 4-hour window: skipped with the reason, still ok.
+    assert summary.analytics is not None and summary.analytics.status == "skipped"
+    assert summary.analytics.graph_run_ids == [] and "1h candles give 4" in (summary.analytics.error or "")
 
     async def read_dlq() -> list[dict]:
         consumer = AIOKafkaConsumer(
@@ -158,13 +180,86 @@ def test_malformed_record_goes_to_dead_letter_and_load_completes(make_settings) 
 
 def test_unknown_symbol_fails_the_step_with_the_exchange_error(make_settings) -> None:
     settings = make_settings(task_stall_s=30.0)
-    request = LoadRequest(symbols=("NOPEUSDT",), interval="1h", first=_days_ago(2), last=_days_ago(2))
+    request = LoadRequest(symbols=("NOPEUSDT",), interval="5m", first=_days_ago(2), last=_days_ago(2))
     summary = run_main_job(settings, request)
     assert not summary.ok and not summary.dagster_success
     with store_from_settings(settings) as db:
         (task,) = db.list_tasks(run_id=summary.dagster_run_id)
     assert task.status == "failed"
     assert task.error is not None and "-1121" in task.error and "Invalid symbol" in task.error
+    # The graph refuses the incomplete day (by design); the GNN does not run; one line says why.
+    a = summary.analytics
+    assert a is not None and a.status == "failed" and len(a.graph_run_ids) == 1 and a.gnn_run_id is None
+    assert a.error is not None and a.error.startswith(f"graph {request.first}: candles_5m of {request.first}")
+    assert "are not complete: NOPEUSDT (288 missing)" in a.error
+    failed = [line for line in _printed(summary).splitlines() if line.startswith("ANALYTICS FAILED")]
+    assert failed == [f"ANALYTICS FAILED: {a.error}"]
+    assert summary.to_json()["analytics"]["status"] == "failed"
+
+
+def test_main_job_with_analytics_graph_and_gnn_beside_baselines(make_settings) -> None:
+    """`make run`'s path over 3 days: candles, a correlation graph per day, the GNN over the range."""
+    settings = make_settings(partitions=2)
+    symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
+    request = LoadRequest(symbols=symbols, interval="5m", first=_days_ago(4), last=_days_ago(2))
+    summary = run_main_job(settings, request)
+    a = summary.analytics
+    assert summary.ok and a is not None and a.status == "ok", summary.to_json()["analytics"]
+    out = summary.to_json()
+    assert out["ok"] is True and out["stored_candles"] == 4 * 3 * 288
+
+    # 3 days x 24 hourly snapshots; only the first two of the range lack a trailing window.
+    info = out["analytics"]
+    assert out["graph_snapshots"] + info["graph_snapshots_skipped"] == 3 * 24
+    assert info["graph_snapshots_skipped"] == 2 and info["graph_nodes"] == len(symbols)
+    assert 0 <= out["graph_edges"] <= out["graph_snapshots"] * len(symbols) * (len(symbols) - 1)
+    assert info["graph_edges_mean"] == round(out["graph_edges"] / out["graph_snapshots"], 2)
+    assert 0.0 <= info["graph_density_mean"] <= 1.0
+
+    # The GNN and each baseline, with test metrics in range; the margin is the GNN's over the best.
+    models = out["models"]
+    assert set(models) == {"gnn", "nograph", "persistence", "majority"}
+    for m in models.values():
+        assert set(m) == {"accuracy", "mcc", "f1"}
+        assert 0.0 <= m["accuracy"] <= 1.0 and -1.0 <= m["mcc"] <= 1.0 and 0.0 <= m["f1"] <= 1.0
+    assert models["majority"]["mcc"] == 0.0
+    best = max((k for k in models if k != "gnn"), key=lambda k: models[k]["mcc"])
+    assert info["best_baseline"] == best
+    assert info["mcc_margin"] == pytest.approx(models["gnn"]["mcc"] - models[best]["mcc"], abs=1e-4)
+    assert info["test_samples"] > 0 and info["epochs"] >= 1
+    assert info["device"].split(":")[0] in {"cpu", "cuda"}
+
+    # The model is in the model store with the same metrics and the run's data range.
+    payload, manifest = from_settings(settings).load(out["model_uri"])
+    assert payload and manifest.uri == out["model_uri"] and manifest.name == "gnn"
+    assert manifest.metrics["test"] == models
+    assert manifest.data_range["partitions"] == [request.first.isoformat(), request.last.isoformat()]
+
+    # One coherent history in Dagster: 1 candles run, 3 graph runs, 1 GNN run, all with one tag.
+    instance = dg.DagsterInstance.get()
+    runs = instance.get_runs()
+    assert len(runs) == 5 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert len({r.tags[MAIN_RUN_TAG] for r in runs}) == 1
+    assert {r.run_id for r in runs} == {out["dagster_run_id"], *info["dagster_run_ids"]}
+    graphs = instance.fetch_materializations(dg.AssetKey("correlation_graph"), limit=10).records
+    days = [(request.first + timedelta(d)).isoformat() for d in range(3)]
+    assert sorted(r.partition_key for r in graphs) == days
+    gnn = instance.fetch_materializations(dg.AssetKey("gnn_model"), limit=10).records
+    assert len(gnn) == 3 and {r.run_id for r in gnn} == {a.gnn_run_id}
+    assert gnn[0].asset_materialization.metadata["model_uri"].value == out["model_uri"]
+
+    # The summary: the graph line, the models table (GNN first), the margin and the model's URI.
+    text = _printed(summary)
+    assert f"graph: {out['graph_snapshots']} snapshots (2 skipped) over 3 days, 4 nodes" in text
+    rows = [line.split()[1] for line in text.splitlines() if line.split()[1:2] and line.split()[1] in models]
+    assert rows == ["gnn", "nograph", "persistence", "majority"]
+    assert f"gnn: MCC margin {info['mcc_margin']:+.3f} over {best}" in text
+    assert f"model {out['model_uri']}" in text
+
+
+def test_run_command_has_the_no_analytics_option() -> None:
+    help_text = CliRunner().invoke(main, ["run", "--help"]).output
+    assert "--no-analytics" in help_text and "Candles only" in help_text
 
 
 @pytest.mark.parametrize("interval", ["1d"])
@@ -173,5 +268,6 @@ def test_other_intervals(make_settings, interval: str) -> None:
     request = LoadRequest(
         symbols=("XRPUSDT", "ADAUSDT"), interval=interval, first=_days_ago(5), last=_days_ago(2)
     )
-    summary = run_main_job(settings, request)
-    assert summary.ok and summary.stored == 2 * 4
+    summary = run_main_job(settings, request, analytics=False)
+    assert summary.ok and summary.stored == 2 * 4 and summary.analytics is None
+    assert summary.to_json()["models"] == {} and summary.to_json()["analytics"] is None

@@ -100,7 +100,7 @@ def test_load_over_exchange_downtime_reports_downtime_not_missing_and_the_check_
             symbols=("BTCUSDT", "ETHUSDT"), interval="5m", first=day, last=_days_ago(2), source="auto"
         )
         before = _klines_requests(url)
-        summary = run_main_job(settings, request)
+        summary = run_main_job(settings, request, analytics=False)
         klines = _klines_requests(url) - before
 
     # 90 minutes of downtime = 18 five-minute candles the exchange does not have.
