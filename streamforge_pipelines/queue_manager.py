@@ -196,10 +196,18 @@ def expected_counts(request: LoadRequest, clock_ms: int) -> dict[tuple[str, str]
     return out
 
 
-def measure(request: LoadRequest, store: Store, clock_ms: int) -> tuple[list[DayFigure], int]:
-    """Expected vs stored (and confirmed downtime, from the persisted ledger) per (symbol, day), and
-    duplicate keys, read from the store. Asks the exchange nothing and writes nothing."""
+def duplicate_keys(request: LoadRequest, store: Store) -> int:
+    """(symbol, interval, open_time) triples of the request's range stored more than once (0 if sound)."""
     start, end = day_range_ms(request.first, request.last)
+    symbols = list(request.symbols)
+    return store.duplicate_candle_keys(symbols, request.interval, start, end, request.collection)
+
+
+def ledger_of(
+    request: LoadRequest, store: Store, clock_ms: int, *, save: bool = False
+) -> tuple[list[LedgerRecord], int]:
+    """The completeness ledger of the request's range from the store (confirmed downtime from the
+    persisted ledger), persisted when ``save``, and its duplicate keys. Asks the exchange nothing."""
     entries = build_ledger(
         store,
         request.symbols,
@@ -209,11 +217,16 @@ def measure(request: LoadRequest, store: Store, clock_ms: int) -> tuple[list[Day
         clock_ms,
         collection=request.collection,
     )
-    days = figures(entries)
-    dups = store.duplicate_candle_keys(
-        list(request.symbols), request.interval, start, end, request.collection
-    )
-    return days, dups
+    if save:
+        save_ledger(store, entries)
+    return entries, duplicate_keys(request, store)
+
+
+def measure(request: LoadRequest, store: Store, clock_ms: int) -> tuple[list[DayFigure], int]:
+    """Expected vs stored (and confirmed downtime) per (symbol, day), and duplicate keys, read from
+    the store. Asks the exchange nothing and writes nothing."""
+    entries, dups = ledger_of(request, store, clock_ms)
+    return figures(entries), dups
 
 
 async def load_candles(
@@ -245,22 +258,10 @@ async def load_candles(
         )
         report.ledger, report.repair_tasks = fixed.entries, fixed.tasks
         report.errors.update(fixed.errors)
+        report.duplicate_keys = duplicate_keys(request, store)
     else:
-        report.ledger = build_ledger(
-            store,
-            request.symbols,
-            request.interval,
-            request.first,
-            request.last,
-            now_ms(),
-            collection=request.collection,
-        )
-        save_ledger(store, report.ledger)
+        report.ledger, report.duplicate_keys = ledger_of(request, store, now_ms(), save=True)
     report.days = figures(report.ledger)
-    start, end = day_range_ms(request.first, request.last)
-    report.duplicate_keys = store.duplicate_candle_keys(
-        list(request.symbols), request.interval, start, end, request.collection
-    )
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -13,10 +13,8 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from ..intervals import day_range_ms
-from ..ledger import build_ledger, save_ledger
 from ..partitions import CANDLE_INTERVALS, DAILY
-from ..queue_manager import LoadReport, LoadRequest, figures
+from ..queue_manager import LoadReport, LoadRequest, figures, ledger_of
 from ..resources import StoreResource, resolve_settings
 from ..workers.loader_candles import now_ms
 from .candles import GROUP, report_metadata
@@ -53,21 +51,8 @@ def candle_coverage(context: dg.AssetExecutionContext, config: CoverageConfig, s
     )
     with store.open(settings) as db:
         report = LoadReport(request=request)
-        report.ledger = build_ledger(
-            db,
-            request.symbols,
-            request.interval,
-            request.first,
-            request.last,
-            now_ms(),
-            collection=request.collection,
-        )
-        save_ledger(db, report.ledger)
+        report.ledger, report.duplicate_keys = ledger_of(request, db, now_ms(), save=True)
         report.days = figures(report.ledger)
-        lo, hi = day_range_ms(request.first, request.last)
-        report.duplicate_keys = db.duplicate_candle_keys(
-            list(request.symbols), request.interval, lo, hi, request.collection
-        )
     meta = report_metadata(report)
     for k in ("loaded_records", "tasks", "seconds", "candles_per_second", "repaired_candles"):
         meta.pop(k)

@@ -66,7 +66,16 @@ from .errors import ExchangeError, TaskInvalid
 from .exchange_client import TRADES_MAX_LIMIT, BinanceRestClient
 from .governor import WeightGovernor
 from .kafka_io import EventEmitter, make_producer, task_outcome
-from .loader_candles import ARCHIVE, ARCHIVE_MIN_AGE_MS, REST, SOURCES, LoadResult, governor_for, now_ms
+from .loader_candles import (
+    ARCHIVE,
+    ARCHIVE_MIN_AGE_MS,
+    REST,
+    SOURCES,
+    LoadResult,
+    governor_for,
+    now_ms,
+    task_fingerprint,
+)
 from .observability import BATCHES, LATENCY, RECORDS, Timer
 
 log = logging.getLogger(__name__)
@@ -201,17 +210,6 @@ class TradeResume:
     pages: int
     partitions: dict[int, int]
     days_by_source: dict[str, int]
-
-
-def task_fingerprint(command: Command, topic: str) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed from."""
-    return {
-        "symbol": command.symbol,
-        "type": command.type,
-        "time_range": command.time_range,
-        "source": command.source or REST,
-        "topic": topic,
-    }
 
 
 def resume_point(command: Command, topic: str, checkpoints: CheckpointStore | None) -> TradeResume | None:
