@@ -76,7 +76,8 @@ def graph_metadata(result: DayGraphs) -> dict[str, dg.MetadataValue]:
     name="correlation_graph",
     partitions_def=DAILY,
     group_name=GROUP,
-    deps=[dg.AssetKey("candles_1m")],
+    # the config's interval picks which candles it reads (1m by default, 5m in `make run`)
+    deps=[dg.AssetKey(f"candles_{i}") for i in CANDLE_INTERVALS],
     description="Correlation-graph snapshots of the day (graph-builder): Pearson/Spearman relations of "
     "log returns over a trailing window, lead-lag edges, node features and the next-period target.",
 )
