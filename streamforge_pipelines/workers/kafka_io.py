@@ -11,7 +11,16 @@ from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
-from ..protocol import ErrorInfo, Event, ProtocolError, Status, now_s
+from ..protocol import (
+    Command,
+    ErrorInfo,
+    Event,
+    ProtocolError,
+    Status,
+    make_producer_id,
+    now_s,
+    queue_id_suffix,
+)
 from .errors import WorkerError
 from .observability import ERRORS
 
@@ -101,3 +110,32 @@ async def task_outcome(
             **(result.exchange_fields() if result.requests else {}),
         )
         raise
+
+
+@asynccontextmanager
+async def task_channel(
+    producer: AIOKafkaProducer | None,
+    bootstrap_servers: str,
+    events_topic: str,
+    command: Command,
+    worker: str,
+) -> AsyncIterator[tuple[AIOKafkaProducer, EventEmitter]]:
+    """A loader task's producer (the one given, else its own, stopped at the end) and its telemetry
+    emitter, whose ``producer`` id is ``<worker>__<the queue_id's suffix>``."""
+    own = producer is None
+    if producer is None:
+        producer = make_producer(bootstrap_servers)
+        await producer.start()
+    events = EventEmitter(
+        producer,
+        events_topic,
+        queue_id=command.queue_id,
+        producer_id=make_producer_id(worker, queue_id_suffix(command.queue_id)),
+        symbol=command.symbol,
+        task_type=command.type,
+    )
+    try:
+        yield producer, events
+    finally:
+        if own:
+            await producer.stop()

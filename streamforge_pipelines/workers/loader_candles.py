@@ -88,7 +88,7 @@ from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid
 from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient, check_market_interval
 from .governor import WeightGovernor, default_governor
-from .kafka_io import EventEmitter, make_producer, task_outcome
+from .kafka_io import EventEmitter, task_channel, task_outcome
 from .observability import BATCHES, LATENCY, RECORDS, Timer
 
 log = logging.getLogger(__name__)
@@ -491,23 +491,12 @@ async def run_candle_task(
     """
     market = command.market or "spot"
     topic = command.kafka_topic or settings.candle_topic(market)
-    producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
     result = LoadResult(queue_id=command.queue_id)
     t0 = time.perf_counter()
 
-    own_producer = producer is None
-    if producer is None:
-        producer = make_producer(settings.kafka_bootstrap_servers or "")
-        await producer.start()
-    events = EventEmitter(
-        producer,
-        settings.topic_events,
-        queue_id=command.queue_id,
-        producer_id=producer_id,
-        symbol=command.symbol,
-        task_type=command.type,
-    )
-    try:
+    async with task_channel(
+        producer, settings.kafka_bootstrap_servers or "", settings.topic_events, command, WORKER
+    ) as (producer, events):
         async with task_outcome(producer, events, result, WORKER):
             if command.symbol is None:
                 raise TaskInvalid("command.symbol: required for a candle task")
@@ -560,9 +549,6 @@ async def run_candle_task(
                 empty_ranges=None if result.empty_ranges is None else merge_ranges(result.empty_ranges),
                 **result.exchange_fields(),
             )
-    finally:
-        if own_producer:
-            await producer.stop()
     result.seconds = time.perf_counter() - t0
     return result
 

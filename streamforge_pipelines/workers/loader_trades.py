@@ -65,7 +65,7 @@ from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid
 from .exchange_client import TRADES_MAX_LIMIT, BinanceRestClient
 from .governor import WeightGovernor
-from .kafka_io import EventEmitter, make_producer, task_outcome
+from .kafka_io import EventEmitter, task_channel, task_outcome
 from .loader_candles import (
     ARCHIVE,
     ARCHIVE_MIN_AGE_MS,
@@ -246,22 +246,11 @@ async def run_trades_task(
     """Carry out one ``api_agg_trades`` / ``api_trades`` start command. Raises the error it reported;
     every outcome is reported on ``queue-events`` (as :func:`.loader_candles.run_candle_task`)."""
     topic = command.kafka_topic or settings.topic_trades
-    producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
     result = LoadResult(queue_id=command.queue_id)
     t0 = time.perf_counter()
-    own_producer = producer is None
-    if producer is None:
-        producer = make_producer(settings.kafka_bootstrap_servers or "")
-        await producer.start()
-    events = EventEmitter(
-        producer,
-        settings.topic_events,
-        queue_id=command.queue_id,
-        producer_id=producer_id,
-        symbol=command.symbol,
-        task_type=command.type,
-    )
-    try:
+    async with task_channel(
+        producer, settings.kafka_bootstrap_servers or "", settings.topic_events, command, WORKER
+    ) as (producer, events):
         async with task_outcome(producer, events, result, WORKER):
             if command.symbol is None:
                 raise TaskInvalid("command.symbol: required for a trades task")
@@ -300,9 +289,6 @@ async def run_trades_task(
                 days_by_source=dict(result.days_by_source),
                 **result.exchange_fields(),
             )
-    finally:
-        if own_producer:
-            await producer.stop()
     result.seconds = time.perf_counter() - t0
     return result
 
