@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -103,6 +103,12 @@ def main() -> None:
 @click.option("--start", callback=_day, help="First day, YYYY-MM-DD (default: 7 days before today).")
 @click.option("--end", callback=_day, help="Last day, inclusive, YYYY-MM-DD (default: yesterday).")
 @click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Number of days ending at --end (default 7); not with --start.",
+)
+@click.option(
     "--source",
     type=click.Choice(["auto", "rest", "archive"]),
     default="auto",
@@ -127,6 +133,7 @@ def run(
     interval: str | None,
     start: date | None,
     end: date | None,
+    days: int | None,
     source: str,
     market: str,
     no_analytics: bool,
@@ -147,7 +154,10 @@ def run(
         )
     today = datetime.now(UTC).date()
     d_first, d_last = default_range(today)
-    first, last = start or (end or d_last) - (d_last - d_first), end or d_last
+    if start is not None and days is not None:
+        raise click.UsageError("--start and --days both set the first day: give one of them")
+    span = timedelta(days=days - 1) if days is not None else d_last - d_first
+    first, last = start or (end or d_last) - span, end or d_last
     if last < first:
         raise click.UsageError(f"--end {last} is before --start {first}")
     if last >= today:
@@ -222,7 +232,8 @@ def dev(host: str, port: int) -> None:
     "--config",
     "config_path",
     type=click.Path(exists=True, dir_okay=False),
-    help="Market structure (JSON/YAML): symbols, listings, clusters, lead-lags, downtime windows.",
+    help="Market structure (JSON/YAML): symbols, listings, clusters, lead-lags, downtime windows "
+    "(default: SIMULATOR_CONFIG; its seed then wins over --seed).",
 )
 @click.option("--limits/--no-limits", default=False, show_default=True, help="Enforce Binance's rate limits.")
 @click.option(
@@ -253,6 +264,7 @@ def simulator(
     from .workers.simulator.server import serve
 
     try:
+        config_path = config_path or _settings().simulator_config
         config = load_config(config_path) if config_path else None
         faults = FaultConfig.from_json(Path(faults_path)) if faults_path else None
     except (OSError, ValueError, yaml.YAMLError) as exc:

@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .analytics.evaluation import edge_sentence
+
 if TYPE_CHECKING:
     from .runner import AnalyticsSummary, RunSummary
 
@@ -80,9 +82,18 @@ def print_analytics(a: AnalyticsSummary, console: Console) -> None:
         v = a.models[m]
         table.add_row(m, f"{v['accuracy']:.3f}", f"{v['mcc']:+.3f}", f"{v['f1']:.3f}")
     console.print(table)
-    margin = f"{a.mcc_margin:+.3f}" if a.mcc_margin is not None else "-"
+    if a.edge:
+        nograph = a.edge.get("vs_nograph")
+        over = (
+            f"; over nograph {nograph['margin']:+.3f} [{nograph['low']:+.3f}, {nograph['high']:+.3f}]"
+            if nograph and a.edge.get("baseline") != "nograph"
+            else ""
+        )
+        console.print(f"gnn: {edge_sentence(a.edge)}{over}", soft_wrap=True)
+    else:
+        margin = f"{a.mcc_margin:+.3f}" if a.mcc_margin is not None else "-"
+        console.print(f"gnn: MCC margin {margin} over {a.best_baseline}", soft_wrap=True)
     console.print(
-        f"gnn: MCC margin {margin} over {a.best_baseline}, {a.epochs} epochs on {a.device}, "
-        f"{a.gnn_seconds:.1f}s; model {escape(a.model_uri or '-')}",
+        f"gnn: {a.epochs} epochs on {a.device}, {a.gnn_seconds:.1f}s; model {escape(a.model_uri or '-')}",
         soft_wrap=True,
     )

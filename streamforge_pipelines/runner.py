@@ -45,6 +45,9 @@ MAIN_JOB_GNN: dict[str, Any] = {}
 #: main job runs the analytics only for intervals that fine (1m, 5m); coarser ones skip them.
 MIN_WINDOW_CANDLES = 24
 GRAPH_WINDOW_MINUTES = 240
+#: The snapshot period of the main job's graphs (the asset's default); its lead-lag edges are looked
+#: for up to this lag, the horizon the GNN predicts (12 candles at 5m, 60 at 1m).
+GRAPH_CADENCE_MINUTES = 60
 MAIN_RUN_TAG = "streamforge/main_run"
 
 
@@ -72,6 +75,9 @@ class AnalyticsSummary:
     models: dict[str, dict[str, float]] = field(default_factory=dict)
     mcc_margin: float | None = None
     best_baseline: str | None = None
+    #: The GNN's verdict against its baselines (:func:`~.analytics.gnn.edge_verdict`): ``claimed``,
+    #: the margin over the best baseline with its bootstrap interval, and ``vs_nograph``.
+    edge: dict[str, Any] = field(default_factory=dict)
     device: str | None = None
     epochs: int = 0
     test_samples: int = 0
@@ -96,6 +102,7 @@ class AnalyticsSummary:
             "graph_density_mean": round(self.density_mean, 4),
             "mcc_margin": None if self.mcc_margin is None else round(self.mcc_margin, 4),
             "best_baseline": self.best_baseline,
+            "edge": self.edge,
             "device": self.device,
             "epochs": self.epochs,
             "test_samples": self.test_samples,
@@ -375,7 +382,12 @@ def run_analytics(settings: Settings, request: LoadRequest, tags: dict[str, str]
     instance = dg.DagsterInstance.get()
     loggers = {"console": {"config": {"log_level": "WARNING"}}}
     graph_job = defs.resolve_job_def("correlation_graph_job")
-    graph_config = {"interval": request.interval, "symbols": list(request.symbols)}
+    graph_config = {
+        "interval": request.interval,
+        "symbols": list(request.symbols),
+        # lead-lag edges up to one snapshot period: the horizon the GNN predicts
+        "max_lag": GRAPH_CADENCE_MINUTES * 60_000 // interval_ms(request.interval),
+    }
     densities: list[float] = []
     t0 = time.perf_counter()
     day, n_days = request.first, (request.last - request.first).days + 1
@@ -443,7 +455,9 @@ def run_analytics(settings: Settings, request: LoadRequest, tags: dict[str, str]
     out.epochs = int(_meta(m, "epochs", 0))
     out.test_samples = int(_meta(m, "test_samples", 0))
     # The test metrics of every model, as the trainer stored them with the model.
-    out.models = dict(from_settings(settings).manifest(out.model_uri).metrics["test"])
+    metrics = from_settings(settings).manifest(out.model_uri).metrics
+    out.models = dict(metrics["test"])
+    out.edge = dict(metrics.get("edge") or {})
     return out
 
 

@@ -49,6 +49,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "Base URL of the bulk kline archive (data.binance.vision layout); unset = EXCHANGE_URL",
     ),
     "SIMULATOR_SEED": ("simulator_seed", "Seed of the exchange simulator's market"),
+    "SIMULATOR_CONFIG": (
+        "simulator_config",
+        "Market structure of the started simulator (YAML/JSON: seed, clusters, lead-lags, downtime); "
+        "examples/simulator/planted.yaml plants what the GNN should find",
+    ),
     "STREAMFORGE_UNIVERSE": ("universe", "Comma-separated default symbol universe"),
     "STREAMFORGE_INTERVAL": ("interval", "Default candle interval"),
     "METRICS_PORT": ("metrics_port", "Port of a worker's /metrics endpoint; 0 = disabled"),
@@ -136,6 +141,7 @@ class Settings(BaseModel):
     exchange_archive_url: str | None = None
     exchange_futures_url: str | None = None
     simulator_seed: int = 42
+    simulator_config: Path | None = None
     universe: tuple[str, ...] = DEFAULT_UNIVERSE
     interval: str = "5m"
     metrics_port: int = Field(default=0, ge=0, le=65535)
@@ -157,6 +163,16 @@ class Settings(BaseModel):
     def _split_universe(cls, v: Any) -> Any:
         if isinstance(v, str):
             v = [s.strip().upper() for s in v.split(",") if s.strip()]
+        return v
+
+    @field_validator("simulator_config")
+    @classmethod
+    def _check_simulator_config(cls, v: Path | None) -> Path | None:
+        if v is None or str(v) == "":
+            return None
+        from .workers.simulator.config import check_file
+
+        check_file(v)  # ValueError naming the file and what is wrong with it
         return v
 
     @field_validator(

@@ -121,6 +121,7 @@ class Stack:
                 str(port),
                 "--seed",
                 str(self.base.simulator_seed),
+                *(["--config", str(self.base.simulator_config)] if self.base.simulator_config else []),
             ],
         )
         url = f"http://127.0.0.1:{port}"

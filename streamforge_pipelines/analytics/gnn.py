@@ -3,7 +3,11 @@
 :func:`train_and_evaluate` takes a time-ordered list of :class:`GraphSnapshot` and predicts, for each
 asset and snapshot ``t``, whether its ``next_return`` is positive (up = 1). The model
 (:class:`TemporalGNN`) runs a graph convolution over each of the last ``window`` snapshots (edge
-weights used), a GRU over those per-node embeddings and a linear classifier per node.
+weights used), a GRU over those per-node embeddings and a linear classifier per node. With
+``relations`` (the default) correlation edges (``edge_lag`` 0: co-movement) and directed lead-lag
+edges (``edge_lag`` > 0: a leader's past moves a follower) get a convolution each, summed, as in a
+relational GCN: the two kinds of edge carry different information, and one shared weight would
+blur the lead-lag signal with the much more numerous correlation edges.
 
 In every walk-forward fold (:func:`~.evaluation.walk_forward_splits`: train, gap, validation, gap,
 test, in time order) it trains and scores, on the same samples:
@@ -40,6 +44,7 @@ from streamforge_pipelines.analytics.evaluation import (
     Split,
     binary_metrics,
     curves_png,
+    mcc_margin_interval,
     walk_forward_splits,
 )
 from streamforge_pipelines.analytics.snapshot import GraphSnapshot
@@ -70,6 +75,7 @@ class GNNConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda[:n]
     persistence_feature: str | None = None  # None = first of RETURN_FEATURE_CANDIDATES present, else column 0
+    relations: bool = True  # one convolution for correlation edges, one for lead-lag edges
 
     def resolved_gap(self) -> int:
         return self.window if self.gap is None else self.gap
@@ -97,6 +103,7 @@ class SnapshotArrays:
     labelled: np.ndarray  # [T, N] bool: present with a finite next_return
     edge_index: list[np.ndarray]  # per snapshot [2, E] into ``symbols``
     edge_weight: list[np.ndarray]  # per snapshot [E]
+    edge_type: list[np.ndarray]  # per snapshot [E]: 0 correlation, 1 lead-lag (edge_lag > 0)
 
     @property
     def num_snapshots(self) -> int:
@@ -131,6 +138,7 @@ def snapshot_arrays(snapshots: Sequence[GraphSnapshot]) -> SnapshotArrays:
     labelled = np.zeros((t_count, n), dtype=bool)
     edge_index: list[np.ndarray] = []
     edge_weight: list[np.ndarray] = []
+    edge_type: list[np.ndarray] = []
     for t, s in enumerate(snapshots):
         idx = np.array([pos[sym] for sym in s.symbols], dtype=np.int64)
         x[t, idx] = np.asarray(s.features, dtype=np.float64).reshape(len(idx), f)
@@ -143,7 +151,9 @@ def snapshot_arrays(snapshots: Sequence[GraphSnapshot]) -> SnapshotArrays:
         ei = np.asarray(s.edge_index, dtype=np.int64).reshape(2, -1)
         edge_index.append(idx[ei] if ei.size else ei)
         edge_weight.append(np.asarray(s.edge_weight, dtype=np.float64).reshape(-1))
-    return SnapshotArrays(symbols, names, as_of, x, present, y, labelled, edge_index, edge_weight)
+        lag = np.zeros(edge_weight[-1].shape, dtype=np.int64) if s.edge_lag is None else s.edge_lag
+        edge_type.append((np.asarray(lag).reshape(-1) > 0).astype(np.int64))
+    return SnapshotArrays(symbols, names, as_of, x, present, y, labelled, edge_index, edge_weight, edge_type)
 
 
 def persistence_column(feature_names: Sequence[str], configured: str | None) -> int:
@@ -162,47 +172,75 @@ class TemporalGNN(nn.Module):
     """Per-snapshot graph convolution -> GRU over the last ``window`` snapshots -> per-node logit.
 
     With ``use_graph=False`` the convolution becomes a per-node linear layer (the no-graph baseline).
+    With ``relations`` a second convolution of the same kind runs over the lead-lag edges (edge type
+    1) and is added to the first, which then sees the correlation edges (type 0) only.
     """
 
-    def __init__(self, in_features: int, hidden: int, *, conv: str, use_graph: bool, dropout: float):
+    def __init__(
+        self,
+        in_features: int,
+        hidden: int,
+        *,
+        conv: str,
+        use_graph: bool,
+        dropout: float,
+        relations: bool = True,
+    ):
         super().__init__()
         self.conv_kind = conv
         self.use_graph = use_graph
+        self.relations = relations and use_graph
         self.spatial: nn.Module
+        self.lead: nn.Module | None = None
         if not use_graph:
             self.spatial = nn.Linear(in_features, hidden)
-        elif conv == "graph":
-            self.spatial = GraphConv(in_features, hidden, aggr="add")
-        elif conv == "gcn":
-            self.spatial = GCNConv(in_features, hidden)
-        elif conv == "gat":
-            self.spatial = GATConv(in_features, hidden, heads=1, edge_dim=1)
         else:
-            raise ValueError(f"unknown conv {conv!r} (graph, gcn, gat)")
+            self.spatial = _conv(conv, in_features, hidden)
+            if self.relations:
+                self.lead = _conv(conv, in_features, hidden)
         self.dropout = nn.Dropout(dropout)
         self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.head = nn.Linear(hidden, 1)
 
-    def embed(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
+    def _convolve(self, layer: nn.Module, x: Tensor, edge_index: Tensor, edge_weight: Tensor) -> Tensor:
+        if self.conv_kind == "gcn":
+            return layer(x, edge_index, edge_weight.abs())
+        if self.conv_kind == "gat":
+            return layer(x, edge_index, edge_attr=edge_weight.view(-1, 1))
+        return layer(x, edge_index, edge_weight)
+
+    def embed(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor, edge_type: Tensor) -> Tensor:
         """``[S*N, F]`` node features of S stacked snapshots (a disjoint union) -> ``[S*N, H]``."""
         if not self.use_graph:
             h = self.spatial(x)
-        elif self.conv_kind == "gcn":
-            h = self.spatial(x, edge_index, edge_weight.abs())
-        elif self.conv_kind == "gat":
-            h = self.spatial(x, edge_index, edge_attr=edge_weight.view(-1, 1))
+        elif self.lead is None:
+            h = self._convolve(self.spatial, x, edge_index, edge_weight)
         else:
-            h = self.spatial(x, edge_index, edge_weight)
+            corr, lead = edge_type == 0, edge_type > 0
+            h = self._convolve(self.spatial, x, edge_index[:, corr], edge_weight[corr])
+            h = h + self._convolve(self.lead, x, edge_index[:, lead], edge_weight[lead])
         return self.dropout(torch.relu(h))
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor, windows: Tensor, n: int) -> Tensor:
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor, edge_type: Tensor, windows: Tensor, n: int
+    ) -> Tensor:
         """Logits ``[B, N]``; ``windows`` ``[B, L]`` are positions into the S stacked snapshots."""
-        h = self.embed(x, edge_index, edge_weight).view(-1, n, self.head.in_features)  # [S, N, H]
+        h = self.embed(x, edge_index, edge_weight, edge_type).view(-1, n, self.head.in_features)  # [S, N, H]
         seq = h[windows]  # [B, L, N, H]
         b, length, _, hid = seq.shape
         seq = seq.permute(0, 2, 1, 3).reshape(b * n, length, hid)
         _, last = self.gru(seq)
         return self.head(self.dropout(last[-1])).view(b, n)
+
+
+def _conv(kind: str, in_features: int, hidden: int) -> nn.Module:
+    if kind == "graph":
+        return GraphConv(in_features, hidden, aggr="add")
+    if kind == "gcn":
+        return GCNConv(in_features, hidden)
+    if kind == "gat":
+        return GATConv(in_features, hidden, heads=1, edge_dim=1)
+    raise ValueError(f"unknown conv {kind!r} (graph, gcn, gat)")
 
 
 class _DeviceData:
@@ -217,13 +255,14 @@ class _DeviceData:
         self.labelled = torch.tensor(arrays.labelled, device=device)
         self.edge_index = [torch.tensor(e, dtype=torch.long, device=device) for e in arrays.edge_index]
         self.edge_weight = [torch.tensor(w, dtype=torch.float32, device=device) for w in arrays.edge_weight]
+        self.edge_type = [torch.tensor(k, dtype=torch.long, device=device) for k in arrays.edge_type]
         self.device = device
         #: Snapshot indices read by :meth:`batch` (inputs and targets), for the no-look-ahead proof.
         self.touched: set[int] = set()
 
     def batch(
         self, targets: Sequence[int], window: int
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         needed = sorted({t - k for t in targets for k in range(window)})
         self.touched.update(needed)
         self.touched.update(targets)
@@ -231,6 +270,7 @@ class _DeviceData:
         offsets = [self.edge_index[s] + i * self.n for i, s in enumerate(needed)]
         edge_index = torch.cat(offsets, dim=1)
         edge_weight = torch.cat([self.edge_weight[s] for s in needed])
+        edge_type = torch.cat([self.edge_type[s] for s in needed])
         windows = torch.tensor(
             [[local[t - window + 1 + k] for k in range(window)] for t in targets],
             dtype=torch.long,
@@ -239,7 +279,7 @@ class _DeviceData:
         idx = torch.tensor(needed, dtype=torch.long, device=self.device)
         tgt = torch.tensor(list(targets), dtype=torch.long, device=self.device)
         x = self.x[idx].reshape(-1, self.x.shape[2])
-        return x, edge_index, edge_weight, windows, self.y[tgt], self.labelled[tgt]
+        return x, edge_index, edge_weight, edge_type, windows, self.y[tgt], self.labelled[tgt]
 
 
 @dataclass
@@ -263,10 +303,10 @@ def _loss_over(model: TemporalGNN, data: _DeviceData, samples: Sequence[int], cf
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(samples), max(cfg.batch_size, 64)):
-            x, ei, ew, win, y, mask = data.batch(samples[i : i + max(cfg.batch_size, 64)], cfg.window)
+            x, ei, ew, et, win, y, mask = data.batch(samples[i : i + max(cfg.batch_size, 64)], cfg.window)
             k = int(mask.sum())
             if k:
-                total += float(_masked_bce(model(x, ei, ew, win, data.n), y, mask)) * k
+                total += float(_masked_bce(model(x, ei, ew, et, win, data.n), y, mask)) * k
                 count += k
     return total / count if count else float("nan")
 
@@ -292,11 +332,11 @@ def fit_model(model: TemporalGNN, data: _DeviceData, split: Split, cfg: GNNConfi
         data.touched = set()
         for i in range(0, len(order), cfg.batch_size):
             targets = sorted(train[j] for j in order[i : i + cfg.batch_size])
-            x, ei, ew, win, y, mask = data.batch(targets, cfg.window)
+            x, ei, ew, et, win, y, mask = data.batch(targets, cfg.window)
             k = int(mask.sum())
             if not k:
                 continue
-            loss = _masked_bce(model(x, ei, ew, win, data.n), y, mask)
+            loss = _masked_bce(model(x, ei, ew, et, win, data.n), y, mask)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -329,8 +369,8 @@ def _predict(model: TemporalGNN, data: _DeviceData, samples: Sequence[int], cfg:
     out: list[np.ndarray] = []
     with torch.no_grad():
         for i in range(0, len(samples), 64):
-            x, ei, ew, win, _, _ = data.batch(samples[i : i + 64], cfg.window)
-            out.append((model(x, ei, ew, win, data.n) > 0).cpu().numpy())
+            x, ei, ew, et, win, _, _ = data.batch(samples[i : i + 64], cfg.window)
+            out.append((model(x, ei, ew, et, win, data.n) > 0).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, data.n), dtype=bool)
 
 
@@ -378,6 +418,8 @@ class TrainingReport:
     feature_std: list[float] = field(default_factory=list)
     #: Snapshot indices the training of each fold read, per model (the no-look-ahead trace).
     train_touched: dict[str, dict[str, list[int]]] = field(default_factory=dict, repr=False)
+    #: Whether the GNN has an edge over its baselines on the pooled test blocks (:func:`edge_verdict`).
+    edge: dict[str, Any] = field(default_factory=dict)
 
     def test_metrics(self) -> dict[str, dict[str, float]]:
         """``{model: {"accuracy", "mcc", "f1"}}`` over all test blocks (the run summary's ``models``)."""
@@ -458,6 +500,7 @@ def train_and_evaluate(
     ret_col = persistence_column(arrays.feature_names, cfg.persistence_feature)
     metrics: dict[str, dict[str, dict[str, float]]] = {m: {} for m in models}
     pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {m: ([], []) for m in models}
+    pooled_blocks: list[np.ndarray] = []  # the snapshot of each pooled test sample
     curves: dict[str, dict[str, dict[str, list[float]]]] = {}
     epochs: dict[str, list[int]] = {}
     best_epochs: dict[str, list[int]] = {}
@@ -473,6 +516,9 @@ def train_and_evaluate(
                 arrays.labelled[split.train.start : split.train.stop]
             ]
             majority = float(train_y.mean()) >= 0.5 if train_y.size else True
+            pooled_blocks.append(
+                np.nonzero(arrays.labelled[split.test.start : split.test.stop])[0] + split.test.start
+            )
             for name in models:
                 predictions: dict[str, np.ndarray] = {}
                 if name in ("gnn", "nograph"):
@@ -483,6 +529,7 @@ def train_and_evaluate(
                         conv=cfg.conv,
                         use_graph=name == "gnn",
                         dropout=cfg.dropout,
+                        relations=cfg.relations,
                     ).to(device)
                     fit = fit_model(model, data, split, cfg, seed=cfg.seed + fold_no)
                     curves.setdefault(name, {})[split.name] = {"train": fit.train_loss, "val": fit.val_loss}
@@ -511,6 +558,8 @@ def train_and_evaluate(
         metrics[name]["test"] = binary_metrics(
             np.concatenate(pooled[name][0]), np.concatenate(pooled[name][1])
         )
+    pooled_arrays = {m: (np.concatenate(pooled[m][0]), np.concatenate(pooled[m][1])) for m in models}
+    edge = edge_verdict(metrics, pooled_arrays, np.concatenate(pooled_blocks), seed=cfg.seed)
     spe = {m: seconds[m] / max(1, sum(epochs[m])) for m in seconds}
     num_samples = int(sum(arrays.labelled[s.test.start : s.test.stop].sum() for s in splits))
     return TrainingReport(
@@ -532,4 +581,32 @@ def train_and_evaluate(
         feature_mean=[float(v) for v in mean],
         feature_std=[float(v) for v in std],
         train_touched=touched,
+        edge=edge,
     )
+
+
+def edge_verdict(
+    metrics: dict[str, dict[str, dict[str, float]]],
+    pooled: dict[str, tuple[np.ndarray, np.ndarray]],
+    blocks: np.ndarray,
+    *,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Does the GNN beat its baselines on the pooled test blocks? ``claimed`` only when the block
+    bootstrap's interval of ``MCC(gnn) - MCC(best baseline)`` lies wholly above zero; the margin over
+    the no-graph network (what the graph adds) is reported beside it."""
+    if "gnn" not in pooled or len(pooled) < 2:
+        return {}
+    baselines = {m: metrics[m]["test"]["mcc"] for m in pooled if m != "gnn"}
+    best = max(baselines, key=lambda m: baselines[m])
+    truth, gnn_pred = pooled["gnn"]
+    out: dict[str, Any] = {"baseline": best}
+    vs_best = mcc_margin_interval(truth, gnn_pred, pooled[best][1], blocks, level=level, seed=seed)
+    out.update(vs_best.to_dict())
+    if "nograph" in pooled:
+        out["vs_nograph"] = mcc_margin_interval(
+            truth, gnn_pred, pooled["nograph"][1], blocks, level=level, seed=seed
+        ).to_dict()
+    out["claimed"] = vs_best.significant
+    return out

@@ -150,6 +150,11 @@ class TrainingOutcome:
     def uri(self) -> str:
         return self.ref.uri
 
+    @property
+    def edge(self) -> dict[str, Any]:
+        """The verdict on the GNN against its baselines (:func:`~.gnn.edge_verdict`)."""
+        return self.report.edge
+
     def summary(self) -> dict[str, Any]:
         """JSON-ready: the run summary's ``model_uri`` and ``models`` and what goes with them."""
         return {
@@ -157,6 +162,7 @@ class TrainingOutcome:
             "models": self.report.test_metrics(),
             "mcc_margin": self.margin,
             "best_baseline": self.best_baseline,
+            "edge": self.edge,
             "snapshots": self.snapshots,
             "device": self.report.device,
         }
@@ -193,6 +199,7 @@ def train_range(
         "test": report.test_metrics(),
         "mcc_margin": margin,
         "best_baseline": best,
+        "edge": report.edge,
         "num_samples": report.num_samples,
         "epochs": report.epochs,
         "best_epochs": report.best_epochs,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 from pydantic import Field
 
+from ..analytics.evaluation import edge_sentence
 from ..analytics.graph_builder import MEASURES
 from ..models import from_settings
 from ..partitions import CANDLE_INTERVALS, DAILY
@@ -37,6 +38,9 @@ class GNNTrainConfig(dg.Config):
     test_fraction: float = Field(default=0.4, description="Share of the samples in the test blocks")
     seed: int = Field(default=0, description="Seed (deterministic on CPU)")
     device: str = Field(default="auto", description="auto (CUDA when available), cpu or cuda[:n]")
+    relations: bool = Field(
+        default=True, description="One convolution for correlation edges and one for lead-lag edges"
+    )
 
     def spec(self) -> "TrainingSpec":
         from ..analytics.gnn import GNNConfig
@@ -51,6 +55,7 @@ class GNNTrainConfig(dg.Config):
             test_fraction=self.test_fraction,
             seed=self.seed,
             device=self.device,
+            relations=self.relations,
         )
         return TrainingSpec(interval=self.interval, measure=self.measure, model_name=self.model_name, gnn=gnn)
 
@@ -63,6 +68,8 @@ def gnn_metadata(outcome: "TrainingOutcome") -> dict[str, dg.MetadataValue]:
     report = outcome.report
     png = base64.b64encode(report.curves_png()).decode()
     gnn = report.test_metrics().get("gnn", {})
+    edge = outcome.edge
+    nograph = edge.get("vs_nograph", {})
     return {
         "model_uri": dg.MetadataValue.text(outcome.uri),
         "model_version": dg.MetadataValue.text(outcome.ref.version),
@@ -70,6 +77,12 @@ def gnn_metadata(outcome: "TrainingOutcome") -> dict[str, dg.MetadataValue]:
         "gnn_mcc": dg.MetadataValue.float(float(gnn.get("mcc", math.nan))),
         "mcc_margin": dg.MetadataValue.float(round(outcome.margin, 4)),
         "best_baseline": dg.MetadataValue.text(outcome.best_baseline),
+        "edge_claimed": dg.MetadataValue.bool(bool(edge.get("claimed", False))),
+        "mcc_margin_low": dg.MetadataValue.float(round(float(edge.get("low", math.nan)), 4)),
+        "mcc_margin_high": dg.MetadataValue.float(round(float(edge.get("high", math.nan)), 4)),
+        "mcc_margin_nograph": dg.MetadataValue.float(round(float(nograph.get("margin", math.nan)), 4)),
+        "mcc_margin_nograph_low": dg.MetadataValue.float(round(float(nograph.get("low", math.nan)), 4)),
+        "mcc_margin_nograph_high": dg.MetadataValue.float(round(float(nograph.get("high", math.nan)), 4)),
         "epochs": dg.MetadataValue.int(sum(report.epochs.get("gnn", []))),
         "seconds_per_epoch": dg.MetadataValue.float(round(report.seconds_per_epoch.get("gnn", 0.0), 4)),
         "device": dg.MetadataValue.text(report.device),
@@ -117,6 +130,7 @@ def gnn_model(
             raise dg.Failure(f"gnn_model {days}: {exc}") from exc
     context.log.info(
         f"{outcome.uri}: {outcome.snapshots} snapshots, gnn MCC margin {outcome.margin:+.3f} over "
-        f"{outcome.best_baseline} on {outcome.report.num_samples} test samples ({outcome.report.device})"
+        f"{outcome.best_baseline} on {outcome.report.num_samples} test samples ({outcome.report.device}); "
+        + edge_sentence(outcome.edge)
     )
     return dg.MaterializeResult(metadata=gnn_metadata(outcome))

@@ -10,8 +10,20 @@ import numpy as np
 import pytest
 import torch
 
-from streamforge_pipelines.analytics.evaluation import binary_metrics, curves_png, walk_forward_splits
-from streamforge_pipelines.analytics.gnn import GNNConfig, TrainingReport, train_and_evaluate
+from streamforge_pipelines.analytics.evaluation import (
+    binary_metrics,
+    curves_png,
+    edge_sentence,
+    mcc_margin_interval,
+    walk_forward_splits,
+)
+from streamforge_pipelines.analytics.gnn import (
+    GNNConfig,
+    TemporalGNN,
+    TrainingReport,
+    snapshot_arrays,
+    train_and_evaluate,
+)
 from streamforge_pipelines.analytics.snapshot import GraphSnapshot
 from streamforge_pipelines.analytics.synthetic import synthetic_snapshots
 
@@ -142,6 +154,14 @@ def test_gnn_beats_no_graph_baseline_on_planted_lead_lag(planted: TrainingReport
         assert per["gnn"][f"{fold}/test"]["mcc"] - per["nograph"][f"{fold}/test"]["mcc"] >= 0.08
     assert abs(t["nograph"]["mcc"]) < 0.1
     assert planted.num_samples == sum(int(planted.metrics["gnn"][f"fold{i}/test"]["n"]) for i in range(3))
+    # The verdict: the bootstrap interval of the margin over the best baseline lies above zero.
+    edge = planted.edge
+    best = max((m for m in t if m != "gnn"), key=lambda m: t[m]["mcc"])
+    assert edge["claimed"] is True and edge["baseline"] == best and edge["low"] > 0
+    assert edge["margin"] == pytest.approx(t["gnn"]["mcc"] - t[best]["mcc"])
+    assert edge["low"] <= edge["margin"] <= edge["high"] and edge["blocks"] < planted.num_samples
+    assert edge["vs_nograph"]["low"] > 0
+    assert edge_sentence(edge).startswith(f"edge claimed: MCC margin {edge['margin']:+.3f} over {best}")
 
 
 def test_no_edge_claimed_on_structureless_data(structureless: TrainingReport) -> None:
@@ -152,6 +172,9 @@ def test_no_edge_claimed_on_structureless_data(structureless: TrainingReport) ->
         assert 0.42 < m["accuracy"] < 0.58, name
     assert t["gnn"]["mcc"] - t["nograph"]["mcc"] < 0.06
     assert t["gnn"]["mcc"] - max(t["persistence"]["mcc"], t["majority"]["mcc"]) < 0.06
+    edge = structureless.edge
+    assert edge["claimed"] is False and edge["low"] <= 0 and edge["vs_nograph"]["significant"] is False
+    assert edge_sentence(edge).startswith("no edge claimed: MCC margin")
 
 
 def test_report_contents(planted: TrainingReport) -> None:
@@ -189,3 +212,47 @@ def test_other_convolutions_train(conv: str) -> None:
     cfg = dataclasses.replace(FAST, conv=conv, folds=1, epochs=2, test_fraction=0.3)
     report = train_and_evaluate(snaps, cfg, models=("gnn",))
     assert np.isfinite(report.curves["gnn"]["fold0"]["train"]).all()
+
+
+def test_margin_interval_is_a_paired_block_bootstrap() -> None:
+    rng = np.random.default_rng(3)
+    blocks = np.repeat(np.arange(200), 10)  # 200 snapshots of 10 assets
+    truth = rng.random(2000) < 0.5
+    coin = rng.random(2000) < 0.5
+    # The same predictions: margin 0 and an interval of exactly zero, whatever the resample.
+    same = mcc_margin_interval(truth, coin, coin, blocks, rounds=300)
+    assert (same.margin, same.low, same.high, same.significant) == (0.0, 0.0, 0.0, False)
+    # A model right 70 % of the time against a coin: a clear margin, its interval around it.
+    good = np.where(rng.random(2000) < 0.7, truth, ~truth)
+    r = mcc_margin_interval(truth, good, coin, blocks, rounds=500, seed=1)
+    expected = binary_metrics(truth, good)["mcc"] - binary_metrics(truth, coin)["mcc"]
+    assert r.margin == pytest.approx(expected) and r.significant and r.blocks == 200
+    assert 0 < r.low < r.margin < r.high < 1 and r.high - r.low < 0.25
+    assert r == mcc_margin_interval(truth, good, coin, blocks, rounds=500, seed=1)  # seeded
+    # The interval is over blocks: with one block per sample it is narrower than with whole
+    # snapshots whose samples share one outcome (the assets of a snapshot move together).
+    shared_truth = np.repeat(rng.random(200) < 0.5, 10)
+    shared_pred = np.where(np.repeat(rng.random(200) < 0.6, 10), shared_truth, ~shared_truth)
+    by_snapshot = mcc_margin_interval(shared_truth, shared_pred, coin, blocks, rounds=500)
+    by_sample = mcc_margin_interval(shared_truth, shared_pred, coin, np.arange(2000), rounds=500)
+    assert by_snapshot.high - by_snapshot.low > 1.5 * (by_sample.high - by_sample.low)
+    with pytest.raises(ValueError, match="differ in length"):
+        mcc_margin_interval(truth, good, coin, blocks[:-1])
+
+
+def test_lead_lag_edges_get_their_own_convolution() -> None:
+    snaps, _ = synthetic_snapshots(6, 10, planted=True, seed=2)
+    lagged = dataclasses.replace(snaps[0], edge_lag=np.arange(snaps[0].num_edges) % 2)
+    arrays = snapshot_arrays([lagged, *snaps[1:]])
+    assert arrays.edge_type[0].tolist() == (np.arange(snaps[0].num_edges) % 2).tolist()
+    assert all(not t.any() for t in arrays.edge_type[1:])  # no edge_lag: every edge a correlation
+    torch.manual_seed(0)
+    model = TemporalGNN(4, 8, conv="graph", use_graph=True, dropout=0.0)
+    x = torch.randn(6, 4)
+    ei = torch.tensor(lagged.edge_index, dtype=torch.long)
+    ew = torch.tensor(lagged.edge_weight, dtype=torch.float32)
+    et = torch.tensor(arrays.edge_type[0])
+    # Relabelling the edges changes the embedding: the two kinds go through different weights.
+    assert not torch.allclose(model.embed(x, ei, ew, et), model.embed(x, ei, ew, torch.zeros_like(et)))
+    flat = TemporalGNN(4, 8, conv="graph", use_graph=True, dropout=0.0, relations=False)
+    assert flat.lead is None and torch.equal(flat.embed(x, ei, ew, et), flat.embed(x, ei, ew, 0 * et))

@@ -253,7 +253,10 @@ def test_main_job_with_analytics_graph_and_gnn_beside_baselines(make_settings) -
     assert f"graph: {out['graph_snapshots']} snapshots (2 skipped) over 3 days, 4 nodes" in text
     rows = [line.split()[1] for line in text.splitlines() if line.split()[1:2] and line.split()[1] in models]
     assert rows == ["gnn", "nograph", "persistence", "majority"]
-    assert f"gnn: MCC margin {info['mcc_margin']:+.3f} over {best}" in text
+    edge = info["edge"]
+    verdict = "edge claimed" if edge["claimed"] else "no edge claimed"
+    assert edge["baseline"] == best and edge["margin"] == pytest.approx(info["mcc_margin"], abs=1e-4)
+    assert f"gnn: {verdict}: MCC margin {info['mcc_margin']:+.3f} over {best}, 95% interval" in text
     assert f"model {out['model_uri']}" in text
 
 

@@ -185,6 +185,22 @@ def load_config(path: str | Path) -> SimulatorConfig:
     return config_from_mapping(data)
 
 
+def check_file(path: str | Path) -> SimulatorConfig:
+    """:func:`load_config` with its structure checked against its symbols (or the defaults'), and
+    every failure (missing file, bad YAML, unknown key or symbol) a one-line ``ValueError``."""
+    from .market import DEFAULT_SYMBOLS  # late: market imports this module
+
+    try:
+        config = load_config(path)
+        names = [s if isinstance(s, str) else s.name for s in config.symbols or DEFAULT_SYMBOLS]
+        check_structure(names, config)
+    except (OSError, KeyError, TypeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return config
+
+
 def check_structure(names: Sequence[str], config: SimulatorConfig) -> None:
     """Reject clusters/lead-lags naming unknown symbols, overlapping clusters or lead-lag cycles."""
     known = set(names)

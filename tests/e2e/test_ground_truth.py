@@ -1,0 +1,99 @@
+"""Ground truth end to end: the simulator plants lead-lag relations, the whole main job (loaders ->
+Tansu -> connector -> SQLite -> correlation_graph per day -> gnn_model) finds them, and the GNN
+claims an edge over its baselines there - and not on the default market, which plants nothing.
+
+Both runs load the same fixed 14 days of 5m candles for the default universe of 10 symbols (a
+fixed range: the figures do not move with the calendar). Measured on this range: planted, GNN MCC
++0.218 (nograph +0.035, persistence +0.069, majority 0), margin +0.149 over persistence with 95 %
+interval [+0.027, +0.272], +0.183 [+0.106, +0.262] over nograph; no structure, GNN -0.113,
+margin -0.125 [-0.274, +0.031] over persistence. `SIMULATOR_CONFIG=examples/simulator/planted.yaml
+streamforge run --days 14` shows the same on the 14 days ending yesterday.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from streamforge_pipelines.analytics.graph_store import read_snapshots
+from streamforge_pipelines.intervals import day_range_ms
+from streamforge_pipelines.queue_manager import LoadRequest
+from streamforge_pipelines.runner import RunSummary, run_main_job
+from streamforge_pipelines.settings import DEFAULT_UNIVERSE
+from streamforge_pipelines.store import store_from_settings
+from streamforge_pipelines.workers.simulator.config import load_config
+
+PLANTED = Path(__file__).resolve().parents[2] / "examples" / "simulator" / "planted.yaml"
+REQUEST = LoadRequest(
+    symbols=DEFAULT_UNIVERSE, interval="5m", first=date(2024, 8, 1), last=date(2024, 8, 14), source="auto"
+)
+
+
+def _run(make_settings, **overrides: object) -> tuple[RunSummary, Counter[tuple[str, str, int]], int]:
+    """The main job; its summary, the lead-lag edges (leader, follower, lag) counted over the stored
+    snapshots, and the number of snapshots."""
+    settings = make_settings(**overrides)
+    summary = run_main_job(settings, REQUEST)
+    assert summary.ok and summary.analytics is not None, summary.to_json()["analytics"]
+    assert summary.analytics.status == "ok", summary.analytics.error
+    start, end = day_range_ms(REQUEST.first, REQUEST.last)
+    with store_from_settings(settings) as db:
+        snaps = read_snapshots(db, start, end, interval="5m")
+    lead: Counter[tuple[str, str, int]] = Counter()
+    for s in snaps:
+        assert s.edge_lag is not None
+        for (a, b), lag in zip(s.edge_index.T.tolist(), s.edge_lag.tolist(), strict=True):
+            if lag > 0:
+                lead[(s.symbols[a], s.symbols[b], lag)] += 1
+    return summary, lead, len(snaps)
+
+
+def test_planted_lead_lags_are_found_and_the_gnn_claims_an_edge(make_settings) -> None:
+    summary, lead, n = _run(make_settings, simulator_config=PLANTED)
+    out = summary.to_json()
+    assert out["stored_candles"] == 10 * 14 * 288 and out["missing_candles"] == 0
+    assert out["graph_snapshots"] == n == 14 * 24 - 2  # the first two hours lack a trailing window
+
+    # The graph: every planted leader -> follower pair, at the planted lag (60 min = 12 candles),
+    # in nearly every snapshot (measured: >= 327 of 334).
+    truth = load_config(PLANTED).lead_lags
+    assert len(truth) == 5
+    for ll in truth:
+        assert lead[(ll.leader, ll.follower, ll.lag_minutes // 5)] >= 0.95 * n, (ll, lead.most_common(8))
+
+    # The GNN: an edge over every baseline whose bootstrap interval lies above zero, and over the
+    # same network without the graph.
+    edge = out["analytics"]["edge"]
+    models = out["models"]
+    assert edge["claimed"] is True and edge["low"] > 0, edge
+    assert edge["vs_nograph"]["low"] > 0 and edge["vs_nograph"]["margin"] >= 0.1
+    assert models["gnn"]["mcc"] >= 0.2 and models["gnn"]["accuracy"] >= 0.6
+    assert models["gnn"]["mcc"] == max(m["mcc"] for m in models.values())
+
+
+def test_no_planted_structure_no_edge_claimed(make_settings) -> None:
+    summary, lead, n = _run(make_settings)  # the default market: no SIMULATOR_CONFIG
+    out = summary.to_json()
+    assert out["graph_snapshots"] == n == 14 * 24 - 2
+    # Chance lead-lag edges stay rare: no ordered pair in more than 5 % of the snapshots
+    # (measured: at most 2 of 334).
+    assert all(count <= 0.05 * n for count in lead.values()), lead.most_common(5)
+    edge = out["analytics"]["edge"]
+    assert edge["claimed"] is False and edge["low"] <= 0, edge
+    assert edge["vs_nograph"]["low"] <= 0
+    # Measured: GNN MCC -0.113 over 1,320 test samples - chance on 132 correlated snapshots.
+    assert out["models"]["gnn"]["mcc"] < 0.1
+
+
+def test_a_bad_simulator_config_is_one_line(make_settings, tmp_path: Path) -> None:
+    from streamforge_pipelines.settings import SettingsError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lead_lags: [{leader: BTCUSDT, follower: NOPEUSDT, lag_minutes: 60}]\n")
+    with pytest.raises(SettingsError, match=r"SIMULATOR_CONFIG.*unknown symbol NOPEUSDT"):
+        make_settings(simulator_config=bad)
+    with pytest.raises(SettingsError, match=r"SIMULATOR_CONFIG.*No such file"):
+        make_settings(simulator_config=tmp_path / "missing.yaml")
