@@ -8,6 +8,7 @@ from .assets.gnn import gnn_model
 from .assets.graph import correlation_graph
 from .assets.trades import agg_trades
 from .resources import default_resources
+from .sensors.graph_trigger import graph_trigger_sensor
 from .sensors.queue_events import COVERAGE_JOB, queue_events_sensor
 
 candles_jobs = [
@@ -51,6 +52,6 @@ defs = dg.Definitions(
     assets=[*CANDLE_ASSETS, candle_coverage, agg_trades, correlation_graph, gnn_model],
     jobs=[*candles_jobs, agg_trades_job, coverage_job, correlation_graph_job, gnn_model_job],
     schedules=[daily_candles_schedule],
-    sensors=[queue_events_sensor],
+    sensors=[queue_events_sensor, graph_trigger_sensor],
     resources=default_resources(),
 )

@@ -45,9 +45,6 @@ MAIN_JOB_GNN: dict[str, Any] = {}
 #: main job runs the analytics only for intervals that fine (1m, 5m); coarser ones skip them.
 MIN_WINDOW_CANDLES = 24
 GRAPH_WINDOW_MINUTES = 240
-#: The snapshot period of the main job's graphs (the asset's default); its lead-lag edges are looked
-#: for up to this lag, the horizon the GNN predicts (12 candles at 5m, 60 at 1m).
-GRAPH_CADENCE_MINUTES = 60
 MAIN_RUN_TAG = "streamforge/main_run"
 
 
@@ -364,6 +361,7 @@ def run_analytics(settings: Settings, request: LoadRequest, tags: dict[str, str]
     failure), then ``gnn_model`` over the range (one run), in the current Dagster instance."""
     import dagster as dg
 
+    from .assets.graph import graph_run_config
     from .definitions import defs
     from .models import from_settings
 
@@ -382,12 +380,7 @@ def run_analytics(settings: Settings, request: LoadRequest, tags: dict[str, str]
     instance = dg.DagsterInstance.get()
     loggers = {"console": {"config": {"log_level": "WARNING"}}}
     graph_job = defs.resolve_job_def("correlation_graph_job")
-    graph_config = {
-        "interval": request.interval,
-        "symbols": list(request.symbols),
-        # lead-lag edges up to one snapshot period: the horizon the GNN predicts
-        "max_lag": GRAPH_CADENCE_MINUTES * 60_000 // interval_ms(request.interval),
-    }
+    graph_config = graph_run_config(request.interval, list(request.symbols))
     densities: list[float] = []
     t0 = time.perf_counter()
     day, n_days = request.first, (request.last - request.first).days + 1

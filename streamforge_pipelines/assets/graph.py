@@ -15,6 +15,7 @@ from pydantic import Field
 
 from ..analytics.graph_builder import MEASURES, GraphParams
 from ..analytics.graph_store import DayGraphs, build_day, render_png
+from ..intervals import MINUTE_MS, interval_ms
 from ..ledger import build_ledger
 from ..partitions import CANDLE_INTERVALS, DAILY
 from ..resources import StoreResource, resolve_settings
@@ -47,6 +48,18 @@ class GraphConfig(dg.Config):
             lead_threshold=self.lead_threshold,
             min_coverage=self.min_coverage,
         )
+
+
+def graph_run_config(interval: str, symbols: list[str]) -> dict[str, object]:
+    """The graph config that ``make run`` and the graph trigger sensor use: the asset's defaults
+    (hourly snapshots, 240-minute window, Pearson) with lead-lag edges looked for up to one snapshot
+    period, the horizon the GNN predicts (12 candles at 5m, 60 at 1m)."""
+    cadence = GraphConfig.model_fields["cadence_minutes"].default
+    return {
+        "interval": interval,
+        "symbols": list(symbols),
+        "max_lag": max(1, cadence * MINUTE_MS // interval_ms(interval)),
+    }
 
 
 def graph_metadata(result: DayGraphs) -> dict[str, dg.MetadataValue]:

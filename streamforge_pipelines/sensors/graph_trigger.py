@@ -1,0 +1,104 @@
+"""``graph_trigger_sensor``: builds a day's correlation graph once its candles are complete.
+
+Each tick reads the ``candles_<STREAMFORGE_INTERVAL>`` materializations recorded since its cursor
+(an event-log storage id, so nothing is read twice and nothing is skipped across restarts). For each
+day they touched it requests one ``correlation_graph_job`` run of that day when
+
+* the day has no ``correlation_graph`` materialization newer than the candles one (``make run``
+  builds its graphs itself, right after its candles: the sensor then has nothing to do), and
+* the completeness ledger, computed from the store, shows every symbol of the universe
+  (``STREAMFORGE_UNIVERSE``) complete for that day (candles absent in confirmed exchange downtime
+  count as complete, as in the asset's own check); otherwise the day waits, and the next candles
+  materialization of that day (a repair, a reload) brings it back.
+
+The run key is the candles materialization's storage id, so a day is requested at most once per
+load. With the daily schedule on (``daily_candles_5m``), yesterday's candles are followed by
+yesterday's graph without anyone launching it.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+
+import dagster as dg
+
+from ..assets.graph import graph_run_config
+from ..ledger import build_ledger
+from ..resources import StoreResource, resolve_settings
+from ..settings import Settings
+from ..store import Store
+from ..workers.loader_candles import now_ms
+
+GRAPH_JOB = "correlation_graph_job"
+#: Materializations read per tick (the rest on the next one).
+BATCH = 500
+
+
+@dataclass
+class TriggerTick:
+    requests: list[dg.RunRequest]
+    cursor: int
+    waiting: dict[str, list[str]]  # day -> symbols whose candles are not complete
+    already_built: list[str]
+
+
+def graph_requests(
+    instance: dg.DagsterInstance, settings: Settings, db: Store, cursor: int | None
+) -> TriggerTick:
+    """One evaluation as a plain function: run requests, the new cursor, and what waits and why."""
+    interval = settings.interval
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"candles_{interval}"), after_storage_id=cursor),
+        limit=BATCH,
+        ascending=True,
+    )
+    latest: dict[str, int] = {}  # day -> storage id of its newest candles materialization
+    for record in result.records:
+        if record.partition_key:
+            latest[record.partition_key] = record.storage_id
+    new_cursor = max((r.storage_id for r in result.records), default=cursor or 0)
+    symbols = sorted(settings.universe)
+    tick = TriggerTick([], new_cursor, {}, [])
+    graph_key = dg.AssetKey("correlation_graph")
+    for day, storage_id in sorted(latest.items()):
+        built = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=graph_key, asset_partitions=[day], after_storage_id=storage_id),
+            limit=1,
+        )
+        if built.records:
+            tick.already_built.append(day)
+            continue
+        d = date.fromisoformat(day)
+        ledger = build_ledger(db, symbols, interval, d, d, now_ms())
+        incomplete = [e.symbol for e in ledger if e.status == "missing"]
+        if incomplete:
+            tick.waiting[day] = incomplete
+            continue
+        tick.requests.append(
+            dg.RunRequest(
+                run_key=f"graph:{interval}:{day}:{storage_id}",
+                job_name=GRAPH_JOB,
+                partition_key=day,
+                run_config={"ops": {"correlation_graph": {"config": graph_run_config(interval, symbols)}}},
+                tags={"streamforge/trigger": "candles_complete"},
+            )
+        )
+    return tick
+
+
+@dg.sensor(
+    name="graph_trigger_sensor",
+    job_name=GRAPH_JOB,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests a day's correlation_graph once candles_<STREAMFORGE_INTERVAL> of that day "
+    "are materialized and complete for every symbol of the universe.",
+)
+def graph_trigger_sensor(context: dg.SensorEvaluationContext, store: StoreResource):
+    settings = resolve_settings(store)
+    cursor = int(context.cursor) if context.cursor else None
+    with store.open(settings) as db:
+        tick = graph_requests(context.instance, settings, db, cursor)
+    for day, missing in tick.waiting.items():
+        incomplete = ", ".join(missing)
+        context.log.info(f"graph {day} waits: candles_{settings.interval} incomplete for {incomplete}")
+    return dg.SensorResult(run_requests=tick.requests, cursor=str(tick.cursor))

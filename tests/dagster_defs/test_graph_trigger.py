@@ -1,0 +1,88 @@
+"""graph_trigger_sensor: a day's correlation graph is requested once its candles are materialized
+and complete for the whole universe, at most once per load, and not when it was built since."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from streamforge_pipelines.definitions import defs
+from streamforge_pipelines.intervals import day_start_ms
+from streamforge_pipelines.protocol import page_docs
+from streamforge_pipelines.resources import StoreResource, resolve_settings
+from streamforge_pipelines.sensors.graph_trigger import graph_requests, graph_trigger_sensor
+from streamforge_pipelines.workers.simulator.market import Market
+
+SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+DAY = date(2024, 8, 1)
+NEXT = DAY + timedelta(days=1)
+DAY_MS = 86_400_000
+
+
+def _candles(market: Market, symbol: str, first: date, days: int) -> list[dict]:
+    start = day_start_ms(first)
+    end = start + days * DAY_MS
+    docs: list[dict] = []
+    t = start
+    while t < end:
+        rows = market.klines(symbol, "5m", t, end - 1, 1000, now_ms=end + DAY_MS)
+        docs += page_docs(symbol, "5m", "sim", "test", rows)
+        t = rows[-1][0] + 300_000
+    return docs
+
+
+def _loaded(instance: dg.DagsterInstance, day: date) -> None:
+    """What the candles asset records when a load of ``day`` finishes."""
+    instance.report_runless_asset_event(dg.AssetMaterialization("candles_5m", partition=day.isoformat()))
+
+
+def test_graph_follows_complete_candles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ARANGO_URL", raising=False)
+    monkeypatch.setenv("STREAMFORGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STREAMFORGE_UNIVERSE", ",".join(SYMBOLS))
+    monkeypatch.setenv("STREAMFORGE_INTERVAL", "5m")
+    store = StoreResource()
+    settings = resolve_settings(store)
+    market = Market(42)
+    with store.open(settings) as db:
+        # DAY and the day before it (the first windows reach back) for everyone; NEXT without SOL.
+        for s in SYMBOLS:
+            db.upsert_candles(_candles(market, s, DAY - timedelta(days=1), 2 if s == "SOLUSDT" else 3))
+
+    with dg.instance_for_test() as instance, store.open(settings) as db:
+        assert graph_requests(instance, settings, db, None).requests == []  # nothing loaded yet
+        _loaded(instance, DAY)
+        _loaded(instance, NEXT)
+        tick = graph_requests(instance, settings, db, None)
+        (req,) = tick.requests
+        assert req.partition_key == DAY.isoformat() and req.job_name == "correlation_graph_job"
+        config = req.run_config["ops"]["correlation_graph"]["config"]
+        assert config == {"interval": "5m", "symbols": SYMBOLS, "max_lag": 12}
+        assert tick.waiting == {NEXT.isoformat(): ["SOLUSDT"]}
+        assert tick.cursor > 0 and graph_requests(instance, settings, db, tick.cursor).requests == []
+
+        # The requested run builds the day's graph; read again from the start, the day is built.
+        job = defs.resolve_job_def("correlation_graph_job")
+        result = job.execute_in_process(
+            instance=instance, partition_key=req.partition_key, run_config=req.run_config
+        )
+        assert result.success
+        again = graph_requests(instance, settings, db, None)
+        assert again.requests == [] and again.already_built == [DAY.isoformat()]
+
+        # SOL's NEXT arrives (a second load of that day): NEXT is requested, DAY is not.
+        db.upsert_candles(_candles(market, "SOLUSDT", NEXT, 1))
+        _loaded(instance, NEXT)
+        (late,) = graph_requests(instance, settings, db, tick.cursor).requests
+        assert late.partition_key == NEXT.isoformat() and late.run_key != req.run_key
+
+        # The sensor as the daemon evaluates it: resources from the definitions, settings from the
+        # environment; it reports the same request and moves its cursor past what it read.
+        ctx = dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs)
+        data = graph_trigger_sensor.evaluate_tick(ctx)
+        assert [r.partition_key for r in data.run_requests or []] == [NEXT.isoformat()]
+        assert data.run_requests[0].run_key == late.run_key
+        assert int(data.cursor or 0) >= tick.cursor
