@@ -28,7 +28,14 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from .intervals import count_open_times, day_range_ms, floor_open_time, next_open_time, open_times
+from .intervals import (
+    count_open_times,
+    day_range_ms,
+    floor_open_time,
+    interval_ms,
+    next_open_time,
+    open_times,
+)
 from .store.base import DEFAULT_CANDLE_COLLECTION, LedgerRecord, Store
 
 COMPLETE = "complete"
@@ -170,6 +177,47 @@ def build_ledger(
             n = counts.get((symbol, key), 0)
             times = None if n >= expected else store.candle_open_times(symbol, interval, lo, hi, collection)
             out.append(entry(symbol, interval, day, clock_ms, times, n, evidence, collection))
+    return out
+
+
+def window_gaps(
+    store: Store,
+    symbols: Sequence[str],
+    interval: str,
+    day: date,
+    window_ms: int,
+    clock_ms: int,
+) -> dict[str, str]:
+    """Why the candles of ``day`` and of the trailing window before it do not allow a graph of
+    ``day`` yet: ``{symbol: reason}``, empty when they do.
+
+    Every symbol must be complete on ``day`` (downtime is not missing). In the ``window_ms`` before
+    the day, a symbol whose earlier days were never loaded (nothing stored) is fine - the first
+    snapshots then lack a window and are skipped - but one loaded with gaps inside that window is
+    not: its first snapshots would be computed over holes.
+    """
+    out = {
+        e.symbol: f"{e.missing} missing on {e.day}"
+        for e in build_ledger(store, symbols, interval, day, day, clock_ms)
+        if e.status == MISSING
+    }
+    day_start = day_range_ms(day, day)[0]
+    lo = day_start - window_ms
+    if window_ms <= 0:
+        return out
+    first = day - timedelta(days=-(-window_ms // 86_400_000))
+    step = interval_ms(interval)
+    before: dict[str, list[LedgerRecord]] = {}
+    for e in build_ledger(store, symbols, interval, first, day - timedelta(days=1), clock_ms):
+        before.setdefault(e.symbol, []).append(e)
+    for symbol, entries in before.items():
+        if symbol in out or not any(e.stored for e in entries):
+            continue
+        gap = sum(
+            max(0, min(b, day_start) - max(a, lo)) // step for e in entries for a, b in e.missing_ranges
+        )
+        if gap:
+            out[symbol] = f"{gap} missing in the {window_ms // 60_000}-minute window before {day}"
     return out
 
 

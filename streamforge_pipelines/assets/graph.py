@@ -16,7 +16,7 @@ from pydantic import Field
 from ..analytics.graph_builder import MEASURES, GraphParams
 from ..analytics.graph_store import DayGraphs, build_day, render_png
 from ..intervals import MINUTE_MS, interval_ms
-from ..ledger import build_ledger
+from ..ledger import window_gaps
 from ..partitions import CANDLE_INTERVALS, DAILY
 from ..resources import StoreResource, resolve_settings
 from ..workers.loader_candles import now_ms
@@ -105,11 +105,11 @@ def correlation_graph(
     symbols = sorted({s.upper() for s in config.symbols} or set(settings.universe))
     day = date.fromisoformat(context.partition_key)
     with store.open(settings) as db:
-        ledger = build_ledger(db, symbols, params.interval, day, day, now_ms())
-        missing = [f"{e.symbol} ({e.missing} missing)" for e in ledger if e.status == "missing"]
-        if missing:
+        gaps = window_gaps(db, symbols, params.interval, day, params.window_minutes * MINUTE_MS, now_ms())
+        if gaps:
+            missing = ", ".join(f"{s} ({why})" for s, why in sorted(gaps.items()))
             raise dg.Failure(
-                f"candles_{params.interval} of {day} are not complete: {', '.join(missing)}; "
+                f"candles_{params.interval} of {day} are not complete: {missing}; "
                 "load them first (the graph needs every symbol of its window)"
             )
         result = build_day(db, symbols, day, params)

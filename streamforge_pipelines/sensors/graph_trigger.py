@@ -7,8 +7,9 @@ day they touched it requests one ``correlation_graph_job`` run of that day when
 * the day has no ``correlation_graph`` materialization newer than the candles one (``make run``
   builds its graphs itself, right after its candles: the sensor then has nothing to do), and
 * the completeness ledger, computed from the store, shows every symbol of the universe
-  (``STREAMFORGE_UNIVERSE``) complete for that day (candles absent in confirmed exchange downtime
-  count as complete, as in the asset's own check); otherwise the day waits, and the next candles
+  (``STREAMFORGE_UNIVERSE``) complete for that day and without gaps in the trailing window before
+  it (:func:`~streamforge_pipelines.ledger.window_gaps`, the asset's own check; candles absent in
+  confirmed exchange downtime are not gaps); otherwise the day waits, and the next candles
   materialization of that day (a repair, a reload) brings it back.
 
 The run key is the candles materialization's storage id, so a day is requested at most once per
@@ -21,8 +22,9 @@ from datetime import date
 
 import dagster as dg
 
-from ..assets.graph import graph_run_config
-from ..ledger import build_ledger
+from ..assets.graph import GraphConfig, graph_run_config
+from ..intervals import MINUTE_MS
+from ..ledger import window_gaps
 from ..resources import StoreResource, resolve_settings
 from ..settings import Settings
 from ..store import Store
@@ -57,6 +59,8 @@ def graph_requests(
             latest[record.partition_key] = record.storage_id
     new_cursor = max((r.storage_id for r in result.records), default=cursor or 0)
     symbols = sorted(settings.universe)
+    config = graph_run_config(interval, symbols)
+    window_ms = GraphConfig(**config).window_minutes * MINUTE_MS
     tick = TriggerTick([], new_cursor, {}, [])
     graph_key = dg.AssetKey("correlation_graph")
     for day, storage_id in sorted(latest.items()):
@@ -67,18 +71,16 @@ def graph_requests(
         if built.records:
             tick.already_built.append(day)
             continue
-        d = date.fromisoformat(day)
-        ledger = build_ledger(db, symbols, interval, d, d, now_ms())
-        incomplete = [e.symbol for e in ledger if e.status == "missing"]
-        if incomplete:
-            tick.waiting[day] = incomplete
+        gaps = window_gaps(db, symbols, interval, date.fromisoformat(day), window_ms, now_ms())
+        if gaps:
+            tick.waiting[day] = [f"{s} ({why})" for s, why in sorted(gaps.items())]
             continue
         tick.requests.append(
             dg.RunRequest(
                 run_key=f"graph:{interval}:{day}:{storage_id}",
                 job_name=GRAPH_JOB,
                 partition_key=day,
-                run_config={"ops": {"correlation_graph": {"config": graph_run_config(interval, symbols)}}},
+                run_config={"ops": {"correlation_graph": {"config": config}}},
                 tags={"streamforge/trigger": "candles_complete"},
             )
         )

@@ -11,6 +11,7 @@ import pytest
 
 from streamforge_pipelines.definitions import defs
 from streamforge_pipelines.intervals import day_start_ms
+from streamforge_pipelines.ledger import window_gaps
 from streamforge_pipelines.protocol import page_docs
 from streamforge_pipelines.resources import StoreResource, resolve_settings
 from streamforge_pipelines.sensors.graph_trigger import graph_requests, graph_trigger_sensor
@@ -61,7 +62,7 @@ def test_graph_follows_complete_candles(tmp_path: Path, monkeypatch: pytest.Monk
         assert req.partition_key == DAY.isoformat() and req.job_name == "correlation_graph_job"
         config = req.run_config["ops"]["correlation_graph"]["config"]
         assert config == {"interval": "5m", "symbols": SYMBOLS, "max_lag": 12}
-        assert tick.waiting == {NEXT.isoformat(): ["SOLUSDT"]}
+        assert tick.waiting == {NEXT.isoformat(): [f"SOLUSDT (288 missing on {NEXT})"]}
         assert tick.cursor > 0 and graph_requests(instance, settings, db, tick.cursor).requests == []
 
         # The requested run builds the day's graph; read again from the start, the day is built.
@@ -86,3 +87,26 @@ def test_graph_follows_complete_candles(tmp_path: Path, monkeypatch: pytest.Monk
         assert [r.partition_key for r in data.run_requests or []] == [NEXT.isoformat()]
         assert data.run_requests[0].run_key == late.run_key
         assert int(data.cursor or 0) >= tick.cursor
+
+
+def test_window_gaps_before_the_day(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trailing window reaches into the day before: holes there block the graph, a day before
+    that was never loaded does not (its first snapshots are skipped instead)."""
+    monkeypatch.delenv("ARANGO_URL", raising=False)
+    store = StoreResource(data_dir=str(tmp_path / "data"))
+    settings = resolve_settings(store)
+    market = Market(42)
+    d0 = day_start_ms(DAY)
+    hole_in_window = {d0 - 2 * 3_600_000 + k * 300_000 for k in range(3)}  # 22:00-22:15 the day before
+    hole_outside = {d0 - 14 * 3_600_000}  # 10:00 the day before: outside a 4-hour window
+    with store.open(settings) as db:
+        for s in SYMBOLS:
+            db.upsert_candles(_candles(market, s, DAY, 1))
+        btc = _candles(market, "BTCUSDT", DAY - timedelta(days=1), 1)
+        db.upsert_candles([c for c in btc if c["open_time"] not in hole_in_window])
+        eth = _candles(market, "ETHUSDT", DAY - timedelta(days=1), 1)
+        db.upsert_candles([c for c in eth if c["open_time"] not in hole_outside])
+        # SOLUSDT: the day before was never loaded.
+        gaps = window_gaps(db, SYMBOLS, "5m", DAY, 240 * 60_000, d0 + 3 * DAY_MS)
+        assert gaps == {"BTCUSDT": f"3 missing in the 240-minute window before {DAY}"}
+        assert window_gaps(db, SYMBOLS, "5m", DAY, 0, d0 + 3 * DAY_MS) == {}
