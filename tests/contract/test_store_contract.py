@@ -621,3 +621,30 @@ def test_list_graph_snapshots_by_prefix_and_range(store: Store) -> None:
     assert got == ["corr:1m:pearson:20240801T0100Z"]
     assert len(store.list_graph_snapshots()) == 5
     assert store.list_graph_snapshots("nothing") == []
+
+
+def test_arango_snapshots_form_the_correlations_named_graph(store: Store) -> None:
+    """ArangoDB only: the snapshot's edges live in the named graph ``correlations`` (``assets``
+    vertices, ``relations`` edges), so a graph traversal filtered by snapshot finds them."""
+    from streamforge_pipelines.store.arango import ArangoStore
+
+    if not isinstance(store, ArangoStore):
+        pytest.skip("the named graph is ArangoDB's")
+    edges = [
+        {"source": "BTCUSDT", "target": "ETHUSDT", "weight": 0.8, "lag": 0},
+        {"source": "BTCUSDT", "target": "SOLUSDT", "weight": 0.6, "lag": 12},
+    ]
+    store.write_graph_snapshot("corr:5m:pearson:20240801T0100Z", [{"key": "BTCUSDT"}], edges)
+    store.write_graph_snapshot("corr:5m:pearson:20240801T0200Z", [], edges[:1])
+    db = store._database()
+    (definition,) = db.graph("correlations").edge_definitions()
+    assert definition["edge_collection"] == "relations"
+    assert definition["from_vertex_collections"] == ["assets"] == definition["to_vertex_collections"]
+    found = list(
+        db.aql.execute(
+            "FOR v, e IN 1..1 OUTBOUND 'assets/BTCUSDT' GRAPH 'correlations' "
+            "FILTER e.snapshot_id == @sid SORT v._key RETURN [v._key, e.weight]",
+            bind_vars={"sid": "corr:5m:pearson:20240801T0100Z"},
+        )
+    )
+    assert found == [["ETHUSDT", 0.8], ["SOLUSDT", 0.6]]

@@ -191,7 +191,7 @@ def test_unknown_symbol_fails_the_step_with_the_exchange_error(make_settings) ->
     a = summary.analytics
     assert a is not None and a.status == "failed" and len(a.graph_run_ids) == 1 and a.gnn_run_id is None
     assert a.error is not None and a.error.startswith(f"graph {request.first}: candles_5m of {request.first}")
-    assert "are not complete: NOPEUSDT (288 missing)" in a.error
+    assert f"are not complete: NOPEUSDT (288 missing on {request.first})" in a.error
     failed = [line for line in _printed(summary).splitlines() if line.startswith("ANALYTICS FAILED")]
     assert failed == [f"ANALYTICS FAILED: {a.error}"]
     assert summary.to_json()["analytics"]["status"] == "failed"

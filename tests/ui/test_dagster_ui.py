@@ -1,9 +1,11 @@
 """The Dagster UI over the real code location, looked at in headless Chromium.
 
 ``dagster dev`` runs on a free port with a fresh ``DAGSTER_HOME`` (telemetry off, the community
-pop-up dismissed); Chromium is driven over the DevTools protocol: open the ``candles_5m`` asset page,
-wait until the React app has rendered the asset from GraphQL, keep a screenshot as a test artifact
-(``test-artifacts/ui/candles_5m.png``).
+pop-up dismissed) in which ``correlation_graph`` of one day was materialized first (from simulator
+candles written to the store); Chromium is driven over the DevTools protocol: open the
+``candles_5m`` asset page and wait until the React app has rendered the asset from GraphQL; open
+the ``correlation_graph`` page, open its ``graph`` metadata and check that the picture of the graph
+loads in the browser. Screenshots are kept as test artifacts (``test-artifacts/ui/*.png``).
 """
 
 from __future__ import annotations
@@ -23,14 +25,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from streamforge_pipelines.intervals import day_start_ms
+from streamforge_pipelines.protocol import page_docs
 from streamforge_pipelines.runner import prepare_dagster_home
 from streamforge_pipelines.settings import Settings
+from streamforge_pipelines.workers.simulator.market import Market
 
 pytestmark = pytest.mark.browser
 
@@ -197,12 +203,52 @@ def chromium_executable() -> str:
     return path
 
 
-@pytest.fixture
-def dagster_ui(tmp_path: Path, restore_environ: None) -> Iterator[str]:
-    """Base URL of ``dagster dev`` over the real code location; everything it started is ended."""
+GRAPH_DAY = date(2024, 8, 1)
+GRAPH_SYMBOLS = ["BNBUSDT", "BTCUSDT", "ETHUSDT", "SOLUSDT"]
+
+
+def _materialize_graph(data_dir: Path) -> None:
+    """5m candles of GRAPH_DAY and the day before from the simulator's market into the store, then
+    ``correlation_graph`` of GRAPH_DAY materialized in the current ``DAGSTER_HOME``."""
+    import dagster as dg
+
+    from streamforge_pipelines.assets.graph import correlation_graph
+    from streamforge_pipelines.resources import StoreResource, resolve_settings
+
+    store = StoreResource(data_dir=str(data_dir))
+    market = Market(42)
+    start = day_start_ms(GRAPH_DAY - timedelta(days=1))
+    end = start + 2 * 86_400_000
+    with store.open(resolve_settings(store)) as db:
+        for symbol in GRAPH_SYMBOLS:
+            t = start
+            while t < end:
+                rows = market.klines(symbol, "5m", t, end - 1, 1000, now_ms=end + 86_400_000)
+                db.upsert_candles(page_docs(symbol, "5m", "sim", "ui-test", rows))
+                t = rows[-1][0] + 300_000
+    config = {"interval": "5m", "symbols": GRAPH_SYMBOLS}
+    with dg.DagsterInstance.get() as instance:
+        result = dg.materialize(
+            [correlation_graph],
+            partition_key=GRAPH_DAY.isoformat(),
+            resources={"store": store},
+            run_config={"ops": {"correlation_graph": {"config": config}}},
+            instance=instance,
+        )
+    assert result.success
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL of ``dagster dev`` over the real code location, with one day's correlation graph
+    materialized; everything it started is ended and the environment restored."""
+    tmp_path = tmp_path_factory.mktemp("dagster-ui")
+    saved_environ = dict(os.environ)
     os.environ["DAGSTER_HOME"] = str(tmp_path / "dagster")
+    os.environ.pop("ARANGO_URL", None)  # the embedded store under tmp_path
     settings = Settings.from_env({}, data_dir=tmp_path / "data")
     home = prepare_dagster_home(settings)
+    _materialize_graph(settings.data_dir)
     env = dict(os.environ)
     env["DAGSTER_HOME"] = str(home)
     env["STREAMFORGE_DATA_DIR"] = str(settings.data_dir)
@@ -242,6 +288,18 @@ def dagster_ui(tmp_path: Path, restore_environ: None) -> Iterator[str]:
         yield base
     finally:
         _stop_group(proc)
+        os.environ.clear()
+        os.environ.update(saved_environ)
+
+
+def _wait_for(page: CDPPage, expression: str, timeout: float = PAGE_RENDER_S) -> Any:
+    """Poll a JS expression until it is truthy (bounded); its last value."""
+    deadline = time.monotonic() + timeout
+    value = page.evaluate(expression)
+    while not value and time.monotonic() < deadline:
+        time.sleep(0.5)
+        value = page.evaluate(expression)
+    return value
 
 
 def test_candles_asset_page(chromium_executable: str, dagster_ui: str, tmp_path: Path) -> None:
@@ -273,3 +331,45 @@ def test_candles_asset_page(chromium_executable: str, dagster_ui: str, tmp_path:
     assert DESCRIPTION in text, f"asset description not rendered; text:\n{text[:2000]}"
     assert "Materialize" in text, f"no Materialize button; text:\n{text[:2000]}"
     assert "Join the Dagster community" not in text, "the community pop-up covers the page"
+
+
+SHOW_MARKDOWN = (
+    "Array.from(document.querySelectorAll('button, a')).filter(b => b.innerText.includes('Show Markdown'))"
+)
+GRAPH_IMAGES = (
+    "Array.from(document.querySelectorAll('img')).filter(i => i.src.startsWith('data:image/png'))"
+    ".map(i => ({alt: i.alt, width: i.naturalWidth, height: i.naturalHeight, done: i.complete}))"
+    ".filter(i => i.done && i.width > 0)"
+)
+
+
+def test_correlation_graph_picture_in_the_ui(
+    chromium_executable: str, dagster_ui: str, tmp_path: Path
+) -> None:
+    """The ``graph`` metadata of a materialized day is a picture the Dagster UI shows (its markdown
+    keeps data: images) - opened the way a user does, from the asset's overview."""
+    ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACT_DIR / "correlation_graph.png"
+    shot.unlink(missing_ok=True)
+    browser = Chromium(chromium_executable, tmp_path / "chromium-profile", tmp_path / "chromium.log")
+    try:
+        with browser.page() as page:
+            page.call("Page.enable")
+            viewport = {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False}
+            page.call("Emulation.setDeviceMetricsOverride", **viewport)
+            url = f"{dagster_ui}/assets/correlation_graph?partition={GRAPH_DAY.isoformat()}"
+            page.call("Page.navigate", url=url)
+            buttons = _wait_for(page, f"{SHOW_MARKDOWN}.length")
+            text = page.evaluate("document.body ? document.body.innerText : ''") or ""
+            assert buttons == 1, f"no [Show Markdown] for the graph metadata; text:\n{text[:3000]}"
+            assert "last_snapshot_id" in text and "density_mean" in text, text[:3000]
+            page.evaluate(f"{SHOW_MARKDOWN}[0].click()")
+            images = _wait_for(page, GRAPH_IMAGES, timeout=20.0)
+            page.screenshot(shot)
+    finally:
+        browser.stop()
+    assert images, f"the graph picture did not load in the browser (screenshot {shot})"
+    (image,) = images
+    assert image["alt"] == f"corr:5m:pearson:{GRAPH_DAY:%Y%m%d}T2300Z"  # the day's last snapshot
+    assert image["width"] >= 300 and image["height"] >= 300, image
+    assert shot.read_bytes().startswith(b"\x89PNG")
