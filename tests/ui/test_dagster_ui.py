@@ -302,27 +302,36 @@ def _wait_for(page: CDPPage, expression: str, timeout: float = PAGE_RENDER_S) ->
     return value
 
 
-def test_candles_asset_page(chromium_executable: str, dagster_ui: str, tmp_path: Path) -> None:
+@contextmanager
+def browse(executable: str, profile_dir: Path, url: str, artifact: str) -> Iterator[tuple[CDPPage, Path]]:
+    """A fresh headless Chromium on ``url`` (1400x900) and the path its screenshot goes to; the
+    browser is ended afterwards, whatever happened."""
     ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACT_DIR / f"{ASSET}.png"
+    shot = ARTIFACT_DIR / artifact
     shot.unlink(missing_ok=True)
-    browser = Chromium(chromium_executable, tmp_path / "chromium-profile", tmp_path / "chromium.log")
+    browser = Chromium(executable, profile_dir / "chromium-profile", profile_dir / "chromium.log")
     try:
         with browser.page() as page:
             page.call("Page.enable")
             viewport = {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False}
             page.call("Emulation.setDeviceMetricsOverride", **viewport)
-            page.call("Page.navigate", url=f"{dagster_ui}/assets/{ASSET}")
-            deadline = time.monotonic() + PAGE_RENDER_S
-            text = ""
-            while time.monotonic() < deadline:
-                text = page.evaluate("document.body ? document.body.innerText : ''") or ""
-                if ASSET in text and DESCRIPTION in text and "Materialize" in text:
-                    break
-                time.sleep(0.5)
-            page.screenshot(shot)
+            page.call("Page.navigate", url=url)
+            yield page, shot
     finally:
         browser.stop()
+
+
+def test_candles_asset_page(chromium_executable: str, dagster_ui: str, tmp_path: Path) -> None:
+    url = f"{dagster_ui}/assets/{ASSET}"
+    with browse(chromium_executable, tmp_path, url, f"{ASSET}.png") as (page, shot):
+        deadline = time.monotonic() + PAGE_RENDER_S
+        text = ""
+        while time.monotonic() < deadline:
+            text = page.evaluate("document.body ? document.body.innerText : ''") or ""
+            if ASSET in text and DESCRIPTION in text and "Materialize" in text:
+                break
+            time.sleep(0.5)
+        page.screenshot(shot)
 
     png = shot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000, f"screenshot {shot} looks empty"
@@ -348,26 +357,15 @@ def test_correlation_graph_picture_in_the_ui(
 ) -> None:
     """The ``graph`` metadata of a materialized day is a picture the Dagster UI shows (its markdown
     keeps data: images) - opened the way a user does, from the asset's overview."""
-    ARTIFACT_DIR.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACT_DIR / "correlation_graph.png"
-    shot.unlink(missing_ok=True)
-    browser = Chromium(chromium_executable, tmp_path / "chromium-profile", tmp_path / "chromium.log")
-    try:
-        with browser.page() as page:
-            page.call("Page.enable")
-            viewport = {"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": False}
-            page.call("Emulation.setDeviceMetricsOverride", **viewport)
-            url = f"{dagster_ui}/assets/correlation_graph?partition={GRAPH_DAY.isoformat()}"
-            page.call("Page.navigate", url=url)
-            buttons = _wait_for(page, f"{SHOW_MARKDOWN}.length")
-            text = page.evaluate("document.body ? document.body.innerText : ''") or ""
-            assert buttons == 1, f"no [Show Markdown] for the graph metadata; text:\n{text[:3000]}"
-            assert "last_snapshot_id" in text and "density_mean" in text, text[:3000]
-            page.evaluate(f"{SHOW_MARKDOWN}[0].click()")
-            images = _wait_for(page, GRAPH_IMAGES, timeout=20.0)
-            page.screenshot(shot)
-    finally:
-        browser.stop()
+    url = f"{dagster_ui}/assets/correlation_graph?partition={GRAPH_DAY.isoformat()}"
+    with browse(chromium_executable, tmp_path, url, "correlation_graph.png") as (page, shot):
+        buttons = _wait_for(page, f"{SHOW_MARKDOWN}.length")
+        text = page.evaluate("document.body ? document.body.innerText : ''") or ""
+        assert buttons == 1, f"no [Show Markdown] for the graph metadata; text:\n{text[:3000]}"
+        assert "last_snapshot_id" in text and "density_mean" in text, text[:3000]
+        page.evaluate(f"{SHOW_MARKDOWN}[0].click()")
+        images = _wait_for(page, GRAPH_IMAGES, timeout=20.0)
+        page.screenshot(shot)
     assert images, f"the graph picture did not load in the browser (screenshot {shot})"
     (image,) = images
     assert image["alt"] == f"corr:5m:pearson:{GRAPH_DAY:%Y%m%d}T2300Z"  # the day's last snapshot
