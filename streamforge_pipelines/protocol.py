@@ -178,6 +178,7 @@ class Event(_Message):
     #: Exchange figures of a loader's ``finished`` / ``error`` event (docs/rate-limits.md).
     http_429: int | None = None
     http_418: int | None = None
+    #: REST requests and archive downloads tried again after a transient failure.
     retries: int | None = None
     weight_used_peak: float | None = None
     #: Days a candle loader read from each source, e.g. ``{"archive": 28, "rest": 2}``.

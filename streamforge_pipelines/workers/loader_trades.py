@@ -275,7 +275,7 @@ async def run_trades_task(
                     )  # fmt: skip
                 finally:
                     result.archive_requests = archive.requests
-                    result.requests, result.retries = client.requests, client.retries
+                    result.requests, result.retries = client.requests, client.retries + archive.retries
                     result.http_429, result.http_418 = client.http_429, client.http_418
                     result.weight_budget_used = gov.peak_share
             await events.emit(

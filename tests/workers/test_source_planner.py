@@ -218,6 +218,7 @@ def test_checksum_mismatch_falls_back_to_rest(make_settings, read_docs) -> None:
     assert auto.days_by_source == {"archive": 0, "rest": 1}
     assert auto.records == 24
     assert len([p for p in served if p.endswith(".zip")]) == 4  # downloaded twice per task, then gave up
+    assert auto.retries == 1  # the archive's second try counts (the REST day after it needed none)
     records = asyncio.run(read_docs(settings0.kafka_bootstrap_servers or "", settings0.topic_candles))
     assert [r["source"] for r in records] == ["binance-rest"] * 24
 
