@@ -3,9 +3,13 @@
 A task is **complete** when its loader reported ``finished`` with its count per partition and, for
 every one of those partitions, the connector reported that it stored the task's end marker (so
 everything before the marker on that partition is stored). It has **failed** when its loader
-reported ``error`` or ``interrupted``. :class:`TaskTracker` folds ``queue-events`` into that view;
-it is a pure function of the events (duplicates are ignored by ``event_id``), used alike by the
-asset step that waits for its tasks, the ``queue_events_sensor`` and the progress display.
+reported ``error``. ``interrupted`` (a loader stopped by SIGTERM: a pod moved, a deploy) is not an
+end: a standalone loader commits a command only after its task ended, so the next loader of the
+group takes the command again and resumes from its checkpoint (``started`` again); a waiter gives
+up on it only as on any task whose telemetry stops (stalled). :class:`TaskTracker` folds
+``queue-events`` into that view; it is a pure function of the events (duplicates are ignored by
+``event_id``), used alike by the asset step that waits for its tasks, the ``queue_events_sensor``
+and the progress display.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ class TaskState:
 
     @property
     def failed(self) -> bool:
-        return self.loader_status in ("error", "interrupted")
+        return self.loader_status == "error"
 
     @property
     def done(self) -> bool:
@@ -143,11 +147,8 @@ class TaskTracker:
 
     @staticmethod
     def _apply_loader(state: TaskState, event: Event) -> None:
-        if state.loader_status in ("finished", "error", "interrupted") and event.status in (
-            "started",
-            "loading",
-        ):
-            return  # late progress after the end: keep the end
+        if state.loader_status in ("finished", "error") and event.status in ("started", "loading"):
+            return  # late progress after the end: keep the end (an interruption is no end)
         state.loader_status = event.status
         state.loaded = max(state.loaded, event.records_written)
         state.http_429 = max(state.http_429, event.http_429 or 0)
@@ -160,7 +161,7 @@ class TaskTracker:
             state.loader_partitions = {p.partition: p.records for p in event.partitions}
         if event.error is not None:
             state.error = f"{event.error.type}: {event.error.detail}"
-        elif event.status in ("error", "interrupted"):
+        elif event.status == "error":
             state.error = event.message or event.status
 
     @staticmethod
@@ -182,7 +183,7 @@ def record_update(current_status: str, event: Event) -> dict[str, Any] | None:
     """
     if current_status in FINAL_STATUSES or event.component == CONNECTOR:
         return None
-    if event.status in ("error", "interrupted"):
+    if event.status == "error":
         detail = (
             f"{event.error.type}: {event.error.detail}" if event.error else (event.message or event.status)
         )

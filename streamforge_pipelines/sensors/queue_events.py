@@ -20,7 +20,8 @@ from ..telemetry import read_events
 from ..tracking import COMPLETE, STALLED, record_update
 
 COVERAGE_JOB = "candle_coverage_job"
-ACTIVE = ("started", "loading", "finished")
+#: Statuses of tasks still expected to report (an interrupted one is resumed by the next loader).
+ACTIVE = ("started", "loading", "finished", "interrupted")
 
 
 def _load_cursor(raw: str | None) -> tuple[dict[int, int], float]:

@@ -55,9 +55,27 @@ def test_duplicates_ignored_and_late_progress_does_not_reopen() -> None:
 def test_record_update_never_changes_final_status() -> None:
     assert record_update(COMPLETE, ev(LOADER, "loading")) is None
     assert record_update("loading", ev(CONN, "loading")) is None
-    upd = record_update("loading", ev(LOADER, "interrupted", message="SIGTERM"))
-    assert upd == {"status": FAILED, "error": "SIGTERM", "records_written": 0}
+    upd = record_update("loading", ev(LOADER, "interrupted", message="SIGTERM", records_written=7))
+    assert upd == {"status": "interrupted", "records_written": 7}  # not an end: a loader resumes it
     upd = record_update(
         "started", ev(LOADER, "finished", partitions=[PartitionCount(partition=3, records=9)])
     )
     assert upd is not None and upd["partitions"] == {"3": 9}
+
+
+def test_an_interrupted_task_is_resumed_not_failed() -> None:
+    """SIGTERM stops a standalone loader mid-task; the next one takes the command again and resumes
+    from its checkpoint: the task completes as if it never stopped."""
+    t = TaskTracker()
+    t.watch([Q])
+    t.apply(ev(LOADER, "loading", records_written=40))
+    t.apply(ev(LOADER, "interrupted", records_written=40, message="stopped before the end"))
+    state = t.tasks[Q]
+    assert state.status == "interrupted" and not state.done and not state.failed and state.error is None
+    assert t.pending([Q]) == [Q]  # still waited for
+    t.apply(ev(LOADER, "started", message="resumed from 2024-08-01T12:00:00Z"))
+    t.apply(
+        ev(LOADER, "finished", records_written=100, partitions=[PartitionCount(partition=0, records=100)])
+    )
+    t.apply(ev(CONN, "finished", partitions=[PartitionCount(partition=0, records=100)]))
+    assert t.tasks[Q].status == COMPLETE and t.pending([Q]) == []
