@@ -150,7 +150,7 @@ class RunSummary(DayTotals):
             "models": a.models if a else {},
             "analytics": a.to_json() if a else None,
             **self.exchange.to_json(),
-            "days_by_source": {"archive": 0, "rest": 0, **self.exchange.days_by_source},
+            "days_by_source": {"archive": 0, "rest": 0, "repair": 0, **self.exchange.days_by_source},
             "days": [
                 {
                     "symbol": d.symbol,

@@ -91,6 +91,7 @@ def report_metadata(report: LoadReport) -> dict[str, dg.MetadataValue]:
         "weight_budget_used": dg.MetadataValue.float(round(report.exchange.weight_budget_used, 4)),
         "days_from_archive": dg.MetadataValue.int(report.exchange.days_by_source.get("archive", 0)),
         "days_from_rest": dg.MetadataValue.int(report.exchange.days_by_source.get("rest", 0)),
+        "days_repaired": dg.MetadataValue.int(report.exchange.days_by_source.get("repair", 0)),
         "per_symbol_day": dg.MetadataValue.md("\n".join(rows)),
     }
 

@@ -101,6 +101,9 @@ CHECKPOINT_EVERY_S = 1.0
 Source = Literal["auto", "rest", "archive"]
 SOURCES: tuple[str, ...] = ("auto", "rest", "archive")
 ARCHIVE, REST = "archive", "rest"
+#: ``days_by_source`` key of the days a repair task (``command.ranges``) re-fetched from REST: kept
+#: apart, since the load that left the gaps already counted those days under their source.
+REPAIR = "repair"
 #: The ``source`` field of the records read from each source.
 RECORD_SOURCE = {ARCHIVE: "binance-archive", REST: "binance-rest"}
 #: ... per market (``command.market``): USD-M futures records say so.
@@ -583,9 +586,11 @@ async def _load(
         result.records, result.pages = resume.records, resume.pages
         result.partitions = dict(resume.partitions)
     mode = command.source or REST
+    repaired_days = 0
     if command.ranges is not None:  # targeted repair (ledger): only these ranges, from REST
         jobs = _range_jobs(client, symbol, interval, command.ranges, start, end, result)
-        planned_rest = len({ms_to_day(a) for a, _ in command.ranges if a < end})
+        planned_rest = 0
+        repaired_days = len({ms_to_day(a) for a, _ in command.ranges if a < end})
     else:
         plan = plan_sources(days, interval, now, mode)
         planned_rest = sum(1 for _, where in plan if where == REST)
@@ -603,6 +608,8 @@ async def _load(
     last_progress = time.monotonic()
 
     days_by_source = {ARCHIVE: 0, REST: planned_rest}
+    if command.ranges is not None:
+        days_by_source[REPAIR] = repaired_days
     days_before = dict(resume.days_by_source) if resume is not None else {ARCHIVE: 0, REST: 0}
     task = task_fingerprint(command, topic)
     last_checkpoint = time.monotonic()

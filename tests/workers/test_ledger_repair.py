@@ -112,9 +112,10 @@ def test_load_over_exchange_downtime_reports_downtime_not_missing_and_the_check_
     out = summary.to_json()
     assert (out["downtime_candles"], out["repaired_candles"], out["missing_candles"]) == (18, 0, 0)
     assert out["days"][0]["downtime"] == 18 and out["ok"] is True
-    # Closed days came from the archive; the gap was asked of REST once (the repair task's one day),
-    # and the exchange confirmed it empty.
-    assert out["days_by_source"] == {"archive": 4, "rest": 1}
+    # Closed days came from the archive; the gap was asked of REST once (the repair task's one day,
+    # counted apart: each symbol-day is counted once under its source), and the exchange confirmed
+    # it empty.
+    assert out["days_by_source"] == {"archive": 4, "rest": 0, "repair": 1}
     assert klines == 1
 
     # The ledger is persisted with the confirmed range: a later check needs no exchange.

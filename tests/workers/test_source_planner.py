@@ -255,7 +255,7 @@ def test_run_json_and_cli_carry_the_source() -> None:
         symbols=(SYMBOL,), interval="1m", first=_days_ago(3), last=_days_ago(1), source="auto"
     )
     summary = RunSummary(request=request, exchange=ExchangeTotals(days_by_source={"archive": 2}))
-    assert summary.to_json()["days_by_source"] == {"archive": 2, "rest": 0}
+    assert summary.to_json()["days_by_source"] == {"archive": 2, "rest": 0, "repair": 0}
     bad = CliRunner().invoke(main, ["run", "--source", "ftp"])
     assert bad.exit_code == 2 and "'ftp' is not one of" in bad.output
     assert "--source [auto|rest|archive]" in CliRunner().invoke(main, ["run", "--help"]).output
