@@ -593,7 +593,9 @@ async def trades_ledger(request: TradesRequest, settings: Settings, store: Store
         raise ValueError("EXCHANGE_URL is not set: no exchange to take the id spans from")
     governor = WeightGovernor(settings.exchange_weight_limit, settings.exchange_weight_share)
     out = []
-    async with BinanceRestClient(settings.exchange_url, governor=governor) as client:
+    async with BinanceRestClient(
+        settings.exchange_url, governor=governor, waf_pause_s=settings.exchange_waf_pause_s
+    ) as client:
         for symbol in request.symbols:
             for day in days_between(request.first, request.last):
                 span = await exchange_day_span(client, symbol, request.kind, day)

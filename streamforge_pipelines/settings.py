@@ -59,6 +59,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "METRICS_PORT": ("metrics_port", "Port of a worker's /metrics endpoint; 0 = disabled"),
     "LOG_LEVEL": ("log_level", "Log level of the JSON logs"),
     "LOADER_CONCURRENCY": ("loader_concurrency", "Parallel kline page requests per loader"),
+    "EXCHANGE_WAF_PAUSE_S": (
+        "exchange_waf_pause_s",
+        "Seconds every request pauses after an HTTP 403 without Retry-After (the exchange's WAF)",
+    ),
     "EXCHANGE_WEIGHT_LIMIT": (
         "exchange_weight_limit",
         "Exchange REQUEST_WEIGHT limit per minute per IP (Binance spot: 6000)",
@@ -148,6 +152,7 @@ class Settings(BaseModel):
     log_level: str = "INFO"
     loader_concurrency: int = Field(default=4, ge=1, le=64)
     exchange_weight_limit: int = Field(default=6000, ge=1)
+    exchange_waf_pause_s: float = Field(default=10.0, ge=0)
     exchange_futures_weight_limit: int = Field(default=2400, ge=1)
     exchange_weight_share: float = Field(default=1.0, gt=0, le=1)
     task_timeout_s: float = Field(default=0.0, ge=0)

@@ -6,6 +6,7 @@
     ├── ExchangeError            the exchange answered with an error
     │   ├── ExchangeRejected     4xx with a Binance error code: bad symbol, bad interval ... (final)
     │   ├── RateLimited          429 / 418: wait ``retry_after`` seconds (retriable)
+    │   │   └── WafBlocked       403 from the exchange's web application firewall (CDN): pause, retry
     │   └── ExchangeUnavailable  5xx, timeouts, dropped connections, truncated bodies (retriable)
     └── TaskInvalid              a command that cannot be carried out as given (final)
 
@@ -40,6 +41,16 @@ class RateLimited(ExchangeError):
     def __init__(self, message: str, *, status: int, retry_after: float) -> None:
         super().__init__(message, status=status, code=-1003)
         self.retry_after = retry_after
+
+
+class WafBlocked(RateLimited):
+    """HTTP 403 from the exchange's web application firewall (Binance: a CloudFront HTML page, no
+    error code), which Binance documents as a WAF rule violation that "may also be rate-related":
+    every request of the process pauses ``retry_after`` seconds, then it is tried again (bounded)."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, status=403, retry_after=retry_after)
+        self.code = None
 
 
 class ExchangeUnavailable(ExchangeError):

@@ -9,7 +9,10 @@ process-wide default): it is charged the request's known weight (:data:`REQUEST_
 it is sent, reconciled with the weight header after, and a 429/418 blocks the governor the moment
 its headers arrive, so every request of the process waits out ``Retry-After`` — not only the one
 that failed. A 429 also tells the governor the real limit (``learn_limit``: its ``-1003`` text, else
-its weight header), should the configured one be too high.
+its weight header), should the configured one be too high. A 403 (the WAF's CloudFront page, which
+Binance says may be rate-related) pauses every request the same way, for ``Retry-After`` when it
+has one, else ``waf_pause_s`` (``EXCHANGE_WAF_PAUSE_S``), and is retried like the others: a loader
+survives a passing WAF block, and one that does not pass fails with ``HTTP 403 (WAF block)``.
 
 **Markets** (``market=``): ``spot`` calls ``/api/v3/...`` (klines ``limit`` <= 1000, weight 2 at
 any limit), ``usdm`` calls ``/fapi/v1/...`` (klines ``limit`` <= 1500, weight 1/2/5/10 by
@@ -31,7 +34,7 @@ import orjson
 
 from ..intervals import count_open_times
 from .backoff import Backoff
-from .errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, RateLimited
+from .errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, RateLimited, WafBlocked
 from .governor import WeightGovernor, default_governor
 from .observability import (
     EXCHANGE_LATENCY,
@@ -170,8 +173,11 @@ class BinanceRestClient:
         rng: random.Random | None = None,
         governor: WeightGovernor | None = None,
         market: Market = "spot",
+        waf_pause_s: float = 10.0,
     ) -> None:
         self.market = check_market(market)
+        #: Pause of every request after a 403 without ``Retry-After`` (the WAF's CloudFront page).
+        self.waf_pause_s = waf_pause_s
         self.prefix = API_PREFIX[market]
         self.klines_max_limit = KLINES_MAX_LIMITS[market]
         #: Candles per page a loader should plan its windows with (:data:`KLINES_PAGE_LIMITS`).
@@ -323,11 +329,13 @@ class BinanceRestClient:
                 settled = True
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
-                wait = float(retry_after) if retry_after and retry_after.isdigit() else 60.0
-                if status in (429, 418):
+                default_wait = self.waf_pause_s if status == 403 else 60.0
+                wait = float(retry_after) if retry_after and retry_after.isdigit() else default_wait
+                if status in (429, 418, 403):
                     # Stop every request of the process now, before reading the body: no new one
                     # may reach the exchange during Retry-After (those in flight can't be recalled).
                     governor.block_for(wait, status=status)
+                server = resp.headers.get("Server", "")
                 body = await resp.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             EXCHANGE_REQUESTS.labels(path, "unavailable").inc()
@@ -346,6 +354,12 @@ class BinanceRestClient:
                 self.http_418 += 1
             EXCHANGE_RATE_LIMITED.labels(str(status)).inc()
             raise RateLimited(f"{path}: HTTP {status}", status=status, retry_after=wait)
+        if status == 403:
+            EXCHANGE_RATE_LIMITED.labels(str(status)).inc()
+            via = f", {server}" if server else ""
+            raise WafBlocked(
+                f"{path}: HTTP 403 (WAF block{via}): every request paused {wait:g}s", retry_after=wait
+            )
         if status >= 500:
             raise ExchangeUnavailable(f"{path}: HTTP {status}", status=status)
         try:

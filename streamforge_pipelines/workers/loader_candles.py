@@ -517,7 +517,9 @@ async def run_candle_task(
             gov = governor if governor is not None else governor_for(command, settings)
             archive_url = settings.archive_url or rest_url
             async with (
-                BinanceRestClient(rest_url, governor=gov, market=market) as client,
+                BinanceRestClient(
+                    rest_url, governor=gov, market=market, waf_pause_s=settings.exchange_waf_pause_s
+                ) as client,
                 ArchiveClient(archive_url, market=market) as archive,
             ):
                 try:

@@ -265,7 +265,9 @@ async def run_trades_task(
             gov = governor if governor is not None else governor_for(command, settings)
             archive_url = settings.archive_url or settings.exchange_url
             async with (
-                BinanceRestClient(settings.exchange_url, governor=gov) as client,
+                BinanceRestClient(
+                    settings.exchange_url, governor=gov, waf_pause_s=settings.exchange_waf_pause_s
+                ) as client,
                 ArchiveClient(archive_url) as archive,
             ):
                 try:

@@ -172,3 +172,53 @@ def test_a_429_holds_every_request_of_the_process_for_retry_after() -> None:
     assert min(hits[1:]) - hits[0] >= 0.9  # nothing reached the exchange during Retry-After
     assert (client.http_429, client.http_418, client.retries, client.requests) == (1, 0, 1, 3)
     assert client.governor.stats().http_429 == 1
+
+
+def test_a_passing_waf_block_pauses_and_is_survived(make_settings) -> None:
+    """The simulator answers a share of the klines requests with CloudFront's 403 page (Binance's WAF
+    block): the loader pauses every request, retries, and stores every candle."""
+    from streamforge_pipelines.workers.simulator.faults import FaultConfig, FaultRates
+
+    first, last = _days_ago(12), _days_ago(2)  # 11 days of 1m: 16 pages
+    settings0 = make_settings(partitions=2, exchange_waf_pause_s=0.05)
+    command = Command(
+        command="start",
+        queue_id="wf-btcusdt-api_candles_1m-20240801-waf001",
+        target="loader-producer",
+        symbol="BTCUSDT",
+        type="api_candles_1m",
+        time_range=format_time_range(first, last),
+    )
+    faults = FaultConfig(endpoints={"/api/v3/klines": FaultRates(waf_block_rate=0.3)})
+
+    async def main():
+        async with SimulatorServer(seed=42, faults=faults) as sim:
+            settings = settings0.model_copy(update={"exchange_url": sim.base_url})
+            return await run_candle_task(command, settings, governor=WeightGovernor(6000))
+
+    result = asyncio.run(main())
+    assert result.records == 11 * 1440
+    assert result.retries >= 1 and result.requests == 16 + result.retries  # each 403 tried again
+    assert (result.http_429, result.http_418) == (0, 0)
+
+
+def test_a_waf_block_that_does_not_pass_fails_with_one_clear_line() -> None:
+    from streamforge_pipelines.workers.errors import WafBlocked
+    from streamforge_pipelines.workers.simulator.faults import FaultConfig, FaultRates
+
+    faults = FaultConfig(endpoints={"/api/v3/klines": FaultRates(waf_block_rate=1.0)})
+
+    async def main() -> tuple[WafBlocked, BinanceRestClient, float]:
+        async with SimulatorServer(seed=42, faults=faults) as sim:
+            client = BinanceRestClient(sim.base_url, governor=WeightGovernor(6000), waf_pause_s=0.1)
+            async with client:
+                t0 = time.monotonic()
+                with pytest.raises(WafBlocked) as caught:
+                    await client.klines("BTCUSDT", "1m", 0, 1)
+                return caught.value, client, time.monotonic() - t0
+
+    exc, client, seconds = asyncio.run(main())
+    assert str(exc) == "/api/v3/klines: HTTP 403 (WAF block, CloudFront): every request paused 0.1s"
+    assert exc.status == 403 and exc.retriable
+    assert client.requests == 6 and client.retries == 5  # the client's 6 attempts, then it gives up
+    assert seconds >= 5 * 0.1 * 0.9  # every retry waited out the pause (the governor held it)
