@@ -75,6 +75,8 @@ class AnalyticsSummary:
     #: The GNN's verdict against its baselines (:func:`~.analytics.gnn.edge_verdict`): ``claimed``,
     #: the margin over the best baseline with its bootstrap interval, and ``vs_nograph``.
     edge: dict[str, Any] = field(default_factory=dict)
+    #: ``{model: {symbol: {"accuracy", "mcc", "f1", "n"}}}`` over the pooled test blocks.
+    per_asset: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     device: str | None = None
     epochs: int = 0
     test_samples: int = 0
@@ -100,6 +102,7 @@ class AnalyticsSummary:
             "mcc_margin": None if self.mcc_margin is None else round(self.mcc_margin, 4),
             "best_baseline": self.best_baseline,
             "edge": self.edge,
+            "per_asset": self.per_asset,
             "device": self.device,
             "epochs": self.epochs,
             "test_samples": self.test_samples,
@@ -451,6 +454,7 @@ def run_analytics(settings: Settings, request: LoadRequest, tags: dict[str, str]
     metrics = from_settings(settings).manifest(out.model_uri).metrics
     out.models = dict(metrics["test"])
     out.edge = dict(metrics.get("edge") or {})
+    out.per_asset = dict(metrics.get("per_asset") or {})
     return out
 
 

@@ -420,6 +420,8 @@ class TrainingReport:
     train_touched: dict[str, dict[str, list[int]]] = field(default_factory=dict, repr=False)
     #: Whether the GNN has an edge over its baselines on the pooled test blocks (:func:`edge_verdict`).
     edge: dict[str, Any] = field(default_factory=dict)
+    #: Test metrics per model and asset (:func:`per_asset_metrics`).
+    per_asset: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def test_metrics(self) -> dict[str, dict[str, float]]:
         """``{model: {"accuracy", "mcc", "f1"}}`` over all test blocks (the run summary's ``models``)."""
@@ -501,6 +503,7 @@ def train_and_evaluate(
     metrics: dict[str, dict[str, dict[str, float]]] = {m: {} for m in models}
     pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {m: ([], []) for m in models}
     pooled_blocks: list[np.ndarray] = []  # the snapshot of each pooled test sample
+    pooled_nodes: list[np.ndarray] = []  # and its asset
     curves: dict[str, dict[str, dict[str, list[float]]]] = {}
     epochs: dict[str, list[int]] = {}
     best_epochs: dict[str, list[int]] = {}
@@ -516,9 +519,9 @@ def train_and_evaluate(
                 arrays.labelled[split.train.start : split.train.stop]
             ]
             majority = float(train_y.mean()) >= 0.5 if train_y.size else True
-            pooled_blocks.append(
-                np.nonzero(arrays.labelled[split.test.start : split.test.stop])[0] + split.test.start
-            )
+            test_t, test_n = np.nonzero(arrays.labelled[split.test.start : split.test.stop])
+            pooled_blocks.append(test_t + split.test.start)
+            pooled_nodes.append(test_n)
             for name in models:
                 predictions: dict[str, np.ndarray] = {}
                 if name in ("gnn", "nograph"):
@@ -560,6 +563,7 @@ def train_and_evaluate(
         )
     pooled_arrays = {m: (np.concatenate(pooled[m][0]), np.concatenate(pooled[m][1])) for m in models}
     edge = edge_verdict(metrics, pooled_arrays, np.concatenate(pooled_blocks), seed=cfg.seed)
+    per_asset = per_asset_metrics(pooled_arrays, np.concatenate(pooled_nodes), arrays.symbols)
     spe = {m: seconds[m] / max(1, sum(epochs[m])) for m in seconds}
     num_samples = int(sum(arrays.labelled[s.test.start : s.test.stop].sum() for s in splits))
     return TrainingReport(
@@ -582,7 +586,24 @@ def train_and_evaluate(
         feature_std=[float(v) for v in std],
         train_touched=touched,
         edge=edge,
+        per_asset=per_asset,
     )
+
+
+def per_asset_metrics(
+    pooled: dict[str, tuple[np.ndarray, np.ndarray]], nodes: np.ndarray, symbols: Sequence[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{model: {symbol: {"accuracy", "mcc", "f1", "n"}}}`` over the pooled test samples of each
+    asset: where a model's skill lies (on planted data: the followers, not their leaders)."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for model, (truth, pred) in pooled.items():
+        out[model] = {}
+        for i, symbol in enumerate(symbols):
+            mine = nodes == i
+            if mine.any():
+                m = binary_metrics(truth[mine], pred[mine])
+                out[model][symbol] = {k: float(m[k]) for k in ("accuracy", "mcc", "f1", "n")}
+    return out
 
 
 def edge_verdict(

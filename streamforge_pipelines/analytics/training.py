@@ -123,6 +123,16 @@ def mcc_margin(report: TrainingReport, model: str = GNN) -> tuple[float, str]:
     return test[model]["mcc"] - baselines[best], best
 
 
+def per_asset_table(report: TrainingReport) -> str:
+    """Markdown table of the test MCC of the GNN and the no-graph network per asset, best first."""
+    gnn, nograph = report.per_asset.get(GNN, {}), report.per_asset.get("nograph", {})
+    rows = ["| asset | gnn MCC | nograph MCC | samples |", "|---|---:|---:|---:|"]
+    for symbol in sorted(gnn, key=lambda s: -gnn[s]["mcc"]):
+        other = f"{nograph[symbol]['mcc']:+.3f}" if symbol in nograph else "-"
+        rows.append(f"| {symbol} | {gnn[symbol]['mcc']:+.3f} | {other} | {int(gnn[symbol]['n'])} |")
+    return "\n".join(rows)
+
+
 def metrics_table(report: TrainingReport) -> str:
     """Markdown table of the test accuracy / MCC / F1 of every model, the GNN first."""
     test = report.test_metrics()
@@ -200,6 +210,7 @@ def train_range(
         "mcc_margin": margin,
         "best_baseline": best,
         "edge": report.edge,
+        "per_asset": report.per_asset,
         "num_samples": report.num_samples,
         "epochs": report.epochs,
         "best_epochs": report.best_epochs,

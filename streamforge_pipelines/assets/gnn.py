@@ -63,7 +63,7 @@ class GNNTrainConfig(dg.Config):
 def gnn_metadata(outcome: "TrainingOutcome") -> dict[str, dg.MetadataValue]:
     """The materialization's metadata: the model's URI, test metrics beside the baselines, the MCC
     margin, timing and the training curves."""
-    from ..analytics.training import metrics_table
+    from ..analytics.training import metrics_table, per_asset_table
 
     report = outcome.report
     png = base64.b64encode(report.curves_png()).decode()
@@ -74,6 +74,7 @@ def gnn_metadata(outcome: "TrainingOutcome") -> dict[str, dg.MetadataValue]:
         "model_uri": dg.MetadataValue.text(outcome.uri),
         "model_version": dg.MetadataValue.text(outcome.ref.version),
         "metrics": dg.MetadataValue.md(metrics_table(report)),
+        "per_asset": dg.MetadataValue.md(per_asset_table(report)),
         "gnn_mcc": dg.MetadataValue.float(float(gnn.get("mcc", math.nan))),
         "mcc_margin": dg.MetadataValue.float(round(outcome.margin, 4)),
         "best_baseline": dg.MetadataValue.text(outcome.best_baseline),

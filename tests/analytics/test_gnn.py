@@ -162,6 +162,13 @@ def test_gnn_beats_no_graph_baseline_on_planted_lead_lag(planted: TrainingReport
     assert edge["low"] <= edge["margin"] <= edge["high"] and edge["blocks"] < planted.num_samples
     assert edge["vs_nograph"]["low"] > 0
     assert edge_sentence(edge).startswith(f"edge claimed: MCC margin {edge['margin']:+.3f} over {best}")
+    # Per asset: the followers carry the skill, their leaders (nothing leads them) none of it.
+    per = planted.per_asset["gnn"]
+    assert sum(v["n"] for v in per.values()) == planted.num_samples
+    _, truth = synthetic_snapshots(20, 300, planted=True, seed=1)
+    leaders = {planted.symbols[i] for i in set(truth.leaders.values())}
+    followers = {planted.symbols[i] for i in truth.leaders}
+    assert max(per[s]["mcc"] for s in leaders) < min(per[s]["mcc"] for s in followers), per
 
 
 def test_no_edge_claimed_on_structureless_data(structureless: TrainingReport) -> None:

@@ -105,6 +105,10 @@ def test_a_range_trains_saves_and_registers_the_gnn(stored: tuple[StoreResource,
     assert isinstance(table, str) and table.startswith("| model | accuracy | MCC | F1 |")
     rows = {line.split("|")[1].strip(): line for line in table.splitlines()[2:]}
     assert list(rows) == ["gnn", "nograph", "persistence", "majority"]
+    per_asset = meta["per_asset"]
+    assert isinstance(per_asset, str) and per_asset.startswith("| asset | gnn MCC | nograph MCC | samples |")
+    mccs = [float(line.split("|")[2]) for line in per_asset.splitlines()[2:]]
+    assert len(mccs) == ASSETS and mccs == sorted(mccs, reverse=True)  # one row per asset, best first
     pic = meta["training_curves"]
     assert isinstance(pic, str) and pic.startswith("![training curves](data:image/png;base64,")
     png = base64.b64decode(pic.split("base64,", 1)[1].rstrip(")"))
