@@ -39,7 +39,7 @@ BATCH = 500
 class TriggerTick:
     requests: list[dg.RunRequest]
     cursor: int
-    waiting: dict[str, list[str]]  # day -> symbols whose candles are not complete
+    waiting: dict[str, list[str]]  # day -> "SYMBOL (why)" of each symbol whose candles are not complete
     already_built: list[str]
 
 

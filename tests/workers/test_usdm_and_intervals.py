@@ -458,7 +458,7 @@ def test_streamforge_run_main_job_with_market_usdm(make_settings) -> None:
     summary = run_main_job(settings, request)
     assert summary.ok, summary.to_json()
     assert (summary.expected, summary.stored, summary.duplicate_keys) == (2 * 96, 2 * 96, 0)
-    assert summary.to_json()["days_by_source"] == {"archive": 2, "rest": 0}
+    assert summary.to_json()["days_by_source"] == {"archive": 2, "rest": 0, "repair": 0}
     with store_from_settings(settings) as db:
         start, end = day_range_ms(first, last)
         assert db.count_candles(SYMBOL, "15m", start, end, "candles_usdm") == 2 * 96
