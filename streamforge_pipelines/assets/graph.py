@@ -2,12 +2,15 @@
 
 Per daily partition: check the completeness ledger (every symbol's candles of the day stored, or
 absent in confirmed exchange downtime), then build a snapshot every ``cadence_minutes`` from the
-trailing window of candles and write them to the store (:mod:`..analytics.graph_store`). The logic
+trailing window of candles and write them to the store (:mod:`..analytics.graph_store`). A date
+range (a backfill, ``make run``) is one run (``BackfillPolicy.single_run``): every day is checked
+first, then built in order; the metadata sums the range. The logic
 lives in :mod:`streamforge_pipelines.analytics`; this is the Dagster wrapper.
 """
 
 import base64
 import statistics
+from dataclasses import dataclass, field
 from datetime import date
 
 import dagster as dg
@@ -15,8 +18,9 @@ from pydantic import Field
 
 from ..analytics.graph_builder import MEASURES, GraphParams
 from ..analytics.graph_store import DayGraphs, build_day, render_png
+from ..analytics.snapshot import GraphSnapshot
 from ..intervals import MINUTE_MS, interval_ms
-from ..ledger import window_gaps
+from ..ledger import days_between, window_gaps
 from ..partitions import CANDLE_INTERVALS, DAILY
 from ..resources import StoreResource, resolve_settings
 from ..workers.loader_candles import now_ms
@@ -62,23 +66,53 @@ def graph_run_config(interval: str, symbols: list[str]) -> dict[str, object]:
     }
 
 
-def graph_metadata(result: DayGraphs) -> dict[str, dg.MetadataValue]:
+@dataclass
+class GraphRun:
+    """What one run built over its days (per-day snapshots are written as they are built and not
+    kept, so a backfill of years holds one day's snapshots at a time)."""
+
+    days: int = 0
+    snapshots: int = 0
+    skipped: int = 0
+    with_target: int = 0
+    edges: list[int] = field(default_factory=list)
+    densities: list[float] = field(default_factory=list)
+    lead_lag_edges: int = 0
+    build_seconds: float = 0.0
+    write_seconds: float = 0.0
+    last: GraphSnapshot | None = None
+
+    def add(self, day: DayGraphs) -> None:
+        self.days += 1
+        self.snapshots += len(day.snapshots)
+        self.skipped += len(day.skipped_ms)
+        self.with_target += day.with_target
+        self.edges += day.edges
+        self.densities += [s.density for s in day.snapshots]
+        self.lead_lag_edges += day.lead_lag_edges
+        self.build_seconds += day.build_seconds
+        self.write_seconds += day.write_seconds
+        if day.snapshots:
+            self.last = day.snapshots[-1]
+
+
+def graph_metadata(run: GraphRun) -> dict[str, dg.MetadataValue]:
     """The materialization's metadata: counts, sizes, timings and a picture of the last snapshot."""
-    snaps = result.snapshots
     meta: dict[str, dg.MetadataValue] = {
-        "snapshots": dg.MetadataValue.int(len(snaps)),
-        "snapshots_skipped": dg.MetadataValue.int(len(result.skipped_ms)),
-        "snapshots_with_target": dg.MetadataValue.int(result.with_target),
-        "nodes": dg.MetadataValue.int(snaps[-1].num_nodes if snaps else 0),
-        "edges_mean": dg.MetadataValue.float(statistics.fmean(result.edges) if snaps else 0.0),
-        "edges_max": dg.MetadataValue.int(max(result.edges, default=0)),
-        "lead_lag_edges": dg.MetadataValue.int(result.lead_lag_edges),
-        "density_mean": dg.MetadataValue.float(statistics.fmean(s.density for s in snaps) if snaps else 0.0),
-        "build_seconds": dg.MetadataValue.float(round(result.build_seconds, 3)),
-        "write_seconds": dg.MetadataValue.float(round(result.write_seconds, 3)),
+        "days": dg.MetadataValue.int(run.days),
+        "snapshots": dg.MetadataValue.int(run.snapshots),
+        "snapshots_skipped": dg.MetadataValue.int(run.skipped),
+        "snapshots_with_target": dg.MetadataValue.int(run.with_target),
+        "nodes": dg.MetadataValue.int(run.last.num_nodes if run.last else 0),
+        "edges_mean": dg.MetadataValue.float(statistics.fmean(run.edges) if run.edges else 0.0),
+        "edges_max": dg.MetadataValue.int(max(run.edges, default=0)),
+        "lead_lag_edges": dg.MetadataValue.int(run.lead_lag_edges),
+        "density_mean": dg.MetadataValue.float(statistics.fmean(run.densities) if run.densities else 0.0),
+        "build_seconds": dg.MetadataValue.float(round(run.build_seconds, 3)),
+        "write_seconds": dg.MetadataValue.float(round(run.write_seconds, 3)),
     }
-    if snaps:
-        last = snaps[-1]
+    if run.last is not None:
+        last = run.last
         meta["last_snapshot_id"] = dg.MetadataValue.text(last.snapshot_id)
         png = base64.b64encode(render_png(last)).decode()
         meta["graph"] = dg.MetadataValue.md(f"![{last.snapshot_id}](data:image/png;base64,{png})")
@@ -88,6 +122,8 @@ def graph_metadata(result: DayGraphs) -> dict[str, dg.MetadataValue]:
 @dg.asset(
     name="correlation_graph",
     partitions_def=DAILY,
+    # a date range (a backfill, make run) is one run that builds its days in order
+    backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=GROUP,
     # the config's interval picks which candles it reads (1m by default, 5m in `make run`)
     deps=[dg.AssetKey(f"candles_{i}") for i in CANDLE_INTERVALS],
@@ -103,18 +139,32 @@ def correlation_graph(
         raise dg.Failure(f"invalid graph config: {exc}") from exc
     settings = resolve_settings(store)
     symbols = sorted({s.upper() for s in config.symbols} or set(settings.universe))
-    day = date.fromisoformat(context.partition_key)
+    keys = context.partition_key_range
+    days = days_between(date.fromisoformat(keys.start), date.fromisoformat(keys.end))
+    label = keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}"
+    run = GraphRun()
     with store.open(settings) as db:
-        gaps = window_gaps(db, symbols, params.interval, day, params.window_minutes * MINUTE_MS, now_ms())
+        # Every day first: a range with a gap fails before it writes anything.
+        window_ms = params.window_minutes * MINUTE_MS
+        clock = now_ms()
+        gaps = {d: g for d in days if (g := window_gaps(db, symbols, params.interval, d, window_ms, clock))}
         if gaps:
-            missing = ", ".join(f"{s} ({why})" for s, why in sorted(gaps.items()))
+            missing = ", ".join(f"{s} ({why})" for g in gaps.values() for s, why in sorted(g.items()))
             raise dg.Failure(
-                f"candles_{params.interval} of {day} are not complete: {missing}; "
+                f"candles_{params.interval} of {label} are not complete: {_first(missing)}; "
                 "load them first (the graph needs every symbol of its window)"
             )
-        result = build_day(db, symbols, day, params)
-    context.log.info(
-        f"{len(result.snapshots)} snapshots ({len(result.skipped_ms)} skipped) of {len(symbols)} assets "
-        f"in {result.build_seconds:.2f}s, written in {result.write_seconds:.2f}s"
-    )
-    return dg.MaterializeResult(metadata=graph_metadata(result))
+        for day in days:
+            result = build_day(db, symbols, day, params)
+            run.add(result)
+            context.log.info(
+                f"{day}: {len(result.snapshots)} snapshots ({len(result.skipped_ms)} skipped) of "
+                f"{len(symbols)} assets in {result.build_seconds:.2f}s, "
+                f"written in {result.write_seconds:.2f}s"
+            )
+    return dg.MaterializeResult(metadata=graph_metadata(run))
+
+
+def _first(text: str, limit: int = 600) -> str:
+    """At most ``limit`` characters of a long enumeration (a backfill may miss many days)."""
+    return text if len(text) <= limit else text[:limit].rsplit(", ", 1)[0] + ", ..."

@@ -1,8 +1,9 @@
 """``graph_trigger_sensor``: builds a day's correlation graph once its candles are complete.
 
 Each tick reads the ``candles_<STREAMFORGE_INTERVAL>`` materializations recorded since its cursor
-(an event-log storage id, so nothing is read twice and nothing is skipped across restarts). For each
-day they touched it requests one ``correlation_graph_job`` run of that day when
+(an event-log storage id, so nothing is read twice and nothing is skipped across restarts) and
+requests ``correlation_graph_job`` for the days they touched that are ready - one run per stretch
+of consecutive ready days (the asset backfills a range as a single run) - a day being ready when
 
 * the day has no ``correlation_graph`` materialization newer than the candles one (``make run``
   builds its graphs itself, right after its candles: the sensor then has nothing to do), and
@@ -12,9 +13,9 @@ day they touched it requests one ``correlation_graph_job`` run of that day when
   confirmed exchange downtime are not gaps); otherwise the day waits, and the next candles
   materialization of that day (a repair, a reload) brings it back.
 
-The run key is the candles materialization's storage id, so a day is requested at most once per
-load. With the daily schedule on (``daily_candles_5m``), yesterday's candles are followed by
-yesterday's graph without anyone launching it.
+The run key names the stretch and its newest candles materialization's storage id, so a day is
+requested at most once per load. With the daily schedule on (``daily_candles_5m``), yesterday's
+candles are followed by yesterday's graph without anyone launching it.
 """
 
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ def graph_requests(
     window_ms = GraphConfig(**config).window_minutes * MINUTE_MS
     tick = TriggerTick([], new_cursor, {}, [])
     graph_key = dg.AssetKey("correlation_graph")
+    ready: list[tuple[date, int]] = []
     for day, storage_id in sorted(latest.items()):
         built = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=graph_key, asset_partitions=[day], after_storage_id=storage_id),
@@ -75,16 +77,41 @@ def graph_requests(
         if gaps:
             tick.waiting[day] = [f"{s} ({why})" for s, why in sorted(gaps.items())]
             continue
-        tick.requests.append(
-            dg.RunRequest(
-                run_key=f"graph:{interval}:{day}:{storage_id}",
+        ready.append((date.fromisoformat(day), storage_id))
+    run_config = {"ops": {"correlation_graph": {"config": config}}}
+    for stretch in _stretches(ready):
+        first, last = stretch[0][0].isoformat(), stretch[-1][0].isoformat()
+        newest = max(storage_id for _, storage_id in stretch)
+        tags = {"streamforge/trigger": "candles_complete"}
+        if first == last:
+            request = dg.RunRequest(
+                run_key=f"graph:{interval}:{first}:{newest}",
                 job_name=GRAPH_JOB,
-                partition_key=day,
-                run_config={"ops": {"correlation_graph": {"config": config}}},
-                tags={"streamforge/trigger": "candles_complete"},
+                partition_key=first,
+                run_config=run_config,
+                tags=tags,
             )
-        )
+        else:
+            tags |= {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+            request = dg.RunRequest(
+                run_key=f"graph:{interval}:{first}..{last}:{newest}",
+                job_name=GRAPH_JOB,
+                run_config=run_config,
+                tags=tags,
+            )
+        tick.requests.append(request)
     return tick
+
+
+def _stretches(days: list[tuple[date, int]]) -> list[list[tuple[date, int]]]:
+    """Runs of consecutive days (input sorted by day)."""
+    out: list[list[tuple[date, int]]] = []
+    for item in days:
+        if out and (item[0] - out[-1][-1][0]).days == 1:
+            out[-1].append(item)
+        else:
+            out.append([item])
+    return out
 
 
 @dg.sensor(

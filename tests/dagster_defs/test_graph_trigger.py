@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from streamforge_pipelines.analytics.graph_store import list_snapshot_ids
 from streamforge_pipelines.definitions import defs
 from streamforge_pipelines.intervals import day_start_ms
 from streamforge_pipelines.ledger import window_gaps
@@ -110,3 +111,51 @@ def test_window_gaps_before_the_day(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         gaps = window_gaps(db, SYMBOLS, "5m", DAY, 240 * 60_000, d0 + 3 * DAY_MS)
         assert gaps == {"BTCUSDT": f"3 missing in the 240-minute window before {DAY}"}
         assert window_gaps(db, SYMBOLS, "5m", DAY, 0, d0 + 3 * DAY_MS) == {}
+
+
+def test_consecutive_ready_days_are_one_range_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load of several days (a backfill) asks for one graph run over the stretch, and that run
+    builds every day of it; a range with an incomplete day fails before it writes anything."""
+    monkeypatch.delenv("ARANGO_URL", raising=False)
+    monkeypatch.setenv("STREAMFORGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("STREAMFORGE_UNIVERSE", ",".join(SYMBOLS))
+    monkeypatch.setenv("STREAMFORGE_INTERVAL", "5m")
+    store = StoreResource()
+    settings = resolve_settings(store)
+    market = Market(42)
+    with store.open(settings) as db:
+        for s in SYMBOLS:
+            db.upsert_candles(_candles(market, s, DAY - timedelta(days=1), 3))  # DAY-1, DAY, NEXT
+    job = defs.resolve_job_def("correlation_graph_job")
+
+    with dg.instance_for_test() as instance, store.open(settings) as db:
+        for day in (DAY, NEXT):
+            _loaded(instance, day)
+        (req,) = graph_requests(instance, settings, db, None).requests
+        assert req.partition_key is None and req.run_key.startswith(f"graph:5m:{DAY}..{NEXT}:")
+        assert req.tags["dagster/asset_partition_range_start"] == DAY.isoformat()
+        assert req.tags["dagster/asset_partition_range_end"] == NEXT.isoformat()
+        result = job.execute_in_process(instance=instance, run_config=req.run_config, tags=req.tags)
+        assert result.success
+        mats = result.asset_materializations_for_node("correlation_graph")
+        assert sorted(m.partition for m in mats) == [DAY.isoformat(), NEXT.isoformat()]
+        assert mats[0].metadata["days"].value == 2 and mats[0].metadata["snapshots"].value == 48
+        assert len(list_snapshot_ids(db, interval="5m")) == 48
+
+        # One day more, without SOL: the range fails naming it, and writes none of its days.
+        far = NEXT + timedelta(days=1)
+        for s in SYMBOLS[:2]:
+            db.upsert_candles(_candles(market, s, far, 1))
+        tags = {
+            "dagster/asset_partition_range_start": NEXT.isoformat(),
+            "dagster/asset_partition_range_end": far.isoformat(),
+        }
+        failed = job.execute_in_process(
+            instance=instance, run_config=req.run_config, tags=tags, raise_on_error=False
+        )
+        assert not failed.success
+        failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
+        assert f"candles_5m of {NEXT}..{far} are not complete: SOLUSDT (288 missing on {far})" in str(
+            failure.event_specific_data
+        )
+        assert len(list_snapshot_ids(db, interval="5m")) == 48  # nothing of far written

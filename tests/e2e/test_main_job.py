@@ -235,15 +235,17 @@ def test_main_job_with_analytics_graph_and_gnn_beside_baselines(make_settings) -
     assert manifest.metrics["test"] == models
     assert manifest.data_range["partitions"] == [request.first.isoformat(), request.last.isoformat()]
 
-    # One coherent history in Dagster: 1 candles run, 3 graph runs, 1 GNN run, all with one tag.
+    # One coherent history in Dagster: 1 candles run, 1 graph run and 1 GNN run over the 3 days,
+    # all with one tag.
     instance = dg.DagsterInstance.get()
     runs = instance.get_runs()
-    assert len(runs) == 5 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    assert len(runs) == 3 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert len({r.tags[MAIN_RUN_TAG] for r in runs}) == 1
     assert {r.run_id for r in runs} == {out["dagster_run_id"], *info["dagster_run_ids"]}
     graphs = instance.fetch_materializations(dg.AssetKey("correlation_graph"), limit=10).records
     days = [(request.first + timedelta(d)).isoformat() for d in range(3)]
     assert sorted(r.partition_key for r in graphs) == days
+    assert {r.run_id for r in graphs} == set(a.graph_run_ids) and len(a.graph_run_ids) == 1
     gnn = instance.fetch_materializations(dg.AssetKey("gnn_model"), limit=10).records
     assert len(gnn) == 3 and {r.run_id for r in gnn} == {a.gnn_run_id}
     assert gnn[0].asset_materialization.metadata["model_uri"].value == out["model_uri"]
