@@ -1,5 +1,5 @@
 """Ground truth end to end: the simulator plants lead-lag relations, the whole main job (loaders ->
-Tansu -> connector -> SQLite -> correlation_graph per day -> gnn_model) finds them, and the GNN
+Tansu -> connector -> SQLite -> correlation_graph over the range -> gnn_model) finds them, and the GNN
 claims an edge over its baselines there - and not on the default market, which plants nothing.
 
 Both runs load the same fixed 14 days of 5m candles for the default universe of 10 symbols (a
