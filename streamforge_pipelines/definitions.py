@@ -8,6 +8,7 @@ from .assets.gnn import gnn_model
 from .assets.graph import correlation_graph
 from .assets.trades import agg_trades
 from .resources import default_resources
+from .schedules import weekly_gnn
 from .sensors.graph_trigger import graph_trigger_sensor
 from .sensors.queue_events import COVERAGE_JOB, queue_events_sensor
 
@@ -51,7 +52,7 @@ daily_candles_schedule = dg.build_schedule_from_partitioned_job(
 defs = dg.Definitions(
     assets=[*CANDLE_ASSETS, candle_coverage, agg_trades, correlation_graph, gnn_model],
     jobs=[*candles_jobs, agg_trades_job, coverage_job, correlation_graph_job, gnn_model_job],
-    schedules=[daily_candles_schedule],
+    schedules=[daily_candles_schedule, weekly_gnn],
     sensors=[queue_events_sensor, graph_trigger_sensor],
     resources=default_resources(),
 )

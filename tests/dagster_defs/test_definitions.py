@@ -56,3 +56,33 @@ def test_sensor_skips_without_kafka(restore_environ, monkeypatch, tmp_path) -> N
         result = queue_events_sensor(ctx)
     assert isinstance(result, dg.SkipReason)
     assert "KAFKA_BOOTSTRAP_SERVERS" in (result.skip_message or "")
+
+
+def test_weekly_gnn_schedule_requests_two_weeks_ending_yesterday(
+    restore_environ, monkeypatch, tmp_path
+) -> None:
+    monkeypatch.delenv("ARANGO_URL", raising=False)
+    monkeypatch.setenv("STREAMFORGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STREAMFORGE_INTERVAL", "1m")
+    schedule = defs.resolve_schedule_def("weekly_gnn")
+    assert (
+        schedule.cron_schedule == "0 2 * * 1" and schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    )
+    at = datetime(2024, 8, 5, 2, 0, tzinfo=UTC)  # a Monday
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=at, resources=defs.resources
+        )
+        (req,) = schedule.evaluate_tick(ctx).run_requests or []
+        assert req.tags["dagster/asset_partition_range_start"] == "2024-07-22"
+        assert req.tags["dagster/asset_partition_range_end"] == "2024-08-04"
+        assert req.run_config == {"ops": {"gnn_model": {"config": {"interval": "1m"}}}}
+        # The request runs as it is: on a store without graphs it fails with the one-line reason.
+        result = defs.resolve_job_def("gnn_model_job").execute_in_process(
+            instance=instance, run_config=req.run_config, tags=req.tags, raise_on_error=False
+        )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "gnn_model 2024-07-22..2024-08-04: 0 corr:1m:pearson:* snapshots" in str(
+        failure.event_specific_data
+    )
