@@ -404,7 +404,7 @@ def run_analytics(settings: Settings, request: LoadRequest, tags: dict[str, str]
     out.graph_days = int(_meta(m, "days", n_days))
     out.snapshots = int(_meta(m, "snapshots", 0))
     out.snapshots_skipped = int(_meta(m, "snapshots_skipped", 0))
-    out.edges_total = round(float(_meta(m, "edges_mean", 0.0)) * out.snapshots)
+    out.edges_total = int(_meta(m, "edges_total", 0))
     out.nodes = int(_meta(m, "nodes", 0))
     out.density_mean = float(_meta(m, "density_mean", 0.0))
     out.graph_seconds = time.perf_counter() - t0

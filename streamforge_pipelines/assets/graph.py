@@ -105,6 +105,7 @@ def graph_metadata(run: GraphRun) -> dict[str, dg.MetadataValue]:
         "snapshots_with_target": dg.MetadataValue.int(run.with_target),
         "nodes": dg.MetadataValue.int(run.last.num_nodes if run.last else 0),
         "edges_mean": dg.MetadataValue.float(statistics.fmean(run.edges) if run.edges else 0.0),
+        "edges_total": dg.MetadataValue.int(sum(run.edges)),
         "edges_max": dg.MetadataValue.int(max(run.edges, default=0)),
         "lead_lag_edges": dg.MetadataValue.int(run.lead_lag_edges),
         "density_mean": dg.MetadataValue.float(statistics.fmean(run.densities) if run.densities else 0.0),
