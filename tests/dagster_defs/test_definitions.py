@@ -52,8 +52,8 @@ def test_sensor_skips_without_kafka(restore_environ, monkeypatch, tmp_path) -> N
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
     monkeypatch.setenv("STREAMFORGE_DATA_DIR", str(tmp_path))
     with dg.instance_for_test() as instance:
-        ctx = dg.build_sensor_context(instance=instance, resources=defs.resources)
-        result = queue_events_sensor(ctx)
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as ctx:
+            result = queue_events_sensor(ctx)
     assert isinstance(result, dg.SkipReason)
     assert "KAFKA_BOOTSTRAP_SERVERS" in (result.skip_message or "")
 
@@ -70,10 +70,11 @@ def test_weekly_gnn_schedule_requests_two_weeks_ending_yesterday(
     )
     at = datetime(2024, 8, 5, 2, 0, tzinfo=UTC)  # a Monday
     with dg.instance_for_test() as instance:
-        ctx = dg.build_schedule_context(
+        # (as a context manager: the context's resources are closed after the tick)
+        with dg.build_schedule_context(
             instance=instance, scheduled_execution_time=at, resources=defs.resources
-        )
-        (req,) = schedule.evaluate_tick(ctx).run_requests or []
+        ) as ctx:
+            (req,) = schedule.evaluate_tick(ctx).run_requests or []
         assert req.tags["dagster/asset_partition_range_start"] == "2024-07-22"
         assert req.tags["dagster/asset_partition_range_end"] == "2024-08-04"
         assert req.run_config == {"ops": {"gnn_model": {"config": {"interval": "1m"}}}}

@@ -83,8 +83,9 @@ def test_graph_follows_complete_candles(tmp_path: Path, monkeypatch: pytest.Monk
 
         # The sensor as the daemon evaluates it: resources from the definitions, settings from the
         # environment; it reports the same request and moves its cursor past what it read.
-        ctx = dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs)
-        data = graph_trigger_sensor.evaluate_tick(ctx)
+        # (as a context manager: the context's resources and instance are closed after the tick)
+        with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as ctx:
+            data = graph_trigger_sensor.evaluate_tick(ctx)
         assert [r.partition_key for r in data.run_requests or []] == [NEXT.isoformat()]
         assert data.run_requests[0].run_key == late.run_key
         assert int(data.cursor or 0) >= tick.cursor

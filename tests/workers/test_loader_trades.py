@@ -12,6 +12,7 @@ finding (and the loader repairing) a gap made by deleting stored trades.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sqlite3
 import threading
@@ -517,6 +518,7 @@ def test_agg_trades_asset_materializes_a_partition(
     from streamforge_pipelines.resources import ExchangeResource, KafkaResource, LoaderResource, StoreResource
 
     settings = _settings(kafka_bootstrap, tmp_path / "data")
+    stack = contextlib.ExitStack()
     monkeypatch.setenv("KAFKA_TOPIC_TRADES", settings.topic_trades)
     monkeypatch.setenv("KAFKA_DATA_PARTITIONS", "2")
     loop = asyncio.new_event_loop()
@@ -534,6 +536,8 @@ def test_agg_trades_asset_materializes_a_partition(
         return connector, task
 
     connector, connector_task = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
+    # An instance of the test's own (entered): the run never depends on an instance other tests left.
+    instance = stack.enter_context(dg.instance_for_test())
     try:
         result = dg.materialize(
             [agg_trades],
@@ -549,8 +553,10 @@ def test_agg_trades_asset_materializes_a_partition(
                 "loaders": LoaderResource(),
             },
             run_config={"ops": {"agg_trades": {"config": {"symbols": [SYMBOL], "source": "rest"}}}},
+            instance=instance,
         )
     finally:
+        stack.close()
 
         async def halt() -> None:
             stop.set()
