@@ -16,6 +16,7 @@ from streamforge_pipelines.ledger import window_gaps
 from streamforge_pipelines.protocol import page_docs
 from streamforge_pipelines.resources import StoreResource, resolve_settings
 from streamforge_pipelines.sensors.graph_trigger import graph_requests, graph_trigger_sensor
+from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.workers.simulator.market import Market
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
@@ -41,13 +42,20 @@ def _loaded(instance: dg.DagsterInstance, day: date) -> None:
     instance.report_runless_asset_event(dg.AssetMaterialization("candles_5m", partition=day.isoformat()))
 
 
-def test_graph_follows_complete_candles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def universe_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[StoreResource, Settings]:
+    """The embedded store under ``tmp_path`` with SYMBOLS as the universe and 5m as the interval,
+    set in the environment as the sensor (and the daemon) read them."""
     monkeypatch.delenv("ARANGO_URL", raising=False)
     monkeypatch.setenv("STREAMFORGE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("STREAMFORGE_UNIVERSE", ",".join(SYMBOLS))
     monkeypatch.setenv("STREAMFORGE_INTERVAL", "5m")
     store = StoreResource()
-    settings = resolve_settings(store)
+    return store, resolve_settings(store)
+
+
+def test_graph_follows_complete_candles(universe_store: tuple[StoreResource, Settings]) -> None:
+    store, settings = universe_store
     market = Market(42)
     with store.open(settings) as db:
         # DAY and the day before it (the first windows reach back) for everyone; NEXT without SOL.
@@ -114,15 +122,10 @@ def test_window_gaps_before_the_day(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert window_gaps(db, SYMBOLS, "5m", DAY, 0, d0 + 3 * DAY_MS) == {}
 
 
-def test_consecutive_ready_days_are_one_range_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_consecutive_ready_days_are_one_range_run(universe_store: tuple[StoreResource, Settings]) -> None:
     """A load of several days (a backfill) asks for one graph run over the stretch, and that run
     builds every day of it; a range with an incomplete day fails before it writes anything."""
-    monkeypatch.delenv("ARANGO_URL", raising=False)
-    monkeypatch.setenv("STREAMFORGE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("STREAMFORGE_UNIVERSE", ",".join(SYMBOLS))
-    monkeypatch.setenv("STREAMFORGE_INTERVAL", "5m")
-    store = StoreResource()
-    settings = resolve_settings(store)
+    store, settings = universe_store
     market = Market(42)
     with store.open(settings) as db:
         for s in SYMBOLS:
