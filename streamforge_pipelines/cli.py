@@ -1,7 +1,10 @@
 """``streamforge`` — the command line of every StreamForge process.
 
-User mistakes (a bad date, an unknown interval, a malformed command) end with a one-line error and
-exit status 2, never a traceback.
+Every error ends with one line on stderr, ``error: <what and why>``, never a traceback: exit status
+2 for a user mistake (a bad date, an unknown interval or symbol, a malformed command or setting), 1
+for what broke on the way (a service that does not answer, a broker that died, a failed step).
+``streamforge --debug ...`` or ``LOG_LEVEL=DEBUG`` keeps the tracebacks (and every library's log).
+:func:`entry` is the console script; ``main`` is the click group (what tests invoke).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 import click
 import orjson
@@ -24,11 +28,17 @@ from .protocol import ProtocolError, decode_command
 from .settings import Settings, SettingsError
 
 
+class BadSettings(click.ClickException):
+    """A setting (environment variable) with a value that cannot be used: a usage error."""
+
+    exit_code = 2
+
+
 def _settings(**overrides: object) -> Settings:
     try:
         return Settings.from_env(**overrides)
     except SettingsError as exc:
-        raise click.UsageError(f"settings: {exc}") from None
+        raise BadSettings(f"settings: {exc}") from None
 
 
 def _day(ctx: click.Context, param: click.Parameter, value: str | None) -> date | None:
@@ -87,9 +97,56 @@ def _run_async(coro: object) -> object:
         return asyncio.run(coro)  # type: ignore[arg-type]
 
 
+#: Set by ``--debug`` (or ``LOG_LEVEL=DEBUG``): tracebacks and library logs are shown.
+_DEBUG = {"on": False}
+
+
+def debugging() -> bool:
+    """``--debug`` was given, or ``LOG_LEVEL`` is ``DEBUG``."""
+    return _DEBUG["on"] or os.environ.get("LOG_LEVEL", "").strip().upper() == "DEBUG"
+
+
+def _fail(line: str, code: int) -> NoReturn:
+    click.echo(f"error: {' '.join(line.split())}", err=True)
+    sys.exit(code)
+
+
+def entry() -> None:
+    """The ``streamforge`` console script: :data:`main` with every error as one line (see module doc)."""
+    from .kafka_health import BrokerUnavailable
+    from .preflight import PreflightError
+    from .settings import SettingsError
+    from .stack import StackError
+    from .store import StoreError
+
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 130)
+    except click.UsageError as exc:
+        hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        _fail(exc.format_message() + hint, exc.exit_code)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except (PreflightError, StackError, BrokerUnavailable, SettingsError, StoreError) as exc:
+        if debugging():
+            raise
+        _fail(str(exc), getattr(exc, "exit_code", 2 if isinstance(exc, SettingsError) else 1))
+    except Exception as exc:
+        if debugging():
+            raise
+        _fail(f"{type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show tracebacks and library logs (also: LOG_LEVEL=DEBUG).")
+def main(debug: bool) -> None:
     """StreamForge: crypto market data from the exchange through Kafka into the store, run by Dagster."""
+    _DEBUG["on"] = debug
 
 
 @main.command()
@@ -141,27 +198,29 @@ def run(
 ) -> None:
     """Load candles through Dagster on the local stack and report expected vs stored; then build the
     correlation graph of the range and train the GNN beside its baselines (unless --no-analytics)."""
+    from .preflight import PreflightError, check_range
     from .queue_manager import LoadRequest
     from .report import print_summary
     from .runner import default_range, run_main_job
-    from .stack import StackError
 
     settings = _settings()
     interval = interval or settings.interval
     if interval not in CANDLE_INTERVALS:
-        raise click.UsageError(
-            f"STREAMFORGE_INTERVAL: {interval!r} has no candles asset; choose {CANDLE_INTERVALS}"
-        )
+        choose = ", ".join(CANDLE_INTERVALS)
+        raise BadSettings(f"settings: STREAMFORGE_INTERVAL: {interval!r} has no candles asset ({choose})")
     today = datetime.now(UTC).date()
     d_first, d_last = default_range(today)
     if start is not None and days is not None:
         raise click.UsageError("--start and --days both set the first day: give one of them")
     span = timedelta(days=days - 1) if days is not None else d_last - d_first
-    first, last = start or (end or d_last) - span, end or d_last
-    if last < first:
-        raise click.UsageError(f"--end {last} is before --start {first}")
-    if last >= today:
-        raise click.UsageError(f"--end {last}: only closed days can be loaded (today is {today}, UTC)")
+    end = end or d_last
+    if start is None and (end - date.min).days <= span.days:
+        raise click.UsageError(f"--days {days}: the range would begin before the year 1")
+    first, last = start or end - span, end
+    try:
+        check_range(first, last, today, first_from=f"--days {days}" if start is None and days else "--start")
+    except PreflightError as exc:
+        raise click.UsageError(str(exc)) from None
     if market == "usdm" and interval == "1s":
         raise click.UsageError("--market usdm --interval 1s: 1s candles exist only on spot")
     request = LoadRequest(
@@ -173,15 +232,29 @@ def run(
         market=market,  # type: ignore[arg-type]
     )
     _exit_on_sigterm()
-    try:
-        summary = run_main_job(settings, request, analytics=not no_analytics)
-    except StackError as exc:
-        raise click.ClickException(str(exc)) from None
+    _quiet_libraries()
+    summary = run_main_job(settings, request, analytics=not no_analytics, debug=debugging())
     if as_json:
         click.echo(orjson.dumps(summary.to_json()).decode())
     else:
         print_summary(summary)
+    if summary.error is not None:
+        click.echo(f"error: {summary.error}", err=True)
     sys.exit(0 if summary.ok else 1)
+
+
+def _quiet_libraries() -> None:
+    """Unless debugging, only the command speaks: library logs (aiokafka's connection retries,
+    urllib3's) would bury its one-line errors; with --debug every logger speaks at DEBUG."""
+    import logging
+
+    from .workers.observability import redact_handlers, settings_secrets
+
+    if debugging():
+        logging.basicConfig(level=logging.DEBUG)
+        redact_handlers(settings_secrets(_settings()))
+    else:
+        logging.getLogger().setLevel(logging.CRITICAL)
 
 
 @main.command()
@@ -402,7 +475,9 @@ def worker_connector() -> None:
     """arango-connector: consume the data topics into the store until SIGTERM."""
     from .workers.connector import main as connector_main
 
-    connector_main(_settings())
+    settings = _settings()
+    _require_kafka(settings)
+    connector_main(settings)
 
 
 @worker.command("loader")
@@ -428,38 +503,40 @@ def worker_loader(
     from .protocol import LOADER_PRODUCER, format_time_range, make_queue_id
     from .workers.errors import WorkerError
     from .workers.loader_producer import dispatch, serve_loader
-    from .workers.observability import configure_logging, serve_metrics
+    from .workers.observability import configure_logging, serve_metrics, settings_secrets
 
     settings = _settings()
-    configure_logging(settings.log_level)
-    serve_metrics(settings.metrics_port)
+    configure_logging(settings.log_level, secrets=settings_secrets(settings))
     if command_json is None and symbol is None:
+        _require_kafka(settings)
+        serve_metrics(settings.metrics_port, settings.metrics_host)
         _run_async(serve_loader(settings, parallel=settings.loader_concurrency))
         return
     if command_json is not None:
-        raw = sys.stdin.read() if command_json == "-" else command_json
-        try:
-            command = decode_command(raw)
-        except ProtocolError as exc:
-            raise click.UsageError(str(exc)) from None
+        raw = _command_text("-") if command_json == "-" else command_json
     else:
         if start is None:
             raise click.UsageError("--start is required with --symbol")
         if market == "usdm" and interval == "1s":
             raise click.UsageError("--market usdm --interval 1s: 1s candles exist only on spot")
         task_type = f"api_candles_{interval}"
-        command = decode_command(
-            {
-                "command": "start",
-                "queue_id": make_queue_id(symbol or "", task_type, start),
-                "target": LOADER_PRODUCER,
-                "symbol": symbol,
-                "type": task_type,
-                "time_range": format_time_range(start, end or start),
-                "market": market,
-            }
-        )
-    from .workers.kafka_io import make_producer
+        raw = {
+            "command": "start",
+            "queue_id": make_queue_id((symbol or "")[:32], task_type, start),
+            "target": LOADER_PRODUCER,
+            "symbol": symbol,
+            "type": task_type,
+            "time_range": format_time_range(start, end or start),
+            "market": market,
+        }
+    try:  # the loaders' own validator: what it accepts, the loader runs
+        command = decode_command(raw)
+    except ProtocolError as exc:
+        raise BadCommand(str(exc)) from None
+    bootstrap = _require_kafka(settings)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
+    from .kafka_health import monitor as broker_monitor
+    from .workers.kafka_io import make_producer, stop_within, unless_broker_dies
 
     async def one() -> object:
         task = asyncio.current_task()
@@ -467,12 +544,13 @@ def worker_loader(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, task.cancel)  # the loader reports `interrupted`
-        producer = make_producer(settings.kafka_bootstrap_servers or "")
+        health = broker_monitor(bootstrap, down_after_s=settings.kafka_unavailable_s)
+        producer = make_producer(bootstrap)
         await producer.start()
         try:
-            return await dispatch(command, settings, producer)
+            return await unless_broker_dies(dispatch(command, settings, producer), health)
         finally:
-            await producer.stop()
+            await stop_within(producer.stop(), 0.5 if health.down else None)
 
     try:
         result = _run_async(one())
@@ -481,20 +559,69 @@ def worker_loader(
     except asyncio.CancelledError:
         click.echo(f"interrupted: task {command.queue_id} stopped before the end", err=True)
         sys.exit(143)
-    click.echo(orjson.dumps(result, default=lambda o: o.__dict__).decode())
+    # One JSON object on stdout: the LoadResult (a dataclass; its partition counts have int keys).
+    click.echo(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS, default=lambda o: o.__dict__).decode())
+
+
+def _require_kafka(settings: Settings) -> str:
+    """A worker's broker: set, and answering (else one line naming ``KAFKA_BOOTSTRAP_SERVERS``)."""
+    from .preflight import PreflightError, check_kafka
+
+    if not settings.kafka_bootstrap_servers:
+        raise PreflightError("KAFKA_BOOTSTRAP_SERVERS is not set: a worker needs a broker", exit_code=2)
+    check_kafka(settings.kafka_bootstrap_servers)
+    return settings.kafka_bootstrap_servers
+
+
+#: A command file larger than this is refused unread: a command is one small JSON object (and
+#: Kafka's default message limit is 1 MB).
+MAX_COMMAND_BYTES = 1 << 20
+
+
+class BadCommand(click.ClickException):
+    """A command that cannot be read or is not valid: a usage error, one line, exit status 2."""
+
+    exit_code = 2
+
+
+def _command_text(source: str) -> str:
+    """The text of a command file (``-`` = stdin); :class:`BadCommand` naming why it cannot be read:
+    missing, a directory, unreadable, too large, not UTF-8, empty."""
+    where = "stdin" if source == "-" else repr(source if len(source) <= 200 else source[:200] + "…")
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read(MAX_COMMAND_BYTES + 1)
+        else:
+            with open(source, "rb") as f:
+                data = f.read(MAX_COMMAND_BYTES + 1)
+    except OSError as exc:
+        raise BadCommand(f"command file {where}: {exc.strerror or exc}") from None
+    if len(data) > MAX_COMMAND_BYTES:
+        raise BadCommand(f"command file {where}: over {MAX_COMMAND_BYTES} bytes, not one JSON command")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = f"byte {data[exc.start]:#04x} at offset {exc.start}"
+        raise BadCommand(f"command file {where}: not UTF-8 text ({bad})") from None
+    if not text.strip():
+        raise BadCommand(f"command file {where}: empty; expected one JSON command")
+    return text
 
 
 @main.command("validate-command")
 @click.argument("source", default="-")
 def validate_command(source: str) -> None:
-    """Check a queue-control command (a JSON file, or '-' for stdin); one-line error if malformed."""
-    raw = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
+    """Check a queue-control command (a JSON file, or '-' for stdin) with the loaders' own validator.
+
+    Prints the command as a loader reads it (exit 0): a loader can run it. Otherwise one line naming
+    the field, the reason and a bounded excerpt of the value (exit 2), as the loader would refuse it.
+    """
     try:
-        command = decode_command(raw)
+        command = decode_command(_command_text(source))
     except ProtocolError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise BadCommand(str(exc)) from None
     click.echo(command.encode().decode())
 
 
 if __name__ == "__main__":
-    main()
+    entry()

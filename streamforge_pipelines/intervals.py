@@ -9,6 +9,12 @@ from __future__ import annotations
 import calendar
 from datetime import UTC, date, datetime, timedelta
 
+#: Binance spot opened on 2017-07-14: the first day there is market data of (the first daily
+#: partition, and the earliest day a command's ``time_range`` may start). Kept here, free of Dagster,
+#: so the protocol can check commands with it; ``partitions.py`` imports it.
+FIRST_DAY = "2017-07-14"
+FIRST_DATE = date.fromisoformat(FIRST_DAY)
+
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
@@ -34,6 +40,9 @@ FIXED_INTERVAL_MS: dict[str, int] = {
 
 #: Every interval Binance spot accepts, in its own order.
 INTERVALS: tuple[str, ...] = (*FIXED_INTERVAL_MS, "1M")
+#: Intervals with daily kline files in the bulk archive (the official download script's
+#: DAILY_INTERVALS): not 3d, 1w, 1M.
+DAILY_INTERVALS = frozenset(("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"))
 
 # Binance weeks open on Monday; the Unix epoch was a Thursday.
 _WEEK_OFFSET_MS = 4 * DAY_MS

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dagster as dg
 
-#: Binance spot opened on 2017-07-14.
-FIRST_DAY = "2017-07-14"
+from .intervals import FIRST_DAY  # Binance spot opened on 2017-07-14 (Dagster-free, for the protocol)
+
+__all__ = ["CANDLE_INTERVALS", "DAILY", "FIRST_DAY"]
 
 DAILY = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, timezone="UTC")
 

@@ -19,6 +19,7 @@ from typing import Literal
 from aiokafka import AIOKafkaProducer
 
 from .intervals import count_open_times, day_range_ms, floor_open_time, ms_to_day
+from .kafka_health import monitor as broker_monitor
 from .ledger import LedgerTotals, build_ledger, repair_ranges, save_ledger
 from .protocol import (
     LOADER_PRODUCER,
@@ -44,7 +45,7 @@ from .trades_ledger import (
 )
 from .workers.exchange_client import BinanceRestClient, Market, check_market_interval
 from .workers.governor import WeightGovernor
-from .workers.kafka_io import make_producer
+from .workers.kafka_io import make_producer, stop_within
 from .workers.loader_candles import now_ms, run_candle_task
 from .workers.loader_trades import run_trades_task
 
@@ -238,13 +239,21 @@ async def load_candles(
     max_parallel_tasks: int = 4,
     on_progress: Callable[[TaskTracker], None] | None = None,
     repair: bool = True,
+    clock_ms: Callable[[], int] = now_ms,
 ) -> LoadReport:
     """Run one load to the end: task records, commands, loaders, completion, then the completeness
-    ledger with one round of targeted repair (:func:`repair_candles`) when every task completed."""
+    ledger with one round of targeted repair (:func:`repair_candles`) when every task completed.
+
+    ``clock_ms`` (epoch ms; default the wall clock) is what "now" is for the in-process loaders
+    (which days ``auto`` reads from the archive, where the still-open candle starts) and for the
+    ledger: tests pass a fixed one so that a load of a fixed historical range plans the same way on
+    any day. External loaders (``launch="external"``) read their own clock."""
     t0 = time.perf_counter()
     commands = build_commands(request, settings, parallel=max_parallel_tasks)
     report = LoadReport(request=request)
-    outcome = await _run_tasks(commands, request, settings, store, launch, max_parallel_tasks, on_progress)
+    outcome = await _run_tasks(
+        commands, request, settings, store, launch, max_parallel_tasks, on_progress, clock_ms=clock_ms
+    )
     report.tasks, report.errors, report.loaded = outcome.tasks, outcome.errors, outcome.loaded
     report.exchange = outcome.exchange
     if repair and not report.failed:
@@ -255,12 +264,13 @@ async def load_candles(
             launch=launch,
             max_parallel_tasks=max_parallel_tasks,
             on_progress=on_progress,
+            clock_ms=clock_ms,
         )
         report.ledger, report.repair_tasks = fixed.entries, fixed.tasks
         report.errors.update(fixed.errors)
         report.duplicate_keys = duplicate_keys(request, store)
     else:
-        report.ledger, report.duplicate_keys = ledger_of(request, store, now_ms(), save=True)
+        report.ledger, report.duplicate_keys = ledger_of(request, store, clock_ms(), save=True)
     report.days = figures(report.ledger)
     report.seconds = time.perf_counter() - t0
     return report
@@ -319,11 +329,13 @@ async def repair_candles(
     launch: Launch = "inprocess",
     max_parallel_tasks: int = 4,
     on_progress: Callable[[TaskTracker], None] | None = None,
+    clock_ms: Callable[[], int] = now_ms,
 ) -> RepairOutcome:
     """Build the ledger of ``request``; if candles are missing, re-fetch only their ranges from REST
     (one task per symbol, same launch mode), wait until stored, and rebuild the ledger with the
-    ranges the exchange returned nothing for as confirmed downtime. The ledger is persisted."""
-    clock = now_ms()  # one clock for before and after: the same closed candles are expected
+    ranges the exchange returned nothing for as confirmed downtime. The ledger is persisted.
+    ``clock_ms`` as for :func:`load_candles`."""
+    clock = clock_ms()  # one clock for before and after: the same closed candles are expected
 
     def ledger(confirmed: dict[str, list[tuple[int, int]]] | None = None) -> list[LedgerRecord]:
         return build_ledger(
@@ -347,7 +359,15 @@ async def repair_candles(
     log.info("repair: %d candles missing, re-fetching %d ranges", missing, n_ranges)
     empty: dict[str, list[tuple[int, int]]] = {}
     outcome = await _run_tasks(
-        commands, request, settings, store, launch, max_parallel_tasks, on_progress, empty_ranges=empty
+        commands,
+        request,
+        settings,
+        store,
+        launch,
+        max_parallel_tasks,
+        on_progress,
+        empty_ranges=empty,
+        clock_ms=clock_ms,
     )
     confirmed: dict[str, list[tuple[int, int]]] = {}
     for c in commands:
@@ -391,6 +411,7 @@ async def _run_tasks(
     on_progress: Callable[[TaskTracker], None] | None,
     *,
     empty_ranges: dict[str, list[tuple[int, int]]] | None = None,
+    clock_ms: Callable[[], int] = now_ms,
 ) -> _TasksOutcome:
     """Task records, commands, loaders, completion: until every task is stored, failed or stalled."""
     bootstrap = settings.kafka_bootstrap_servers or ""
@@ -409,20 +430,26 @@ async def _run_tasks(
         )
     tracker = TaskTracker()
     tracker.watch(queue_ids)
+    health = broker_monitor(bootstrap, down_after_s=settings.kafka_unavailable_s)
+    health.check()
     producer = make_producer(bootstrap)
     await producer.start()
     try:
         async with EventFollower(bootstrap, settings.topic_events) as follower:
             await _publish(producer, settings.topic_control, commands)
-            loaders = _launch(commands, settings, producer, launch, max_parallel_tasks)
+            loaders = _launch(commands, settings, producer, launch, max_parallel_tasks, clock_ms)
             try:
                 await _follow(follower, tracker, queue_ids, store, settings, on_progress, empty_ranges)
             finally:
                 for t in loaders:
                     t.cancel()
-                await asyncio.gather(*loaders, return_exceptions=True)
+                if health.down and loaders:  # they would wait on the broker to report `interrupted`
+                    await asyncio.wait(loaders, timeout=0.5)
+                else:
+                    await asyncio.gather(*loaders, return_exceptions=True)
     finally:
-        await producer.stop()
+        # A producer flushes what it holds before it stops: with the broker gone, not for long.
+        await stop_within(producer.stop(), 0.5 if health.down else None)
     out = _TasksOutcome(tasks={}, errors={}, loaded=0, exchange=ExchangeTotals())
     for q in queue_ids:
         state = tracker.tasks[q]
@@ -443,7 +470,12 @@ async def _publish(producer: AIOKafkaProducer, topic: str, commands: Sequence[Co
 
 
 def _launch(
-    commands: Sequence[Command], settings: Settings, producer: AIOKafkaProducer, launch: Launch, parallel: int
+    commands: Sequence[Command],
+    settings: Settings,
+    producer: AIOKafkaProducer,
+    launch: Launch,
+    parallel: int,
+    clock_ms: Callable[[], int] = now_ms,
 ) -> list[asyncio.Task[None]]:
     if launch == "external":
         return []  # standalone loaders listening on queue-control carry the commands out
@@ -462,9 +494,13 @@ def _launch(
             try:
                 governor = governors[command.market or "spot"]
                 if command.type in TRADE_TASK_TYPES:
-                    await run_trades_task(command, settings, producer=producer, governor=governor)
+                    await run_trades_task(
+                        command, settings, producer=producer, governor=governor, clock_ms=clock_ms
+                    )
                 else:
-                    await run_candle_task(command, settings, producer=producer, governor=governor)
+                    await run_candle_task(
+                        command, settings, producer=producer, governor=governor, clock_ms=clock_ms
+                    )
             except Exception as exc:  # noqa: BLE001 - reported on queue-events by the loader
                 log.warning("task %s failed: %s", command.queue_id, exc)
 
@@ -482,7 +518,9 @@ async def _follow(
 ) -> None:
     watched = set(queue_ids)
     started = last_event = time.monotonic()
+    health = broker_monitor(settings.kafka_bootstrap_servers or "", down_after_s=settings.kafka_unavailable_s)
     while tracker.pending(queue_ids):
+        health.check()  # a dead broker is one line within seconds, not a stall after TASK_STALL_S
         events = [e for e in await follower.poll(timeout_ms=300) if e.queue_id in watched]
         now = time.monotonic()
         for event in events:

@@ -28,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from .intervals import interval_ms
+from .kafka_health import monitor as broker_monitor
+from .preflight import PreflightError, check_data_dir, check_exchange, check_object_store, check_store
 from .protocol import Event
 from .queue_manager import DayTotals, LoadRequest, expected_counts, measure
 from .settings import Settings
 from .stack import Stack
-from .store import store_from_settings
+from .store import StoreError, store_from_settings
 from .telemetry import EventFollower
 from .tracking import ExchangeTotals, TaskTracker
 from .workers.loader_candles import now_ms
@@ -123,17 +125,26 @@ class RunSummary(DayTotals):
     #: Graph and GNN of the range; None with ``analytics=False`` (candles only). ``seconds`` above
     #: is the candles' part; the analytics have their own.
     analytics: AnalyticsSummary | None = None
+    #: Why the run failed, in one line (the broker stopped answering, a child process died, the
+    #: candles step's cause); None when the candles run succeeded.
+    error: str | None = None
 
     @property
     def ok(self) -> bool:
         """The run succeeded and nothing is missing (candles in confirmed exchange downtime are not),
         and the analytics, when they ran, succeeded."""
-        return self.dagster_success and self.missing == 0 and (self.analytics is None or self.analytics.ok)
+        return (
+            self.error is None
+            and self.dagster_success
+            and self.missing == 0
+            and (self.analytics is None or self.analytics.ok)
+        )
 
     def to_json(self) -> dict[str, Any]:
         r, a = self.request, self.analytics
         return {
             "ok": self.ok,
+            "error": self.error,
             "symbols": list(r.symbols),
             "interval": r.interval,
             "start": r.first.isoformat(),
@@ -170,8 +181,12 @@ class RunSummary(DayTotals):
 
 def prepare_dagster_home(settings: Settings) -> Path:
     """``DAGSTER_HOME`` (default: ``<data dir>/dagster``), created, with the UI's pop-up dismissed."""
+    check_data_dir(settings.data_dir)
     home = Path(os.environ.get("DAGSTER_HOME") or (settings.data_dir / "dagster")).resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PreflightError(f"DAGSTER_HOME: cannot use {home}: {exc.strerror or exc}", exit_code=2) from None
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text("telemetry:\n  enabled: false\n")
@@ -209,13 +224,14 @@ class ProgressWatcher:
     def _run(self) -> None:
         try:
             asyncio.run(self._follow())
-        except Exception as exc:  # noqa: BLE001 - progress is cosmetic; the result never depends on it
+        except BaseException as exc:  # noqa: BLE001 - progress is cosmetic; the result never depends on it
             self._error = exc
             self._ready.set()
 
     async def _follow(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        health = broker_monitor(self.settings.kafka_bootstrap_servers or "")
         async with EventFollower(
             self.settings.kafka_bootstrap_servers or "", self.settings.topic_events
         ) as f:
@@ -237,7 +253,7 @@ class ProgressWatcher:
                     if self._stop.is_set():  # the run ended: take in its last events, briefly
                         drain_until = drain_until or time.monotonic() + 2.0
                         tasks = self.tracker.tasks.values()
-                        if all(t.done for t in tasks) or time.monotonic() > drain_until:
+                        if all(t.done for t in tasks) or time.monotonic() > drain_until or health.down:
                             break
                     for e in await f.poll(timeout_ms=300):
                         self._take(e)
@@ -281,18 +297,32 @@ class ProgressWatcher:
         return out
 
 
-def run_main_job(settings: Settings, request: LoadRequest, *, analytics: bool = True) -> RunSummary:
+def run_main_job(
+    settings: Settings, request: LoadRequest, *, analytics: bool = True, debug: bool = False
+) -> RunSummary:
     """Run the candles job for ``request`` on the stack and measure the result in the store; then,
-    with ``analytics``, the graph and GNN of the range (:func:`run_analytics`)."""
+    with ``analytics``, the graph and GNN of the range (:func:`run_analytics`).
+
+    Before any work the services are checked (:mod:`.preflight`: data directory, broker, store,
+    exchange and symbols, object store) and a problem raises :class:`~.preflight.PreflightError`,
+    one line. Once the load runs, what breaks (the broker stops answering, a child process dies,
+    the step fails) ends it with :attr:`RunSummary.error` set and the figures of what arrived.
+    ``debug``: Dagster's console log at DEBUG (else only the summary speaks).
+    """
     import dagster as dg
 
     from .definitions import defs
 
     t0 = time.perf_counter()
     tags = {MAIN_RUN_TAG: uuid.uuid4().hex[:12], "streamforge/launched_by": "streamforge run"}
+    loggers = _loggers(debug)
     prepare_dagster_home(settings)
     with Stack(settings) as stack:
         live = stack.settings
+        check_store(live)
+        check_exchange(live, request.symbols, request.market)
+        if analytics:
+            check_object_store(live)
         os.environ.update(live.to_env())  # the Dagster resources read the same settings
         total = sum(expected_counts(request, now_ms()).values())
         watcher = ProgressWatcher(live, request.task_type, total)
@@ -311,22 +341,31 @@ def run_main_job(settings: Settings, request: LoadRequest, *, analytics: bool = 
                             }
                         }
                     },
-                    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+                    "loggers": loggers,
                 },
-                tags={
-                    "dagster/asset_partition_range_start": request.first.isoformat(),
-                    "dagster/asset_partition_range_end": request.last.isoformat(),
-                    **tags,
-                },
+                tags={**_partition_tags(request), **tags},
                 raise_on_error=False,
             )
         finally:
             watcher.stop()
-        stack.check()
-        with store_from_settings(live) as db:
-            days, dups = measure(request, db, now_ms())
+        # The root cause first: a broker or process that died explains the step's failure.
+        error = stack.failure()
+        if error is None and not result.success:
+            error = f"candles_{request.interval}: {_failure(result, f'candles_{request.interval}')}"
+        if error is not None:
+            stack.stop()  # the connector's last write lands before the store is measured
+        try:
+            with store_from_settings(live) as db:
+                days, dups = measure(request, db, now_ms())
+        except StoreError as exc:
+            days, dups = [], 0
+            error = error or f"store: {exc}"
         seconds = time.perf_counter() - t0
-        done = run_analytics(live, request, tags) if analytics else None
+        done = None
+        if analytics and error is None:
+            done = run_analytics(live, request, tags, loggers=loggers)
+        elif analytics:
+            done = AnalyticsSummary(status="skipped", error="the candles run did not succeed")
     return RunSummary(
         request=request,
         days=days,
@@ -338,7 +377,14 @@ def run_main_job(settings: Settings, request: LoadRequest, *, analytics: bool = 
         exchange=ExchangeTotals.of(watcher.tracker.tasks.values()),
         repaired=_repaired(result, request.interval),
         analytics=done,
+        error=error,
     )
+
+
+def _loggers(debug: bool) -> dict[str, Any]:
+    """Dagster's console logger of the main job's runs: silent unless ``debug`` (the summary says
+    what happened; a step's failure is its cause line there, the stack stays in the run's log)."""
+    return {"console": {"config": {"log_level": "DEBUG" if debug else "CRITICAL"}}}
 
 
 def _note(line: str) -> None:
@@ -346,12 +392,22 @@ def _note(line: str) -> None:
 
 
 def _failure(result: Any, node: str) -> str:
-    """The one-line reason a node of an in-process run failed."""
+    """The one-line reason a node of an in-process run failed: a ``dg.Failure``'s description, else
+    the first error in the chain that is not Dagster's wrapper, without a StreamForge class name."""
     data = result.failure_data_for_node(node)
     user = getattr(data, "user_failure_data", None)  # a dg.Failure: its own text, without the class
-    message = getattr(user, "description", None) or getattr(getattr(data, "error", None), "message", None)
-    message = message or "failed"
-    return " ".join(str(message).split())
+    if getattr(user, "description", None):
+        return " ".join(str(user.description).split())
+    err = getattr(data, "error", None)
+    while err is not None and err.cls_name.startswith("Dagster") and err.cause is not None:
+        err = err.cause
+    if err is None:
+        return "failed"
+    first = (err.message.strip().splitlines() or ["failed"])[0]
+    kind, sep, text = first.partition(": ")
+    if sep and kind.startswith("streamforge_pipelines."):
+        first = text  # our errors' text names what and why; the class adds nothing for a user
+    return " ".join(first.split())
 
 
 def _meta(materialization: Any, key: str, default: Any = None) -> Any:
@@ -359,7 +415,9 @@ def _meta(materialization: Any, key: str, default: Any = None) -> Any:
     return default if value is None else value.value
 
 
-def run_analytics(settings: Settings, request: LoadRequest, tags: dict[str, str]) -> AnalyticsSummary:
+def run_analytics(
+    settings: Settings, request: LoadRequest, tags: dict[str, str], *, loggers: dict[str, Any] | None = None
+) -> AnalyticsSummary:
     """``correlation_graph`` over the days of ``request`` (one run), then ``gnn_model`` over the
     range (one run), in the current Dagster instance."""
     import dagster as dg
@@ -381,7 +439,7 @@ def run_analytics(settings: Settings, request: LoadRequest, tags: dict[str, str]
         )
         return out
     instance = dg.DagsterInstance.get()
-    loggers = {"console": {"config": {"log_level": "WARNING"}}}
+    loggers = loggers or _loggers(False)
     graph_job = defs.resolve_job_def("correlation_graph_job")
     graph_config = graph_run_config(request.interval, list(request.symbols))
     t0 = time.perf_counter()

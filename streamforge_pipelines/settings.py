@@ -35,6 +35,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "KAFKA_DLQ_SUFFIX": ("dlq_suffix", "Suffix of a data topic's dead-letter topic"),
     "KAFKA_DATA_PARTITIONS": ("data_partitions", "Partitions of data topics created by StreamForge"),
     "KAFKA_CONSUMER_GROUP": ("consumer_group", "Consumer group of the arango-connector"),
+    "KAFKA_UNAVAILABLE_S": (
+        "kafka_unavailable_s",
+        "Seconds the broker may fail every probe before a run or worker stops with one line naming it",
+    ),
     "ARANGO_URL": ("arango_url", "ArangoDB URL; unset = SQLite store under the data dir"),
     "ARANGO_DB": ("arango_db", "ArangoDB database name"),
     "ARANGO_USERNAME": ("arango_username", "ArangoDB user"),
@@ -48,6 +52,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "exchange_archive_url",
         "Base URL of the bulk kline archive (data.binance.vision layout); unset = EXCHANGE_URL",
     ),
+    "ARCHIVE_MAX_MEMBER_BYTES": (
+        "archive_max_member_bytes",
+        "Largest archive file and zip member (uncompressed bytes) a loader reads; a larger one fails",
+    ),
     "SIMULATOR_SEED": ("simulator_seed", "Seed of the exchange simulator's market"),
     "SIMULATOR_CONFIG": (
         "simulator_config",
@@ -57,6 +65,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "STREAMFORGE_UNIVERSE": ("universe", "Comma-separated default symbol universe"),
     "STREAMFORGE_INTERVAL": ("interval", "Default candle interval"),
     "METRICS_PORT": ("metrics_port", "Port of a worker's /metrics endpoint; 0 = disabled"),
+    "METRICS_HOST": (
+        "metrics_host",
+        "Address a worker's /metrics endpoint binds to; loopback only unless set (a pod: 0.0.0.0)",
+    ),
     "LOG_LEVEL": ("log_level", "Log level of the JSON logs"),
     "LOADER_CONCURRENCY": ("loader_concurrency", "Parallel kline page requests per loader"),
     "EXCHANGE_WAF_PAUSE_S": (
@@ -117,6 +129,16 @@ def candle_collection(market: str = "spot") -> str:
     return CANDLE_COLLECTIONS[market]
 
 
+def redact_url(url: str) -> str:
+    """A URL safe to print: ``http://user:secret@host:8529`` -> ``http://user:***@host:8529``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    creds, _, tail = rest.partition("/")[0].rpartition("@")
+    path = rest[len(creds) + 1 + len(tail) :]
+    return f"{scheme}://{creds.split(':', 1)[0]}:***@{tail}{path}"
+
+
 class SettingsError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
@@ -137,6 +159,7 @@ class Settings(BaseModel):
     dlq_suffix: str = ".dlq"
     data_partitions: int = Field(default=4, ge=1, le=1024)
     consumer_group: str = "arango-connector"
+    kafka_unavailable_s: float = Field(default=5.0, gt=0)
     arango_url: str | None = None
     arango_db: str = "streamforge"
     arango_username: str | None = None
@@ -144,11 +167,13 @@ class Settings(BaseModel):
     exchange_url: str | None = None
     exchange_archive_url: str | None = None
     exchange_futures_url: str | None = None
+    archive_max_member_bytes: int = Field(default=4 * 1024**3, ge=1)
     simulator_seed: int = 42
     simulator_config: Path | None = None
     universe: tuple[str, ...] = DEFAULT_UNIVERSE
     interval: str = "5m"
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
     log_level: str = "INFO"
     loader_concurrency: int = Field(default=4, ge=1, le=64)
     exchange_weight_limit: int = Field(default=6000, ge=1)
@@ -286,5 +311,6 @@ def _one_line(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         field = str(err["loc"][0]) if err["loc"] else "?"
-        parts.append(f"{field_to_var.get(field, field)}: {err['msg']}")
+        msg = " ".join(str(err["msg"]).removeprefix("Value error, ").split())
+        parts.append(f"{field_to_var.get(field, field)}: {msg}")
     return "; ".join(parts)

@@ -4,8 +4,17 @@
 * no ``EXCHANGE_URL`` → the exchange simulator (``streamforge simulator``);
 * ``connector=True`` → one ``arango-connector`` worker (``streamforge worker connector``).
 
-With everything configured (production), nothing is started and only the topics are ensured.
-``streamforge run``, ``streamforge dev`` and the end-to-end tests all use this one module.
+With everything configured (production), nothing is started and only the topics are ensured;
+a configured broker that does not answer is one line naming ``KAFKA_BOOTSTRAP_SERVERS`` before
+anything else happens. ``streamforge run``, ``streamforge dev`` and the end-to-end tests all use
+this one module.
+
+While the stack runs, a :class:`~streamforge_pipelines.kafka_health.BrokerMonitor` probes the
+broker; :meth:`Stack.failure` is the one line that says what broke (the broker not answering, a
+child process that exited), for the run to stop on and report.
+
+Children get only the settings their role needs (:data:`CHILD_SETTINGS`): the simulator sees no
+store or object-store credentials, the connector no object-store or exchange settings.
 """
 
 from __future__ import annotations
@@ -22,13 +31,33 @@ from types import TracebackType
 
 from .embedded.broker import EmbeddedBroker
 from .kafka_admin import ensure_topics_sync
-from .settings import Settings
+from .kafka_health import BrokerMonitor
+from .kafka_health import monitor as broker_monitor
+from .preflight import check_data_dir, check_kafka
+from .settings import ENV_VARS, Settings
 
 log = logging.getLogger(__name__)
 
 
 class StackError(RuntimeError):
-    """A part of the local stack did not come up; the message says which and why."""
+    """A part of the local stack did not come up or died; the message is one line saying which and why."""
+
+
+#: The settings (environment variables, by prefix or name) each child process of the stack needs.
+CHILD_SETTINGS: dict[str, tuple[str, ...]] = {
+    "simulator": ("SIMULATOR_", "LOG_LEVEL"),
+    "connector": ("KAFKA_", "ARANGO_", "STREAMFORGE_DATA_DIR", "METRICS_", "LOG_LEVEL"),
+    "loader": ("KAFKA_", "EXCHANGE_", "LOADER_", "ARCHIVE_", "METRICS_", "LOG_LEVEL"),
+}
+
+
+def child_env(settings: Settings, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a child process of ``role`` (``loader-2`` is a ``loader``): this process's
+    environment without any StreamForge setting, then only the settings of :data:`CHILD_SETTINGS`."""
+    wanted = CHILD_SETTINGS[role.split("-", 1)[0]]
+    base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    mine = {k: v for k, v in settings.to_env().items() if k.startswith(wanted)}
+    return {**base, **mine, **(extra or {})}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -37,11 +66,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def _last_words(path: Path) -> str:
+    """The line of a child's log that says why it ended: the last error-looking line, else the last."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return ""
+    for line in reversed(lines[-40:]):
+        if any(w in line for w in ("Error", "error", "Exception", "exited", "refused")):
+            return line if len(line) <= 300 else line[:300] + "…"
+    return lines[-1][:300] if lines else ""
+
+
+def _ended(name: str, code: int, logfile: Path) -> str:
+    why = _last_words(logfile)
+    return f"{name} exited with code {code}" + (f": {why}" if why else "") + f" (log: {logfile})"
 
 
 class Stack:
@@ -55,6 +94,7 @@ class Stack:
         self.broker: EmbeddedBroker | None = None
         self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         self.connector_metrics_url: str | None = None
+        self.health: BrokerMonitor | None = None
 
     def __enter__(self) -> Stack:
         self.start()
@@ -66,8 +106,10 @@ class Stack:
         self.stop()
 
     def start(self) -> Settings:
+        check_data_dir(self.base.data_dir)
+        if self.base.kafka_bootstrap_servers is not None:
+            check_kafka(self.base.kafka_bootstrap_servers)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.base.data_dir.mkdir(parents=True, exist_ok=True)
         updates: dict[str, object] = {}
         try:
             if self.base.kafka_bootstrap_servers is None:
@@ -77,6 +119,12 @@ class Stack:
             if self.base.exchange_url is None:
                 updates["exchange_url"] = self._start_simulator()
             self.settings = self.base.model_copy(update=updates)
+            broker = self.broker
+            self.health = broker_monitor(
+                self.settings.kafka_bootstrap_servers or "",
+                down_after_s=self.base.kafka_unavailable_s,
+                alive=None if broker is None else lambda: broker.running,
+            )
             ensure_topics_sync(
                 self.settings.kafka_bootstrap_servers or "",
                 self.settings.topics(),
@@ -96,7 +144,7 @@ class Stack:
         self, name: str, args: list[str], extra_env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         logfile = self.log_dir / f"{name}.log"
-        env = {**os.environ, **self.settings.to_env(), **(extra_env or {})}
+        env = child_env(self.settings, name, extra_env)
         with open(logfile, "ab") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "streamforge_pipelines.cli", *args],
@@ -128,32 +176,42 @@ class Stack:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise StackError(
-                    f"exchange simulator exited with {proc.returncode}:\n{_tail(self.procs['simulator'][1])}"
-                )
+                raise StackError(_ended("exchange simulator", proc.returncode, self.procs["simulator"][1]))
             try:
                 with urllib.request.urlopen(f"{url}/api/v3/ping", timeout=1) as resp:
                     if resp.status == 200:
                         return url
             except OSError:
                 time.sleep(0.1)
-        raise StackError(
-            f"exchange simulator did not answer on {url} within 30s:\n{_tail(self.procs['simulator'][1])}"
-        )
+        logfile = self.procs["simulator"][1]
+        raise StackError(f"exchange simulator did not answer on {url} within 30s (log: {logfile})")
 
-    def check(self) -> None:
-        """Raise :class:`StackError` if a child process has died."""
+    def failure(self) -> str | None:
+        """One line saying what broke, or None: the broker not answering (for ``KAFKA_UNAVAILABLE_S``;
+        at once when the embedded broker's process is gone), else a child process that exited."""
+        line = self.health.failure() if self.health is not None else None
+        if line is not None:
+            return line
         for name, (proc, logfile) in self.procs.items():
             if proc.poll() is not None:
-                raise StackError(f"{name} exited with {proc.returncode}:\n{_tail(logfile)}")
+                return _ended(name, proc.returncode, logfile)
+        return None
+
+    def check(self) -> None:
+        """Raise :class:`StackError` (one line) if the broker is gone or a child process has died."""
+        line = self.failure()
+        if line is not None:
+            raise StackError(line)
 
     def stop(self) -> None:
+        # A child that talks to a broker that is gone cannot hand anything back: do not wait long.
+        grace = 20.0 if self.failure() is None else 3.0
         for _name, (proc, _) in reversed(list(self.procs.items())):
             if proc.poll() is None:
                 proc.terminate()
         for name, (proc, _) in self.procs.items():
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop on SIGTERM; killing it", name)
                 proc.kill()

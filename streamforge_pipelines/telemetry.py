@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 
@@ -10,6 +11,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from .protocol import Event, ProtocolError, decode_event
 
 log = logging.getLogger(__name__)
+
+#: Seconds an :class:`EventFollower` waits for its consumer to close (it has no group to leave:
+#: only a broker that is gone makes it wait).
+STOP_TIMEOUT_S = 1.0
 
 
 def _decode_all(records: list) -> list[Event]:
@@ -46,7 +51,12 @@ class EventFollower:
         return [e for records in batch.values() for e in _decode_all(records)]
 
     async def stop(self) -> None:
-        await self._consumer.stop()
+        # Without a group there is nothing to hand back: a broker that is gone is not waited for.
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self._consumer.stop()
+        except TimeoutError:
+            log.warning("the queue-events reader did not stop within %.0fs", STOP_TIMEOUT_S)
 
     async def __aenter__(self) -> EventFollower:
         await self.start()

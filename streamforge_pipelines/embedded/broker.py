@@ -13,10 +13,10 @@ answers raises :class:`BrokerStartError` carrying the end of the broker's log.
 :meth:`EmbeddedBroker.stop` sends SIGTERM, then SIGKILL after a bounded wait. Brokers still running
 when the interpreter exits are stopped by an ``atexit`` hook.
 
-Readiness is checked with a small synchronous Kafka client written here (two requests over one
-socket), so :meth:`~EmbeddedBroker.start` works whether or not the caller runs an event loop. For
-any other cluster use :func:`wait_ready` (aiokafka based, re-exported from
-:mod:`streamforge_pipelines.kafka_admin`).
+Readiness is checked with the small synchronous Kafka probe of
+:mod:`~streamforge_pipelines.kafka_health` (two requests over one socket), so
+:meth:`~EmbeddedBroker.start` works whether or not the caller runs an event loop. For any other
+cluster use :func:`wait_ready` (aiokafka based, re-exported from :mod:`streamforge_pipelines.kafka_admin`).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ from types import TracebackType
 from typing import IO, Self
 
 from streamforge_pipelines.kafka_admin import KafkaNotReadyError, wait_ready
+from streamforge_pipelines.kafka_health import probe_server
+from streamforge_pipelines.kafka_health import release as release_monitor
+from streamforge_pipelines.settings import redact_url
 
 __all__ = [
     "DEFAULT_STORAGE_ENGINE",
@@ -238,7 +241,7 @@ class EmbeddedBroker:
         log.info(
             "starting tansu on %s (storage %s, log %s)",
             _host_port(self.host, port),
-            _redact_url(self.storage_engine),
+            redact_url(self.storage_engine),
             self._log_path,
         )
         try:
@@ -284,7 +287,7 @@ class EmbeddedBroker:
                     self._log_tail(),
                 )
             try:
-                _probe_kafka(self.host, port, timeout_s=min(2.0, max(0.1, deadline - time.monotonic())))
+                probe_server(self.host, port, timeout_s=min(2.0, max(0.1, deadline - time.monotonic())))
             except (OSError, ValueError, struct.error) as exc:
                 last_error = exc
             else:
@@ -309,6 +312,8 @@ class EmbeddedBroker:
             proc = self._proc
             if proc is None:
                 return
+            if self._port is not None:  # stopped on purpose: nobody need watch it any more
+                release_monitor(self.bootstrap_servers)
             if proc.poll() is None:
                 _signal_group(proc, signal.SIGTERM)
                 try:
@@ -405,16 +410,6 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _redact_url(url: str) -> str:
-    """Hide a password in a storage URL (``postgres://user:secret@host``)."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest:
-        creds, _, tail = rest.rpartition("@")
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{tail}"
-    return url
-
-
 def _format_tail(tail: str) -> str:
     tail = tail.rstrip()
     if not tail:
@@ -448,55 +443,3 @@ def _port_free(host: str, port: int) -> bool:
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-
-
-# ---- a minimal synchronous Kafka probe ----------------------------------------------------------
-
-_API_VERSIONS = 18
-_METADATA = 3
-_CLIENT_ID = b"streamforge-probe"
-
-
-def _probe_kafka(host: str, port: int, *, timeout_s: float) -> int:
-    """Send ApiVersions v0 and Metadata v1 over one connection; return the number of brokers.
-
-    Raises :class:`OSError` when the connection fails, :class:`ValueError` or :class:`struct.error`
-    when the answer is not a successful Kafka response.
-    """
-    with socket.create_connection((host, port), timeout=timeout_s) as sock:
-        # ApiVersions v0: empty body.
-        body = _request(sock, _API_VERSIONS, 0, 1, b"")
-        (error_code,) = struct.unpack_from(">h", body, 0)
-        if error_code != 0:
-            raise ValueError(f"ApiVersions answered error code {error_code}")
-        # Metadata v1 with an empty topic array: brokers only, and no topic gets auto-created.
-        body = _request(sock, _METADATA, 1, 2, struct.pack(">i", 0))
-        (n_brokers,) = struct.unpack_from(">i", body, 0)
-        if n_brokers < 1:
-            raise ValueError("Metadata answered with no broker")
-        return int(n_brokers)
-
-
-def _request(sock: socket.socket, api_key: int, api_version: int, correlation_id: int, body: bytes) -> bytes:
-    header = struct.pack(">hhih", api_key, api_version, correlation_id, len(_CLIENT_ID)) + _CLIENT_ID
-    payload = header + body
-    sock.sendall(struct.pack(">i", len(payload)) + payload)
-    (size,) = struct.unpack(">i", _recv_exact(sock, 4))
-    if not 4 <= size <= 16 * 1024 * 1024:
-        raise ValueError(f"implausible Kafka response size {size}")
-    response = _recv_exact(sock, size)
-    (got_id,) = struct.unpack_from(">i", response, 0)
-    if got_id != correlation_id:
-        raise ValueError(f"Kafka response correlation id {got_id}, expected {correlation_id}")
-    return response[4:]
-
-
-def _recv_exact(sock: socket.socket, n: int) -> bytes:
-    chunks: list[bytes] = []
-    while n:
-        chunk = sock.recv(n)
-        if not chunk:
-            raise ConnectionError("connection closed by the peer in the middle of a response")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)

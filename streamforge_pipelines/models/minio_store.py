@@ -84,6 +84,7 @@ class MinioModelStore(ModelStore):
         self.secure = tls
         self.bucket = bucket
         self._client = Minio(host, access_key=access_key, secret_key=secret_key, secure=tls, region=region)
+        self._credentials = (access_key, secret_key, region)
         self._bucket_ready = False
         self._bucket_lock = threading.Lock()
 
@@ -128,6 +129,27 @@ class MinioModelStore(ModelStore):
                         if exc.code not in _BUCKET_TAKEN:
                             raise
                 self._bucket_ready = True
+
+    def ping(self, timeout_s: float = 5.0) -> None:
+        """One request, no retries: :class:`ModelStoreError` when the server does not answer within
+        ``timeout_s`` or refuses the credentials (a bucket that does not exist yet is fine)."""
+        access_key, secret_key, region = self._credentials
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=timeout_s, read=timeout_s), retries=urllib3.Retry(total=0)
+        )
+        client = Minio(
+            self.endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=self.secure,
+            region=region,
+            http_client=http,
+        )
+        try:
+            with _s3_errors(f"checking bucket {self.bucket!r}"):
+                client.bucket_exists(self.bucket)
+        finally:
+            http.clear()
 
     # -- adapter -------------------------------------------------------------------------------
 

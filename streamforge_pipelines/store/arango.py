@@ -28,6 +28,7 @@ the write to be synced to disk (``waitForSync``), like ``synchronous=FULL`` in S
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ from arango.exceptions import (
     GraphCreateError,
 )
 
+from streamforge_pipelines.settings import redact_url
 from streamforge_pipelines.store.base import (
     CANDLE_FIELDS,
     DEFAULT_CANDLE_COLLECTION,
@@ -273,10 +275,14 @@ class ArangoStore(Store):
             self._ensure_collection(TASKS_COLLECTION, indexes=_TASK_INDEXES)
         except ArangoError as exc:
             self._client.close()
-            raise StoreError(f"cannot open ArangoDB database {db_name!r} at {url}: {exc}") from exc
+            where = redact_url(url)
+            raise StoreError(f"cannot open ArangoDB database {db_name!r} at {where}: {exc}") from exc
+        except OSError as exc:  # requests' connection errors: nothing answers at the URL
+            self._client.close()
+            raise StoreError(f"ArangoDB at {redact_url(url)} is not answering ({_os_reason(exc)})") from None
 
     def __repr__(self) -> str:
-        return f"ArangoStore({self.url!r}, db_name={self.db_name!r})"
+        return f"ArangoStore({redact_url(self.url)!r}, db_name={self.db_name!r})"  # no password in logs
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -781,3 +787,9 @@ class ArangoStore(Store):
         if not self._closed:
             self._closed = True
             self._client.close()
+
+
+def _os_reason(exc: OSError) -> str:
+    """The gist of a connection error (``[Errno 111] Connection refused``), not urllib3's whole story."""
+    found = re.search(r"\[Errno -?\d+\] [^'\")]+", str(exc))
+    return found.group(0) if found else f"{type(exc).__name__}: {str(exc)[:120]}"

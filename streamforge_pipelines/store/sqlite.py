@@ -308,7 +308,10 @@ class SqliteStore(Store):
                 try:
                     yield conn
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    # SQLite rolls back by itself on some errors (database or disk full, I/O):
+                    # a ROLLBACK then would fail and hide the error that says what happened.
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:

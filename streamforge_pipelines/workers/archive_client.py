@@ -23,6 +23,13 @@ and a torn download looks the same); 5xx, timeouts and dropped connections are r
 same capped, jittered exponential backoff as :class:`~.exchange_client.BinanceRestClient`, then
 raised as :class:`~.errors.ExchangeUnavailable`. The archive host is not weight-limited: no
 governor is charged. Workers never import the simulator; the paths are built here.
+
+**Size limit** (``ARCHIVE_MAX_MEMBER_BYTES``, default :data:`MAX_MEMBER_BYTES`): a file is held in
+memory whole, so neither its download nor its zip member may exceed the limit: a ``Content-Length``
+or a body over it, a member whose declared uncompressed size is over it, or one that inflates past
+it (a zip bomb: zipfile stops at the declared size, and the read is capped too) is
+:class:`ArchiveTooLarge`: final for that file (never retried), and like any other archive error a
+day that ``auto`` then reads from REST, while an ``archive``-only task fails with its one line.
 """
 
 from __future__ import annotations
@@ -39,18 +46,24 @@ from typing import Any
 
 import aiohttp
 
+from ..intervals import DAILY_INTERVALS
 from .backoff import Backoff
 from .errors import ExchangeError, ExchangeRejected, ExchangeUnavailable
 
 log = logging.getLogger(__name__)
 
-#: Intervals with daily kline files (the official download script's DAILY_INTERVALS).
-DAILY_INTERVALS = frozenset(("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"))
 #: A timestamp at least this large is in microseconds.
 MICROS_THRESHOLD = 10**15
 #: Downloads of a file whose checksum does not match before giving up on it (a re-issued archive or
 #: a torn download heals on the second try; a wrong file does not).
 CHECKSUM_ATTEMPTS = 2
+#: Largest archive file and zip member read (uncompressed bytes), unless ``ARCHIVE_MAX_MEMBER_BYTES``
+#: says otherwise. Sized from the largest real files: a kline line is about 160 bytes, so the biggest
+#: kline member, a monthly 1s file (2,678,400 rows), is about 450 MB (a monthly 1m file about 7 MB);
+#: a trade line is about 80 bytes, and the busiest BTCUSDT days (tens of millions of trades in the
+#: 2022-23 zero-fee months) make daily trades files of one to two GB. 4 GiB leaves a margin over
+#: those and still stops a bogus or hostile file before it takes the machine's memory.
+MAX_MEMBER_BYTES = 4 * 1024**3
 #: The archive's path segment of each market: ``usdm`` (USD-M futures) files live under ``futures/um``.
 ARCHIVE_MARKETS: dict[str, str] = {"spot": "spot", "usdm": "futures/um"}
 
@@ -67,6 +80,10 @@ def archive_market(market: str) -> str:
 
 class ArchiveNotAvailable(ExchangeError):
     """The archive has no such file (HTTP 404): not published, or not yet."""
+
+
+class ArchiveTooLarge(ExchangeError):
+    """A file or zip member over the size limit (:data:`MAX_MEMBER_BYTES`): final, not retried."""
 
 
 class ArchiveChecksumMismatch(ExchangeError):
@@ -172,16 +189,29 @@ def parse_trades_csv(data: bytes, kind: str) -> list[list[Any]]:
     return rows
 
 
-def unzip_single(blob: bytes) -> bytes:
-    """The one member of an archive zip."""
+def unzip_single(blob: bytes, max_bytes: int = MAX_MEMBER_BYTES) -> bytes:
+    """The one member of an archive zip; :class:`ArchiveTooLarge` when its declared or its actual
+    uncompressed size is over ``max_bytes`` (checked before and while inflating, so a zip bomb never
+    takes more than ``max_bytes`` of memory)."""
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as zf:
-            names = zf.namelist()
-            if len(names) != 1:
-                raise ExchangeUnavailable(f"archive zip: expected one member, got {len(names)}")
-            return zf.read(names[0])
+            infos = zf.infolist()
+            if len(infos) != 1:
+                raise ExchangeUnavailable(f"archive zip: expected one member, got {len(infos)}")
+            info = infos[0]
+            if info.file_size > max_bytes:
+                raise _too_large(f"zip member {info.filename[:80]!r} declares", info.file_size, max_bytes)
+            with zf.open(info) as member:
+                data = member.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise _too_large(f"zip member {info.filename[:80]!r} inflates to over", max_bytes, max_bytes)
+            return data
     except zipfile.BadZipFile as exc:
         raise ExchangeUnavailable(f"archive zip: {exc}") from None
+
+
+def _too_large(what: str, size: int, limit: int) -> ArchiveTooLarge:
+    return ArchiveTooLarge(f"{what} {size} bytes, over the {limit}-byte limit (ARCHIVE_MAX_MEMBER_BYTES)")
 
 
 def verify_checksum(blob: bytes, checksum_text: str, name: str) -> None:
@@ -207,9 +237,12 @@ class ArchiveClient:
         backoff_cap_s: float = 10.0,
         rng: random.Random | None = None,
         market: str = "spot",
+        max_member_bytes: int = MAX_MEMBER_BYTES,
     ) -> None:
         #: The market of the files read when a call names none: ``spot`` or ``usdm``.
         self.market = market
+        #: Largest download and zip member (uncompressed) read: :class:`ArchiveTooLarge` beyond.
+        self.max_member_bytes = max_member_bytes
         archive_market(market)
         self.base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
@@ -257,7 +290,11 @@ class ArchiveClient:
                 blob, checksum_bytes = await asyncio.gather(self._get(path), self._get(path + ".CHECKSUM"))
                 checksum = checksum_bytes.decode(errors="replace")
                 verify_checksum(blob, checksum, path.rsplit("/", 1)[-1])
-                return (parse or parse_klines_csv)(unzip_single(blob))
+                try:
+                    data = unzip_single(blob, self.max_member_bytes)
+                except ArchiveTooLarge as exc:
+                    raise ArchiveTooLarge(f"archive {path}: {exc}") from None
+                return (parse or parse_klines_csv)(data)
             except ExchangeError as exc:
                 if not exc.retriable or self._backoff.gives_up(attempt):
                     raise
@@ -292,7 +329,7 @@ class ArchiveClient:
         try:
             async with self._session.get(f"{self.base_url}/{path}") as resp:
                 status = resp.status
-                body = await resp.read()
+                body = await self._read_capped(resp, path) if status < 400 else b""
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise ExchangeUnavailable(f"archive {path}: {type(exc).__name__}: {exc}") from exc
         if status == 404:
@@ -303,3 +340,17 @@ class ArchiveClient:
             raise ExchangeRejected(f"archive {path}: HTTP {status}", status=status)
         self.bytes += len(body)
         return body
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, path: str) -> bytes:
+        """The body, or :class:`ArchiveTooLarge` as soon as it is over :attr:`max_member_bytes` (by its
+        ``Content-Length``, or while it streams in): a compressed file is smaller than its member."""
+        limit = self.max_member_bytes
+        if resp.content_length is not None and resp.content_length > limit:
+            raise _too_large(f"archive {path}: the file is", resp.content_length, limit)
+        chunks, size = [], 0
+        async for chunk in resp.content.iter_chunked(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(f"archive {path}: the file is over", limit, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)

@@ -1,14 +1,56 @@
 """arango-connector: data topics -> store, idempotent, offsets committed only after the write.
 
 One consumer-group member. Each poll takes a batch (``getmany``), decodes it (single candles and
-candle pages alike; trades pages go to ``upsert_trades``), upserts the valid candles with their
-deterministic keys in one store call (off the event loop), copies every record that is not valid
-JSON or not a valid candle (a page with one bad row goes whole) to the topic's dead-letter topic
-with its reason, and only then commits the offsets. End markers in the batch are acknowledged on
-``queue-events`` after the commit: by then every record before the marker on that partition is
-stored. A crash between write and commit replays the batch; the upsert makes that harmless.
-Batches are pipelined one deep: batch N+1 is fetched and decoded while batch N is written in a
-worker thread; N+1 is written only after N is committed, so offsets are committed in order.
+candle pages alike; trades pages go to ``upsert_trades``), upserts the valid records with their
+deterministic keys in one store call per collection and kind (off the event loop), copies every
+record it cannot store to the topic's dead-letter topic (``<topic>.dlq``) with its reason, and only
+then commits the offsets. End markers in the batch are acknowledged on ``queue-events`` after the
+commit: by then every record before the marker on that partition is stored or dead-lettered. A
+crash between write and commit replays the batch; the upsert makes that harmless. Batches are
+pipelined one deep: batch N+1 is fetched and decoded while batch N is written in a worker thread;
+N+1 is written only after N is committed, so offsets are committed in order.
+
+**Every record is stored or dead-lettered; no record stops the connector.**
+
+* *Refused by the decoder* (:func:`~streamforge_pipelines.protocol.decode_record`): not JSON, an
+  unknown kind, a missing field or a wrong type, and whatever the store cannot hold or would hold as
+  right although it is wrong: times, ids and counts outside 0 .. 2**63-1, ``close_time`` before
+  ``open_time``, prices that are not positive decimal strings (``67890.12000000``; at most 20 digits
+  each side of the point: no sign, exponent or NaN), volumes and quantities that are not
+  non-negative ones, ``low <= open, close <= high`` broken, a symbol that is not 2-20 of ``A-Z0-9``,
+  an unknown interval, open times or trade ids not increasing, ``source`` / ``queue_id`` empty or
+  over 200 characters; and a trades page on a candle topic or a candle on the trades topic. The
+  dead letter's reason is the decoder's one line naming the field and quoting at most a bounded
+  excerpt of the value, e.g. ``candles.rows[3].high: 67000.5 is below low 67010.0`` (a page with
+  one bad row goes whole). Metric: ``streamforge_errors_total{kind="invalid_record"}``.
+* *Refused by the store* although decoded: when a write fails for a reason that lies in the data,
+  the batch is written again in halves, down to single records, so that only the records the store
+  still refuses are dead-lettered, with the reason ``store: <exception type>: <message>``, e.g.
+  ``store: OverflowError: Python int too large to convert to SQLite INTEGER``; the rest is stored.
+  Metric: ``streamforge_errors_total{kind="write_error"}``.
+* *Store down*: an operational failure is not the data's fault and dead-letters nothing. It
+  propagates: the batch is not committed, the connector stops with an error
+  (``kind="store_unavailable"``, exit status 1 for the standalone worker) and, restarted, replays
+  the batch (at least once; the upserts make that idempotent). :func:`store_failure_is_operational`
+  tells the two apart by the exceptions in the failure's cause and context chain:
+
+  - operational: ``OSError`` (connection refused or reset, timeouts; requests' errors are
+    ``OSError``) and ``MemoryError``; SQLite's ``OperationalError`` (database is locked, disk I/O
+    error, database or disk is full, read-only, cannot open), a bare ``DatabaseError`` (a corrupt
+    file), ``InternalError`` and ``NotSupportedError``; a closed store; every python-arango error
+    but a server answer HTTP 400 (a bad document or parameter) or 413 (too large): client-side
+    errors, 401/403 (credentials), 404 (database or collection gone), 409 (write conflict), 5xx
+    (unavailable), ...;
+  - data: everything else, e.g. ``OverflowError`` / ``ValueError`` / ``TypeError`` binding a value,
+    SQLite's ``IntegrityError``, ``DataError``, ``InterfaceError``, ``ProgrammingError``, ArangoDB's
+    HTTP 400 and 413, the store's own row checks.
+
+A dead letter is the JSON object ``{reason, topic, partition, offset, key, value, connector,
+timestamp}``; ``value`` (and ``key``) is the record's, decoded as UTF-8 with undecodable bytes
+replaced, whole as long as the dead letter stays within :data:`DLQ_MAX_BODY_BYTES` (3 MiB, under the
+producer's 4 MiB request limit: a 900 KB record goes whole); a larger one carries the first
+:data:`DLQ_TRUNCATED_BYTES` and ``value_truncated: true``, ``value_bytes: <size>`` (keys beyond
+:data:`DLQ_MAX_KEY_BYTES` are cut alike). Metric: ``streamforge_records_total{outcome="dead_lettered"}``.
 
 Progress per task goes to ``queue-events`` as ``loading`` events (at most about once a second per
 task) with the number of the task's records this connector has stored.
@@ -19,6 +61,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
+import sys
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -27,7 +71,9 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
+from ..kafka_health import monitor as broker_monitor
 from ..protocol import (
     CONNECTOR,
     RECORD_CANDLES,
@@ -42,23 +88,59 @@ from ..protocol import (
     now_s,
 )
 from ..settings import TRADES_COLLECTION, Settings, candle_collection
-from ..store import Store, store_from_settings
+from ..store import Store, StoreError, store_from_settings, validate_collection_name
 from ..store.base import CandlePageRows
-from .kafka_io import make_producer
-from .observability import BATCHES, ERRORS, LATENCY, RECORDS, Timer, configure_logging, serve_metrics
+from .kafka_io import make_producer, stop_within
+from .observability import (
+    BATCHES,
+    ERRORS,
+    LATENCY,
+    RECORDS,
+    Timer,
+    configure_logging,
+    serve_metrics,
+    settings_secrets,
+)
 
 log = logging.getLogger(__name__)
 
 WORKER = CONNECTOR
 PROGRESS_EVERY_S = 1.0
+#: Largest dead letter (JSON) sent whole: under the producer's 4 MiB ``max_request_size`` with room
+#: for the record's key and batch overhead.
+DLQ_MAX_BODY_BYTES = 3 << 20
+#: How much of a larger record's value a dead letter carries (JSON escapes can make it 6x longer).
+DLQ_TRUNCATED_BYTES = 256 << 10
+#: Longest key a dead letter copies (and sends as its own key).
+DLQ_MAX_KEY_BYTES = 1 << 10
+#: A write error's reason is cut to this many characters (one line).
+REASON_CHARS = 500
 
 
 @dataclass
 class ConnectorStats:
+    #: Candles and trades stored.
     stored: int = 0
+    #: Records dead-lettered (refused by the decoder or by the store).
     dead_lettered: int = 0
+    #: Of those, records the store refused (``store: ...`` reasons).
+    write_errors: int = 0
     markers: int = 0
     batches: int = 0
+
+
+@dataclass(eq=False)
+class _Item:
+    """One decoded data record to write: a candle document, a checked candle page or a trades page."""
+
+    rec: ConsumerRecord
+    collection: str
+    kind: str
+    #: The candle document, the page (:data:`CandlePageRows`) or the trade documents.
+    payload: Any
+    queue_id: str
+    #: Candles or trades it holds.
+    count: int
 
 
 @dataclass
@@ -66,12 +148,92 @@ class _Prepared:
     """One decoded batch, ready to be written."""
 
     offsets: dict[TopicPartition, int]
-    docs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    pages: dict[str, list[CandlePageRows]] = field(default_factory=dict)
-    trade_docs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    items: list[_Item] = field(default_factory=list)
     dead: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
     markers: list[tuple[ConsumerRecord, dict[str, Any]]] = field(default_factory=list)
-    per_task: Counter[str] = field(default_factory=Counter)
+
+
+def _exception_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling (bounded; cycles cut)."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 32:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        todo.extend((e.__context__, e.__cause__))
+    return seen
+
+
+#: SQLite errors that lie in the bound values or the statement (the rest of ``sqlite3.Error`` is the
+#: database's state: locked, I/O, full, corrupt).
+_SQLITE_DATA_ERRORS = (
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+)
+#: ArangoDB's answers that refuse the documents themselves: bad document/parameter, too large.
+_ARANGO_DATA_HTTP = frozenset({400, 413})
+#: The message both adapters raise once closed.
+_STORE_CLOSED = "store is closed"
+
+
+def store_failure_is_operational(exc: BaseException) -> bool:
+    """Whether a store write failed for a reason outside the data written (the store is locked, full,
+    corrupt, unreachable, closed ...): then the batch must not be dead-lettered but replayed later.
+    Decided by every exception in the cause/context chain (the module docstring has the list)."""
+    arango = sys.modules.get("arango.exceptions")  # loaded only with the ArangoDB adapter
+    for e in _exception_chain(exc):
+        if isinstance(e, OSError | MemoryError):
+            return True
+        if isinstance(e, sqlite3.Error) and not isinstance(e, _SQLITE_DATA_ERRORS):
+            return True
+        if isinstance(e, sqlite3.ProgrammingError) and "closed" in str(e):
+            return True
+        if isinstance(e, StoreError) and str(e) == _STORE_CLOSED:
+            return True
+        if arango is not None and isinstance(e, arango.ArangoError):
+            if (
+                getattr(e, "source", None) != "server"
+                or getattr(e, "http_code", None) not in _ARANGO_DATA_HTTP
+            ):
+                return True
+    return False
+
+
+def write_error_reason(exc: BaseException) -> str:
+    """A dead letter's reason for a record the store refused: ``store: <type>: <message>``, one
+    bounded line."""
+    text = " ".join(f"store: {type(exc).__name__}: {exc}".split())
+    return text if len(text) <= REASON_CHARS else f"{text[:REASON_CHARS]}…"
+
+
+def _dead_letter_body(
+    rec: ConsumerRecord, reason: str, connector: str, *, truncate: bool = False
+) -> tuple[bytes, bytes | None]:
+    """The dead letter of ``rec`` (JSON) and its key, bounded (see the module docstring); with
+    ``truncate`` the value is cut however small the letter (for a broker that refused it whole)."""
+    raw = rec.value or b""
+    key = rec.key if rec.key is None or len(rec.key) <= DLQ_MAX_KEY_BYTES else rec.key[:DLQ_MAX_KEY_BYTES]
+    body: dict[str, Any] = {
+        "reason": reason,
+        "topic": rec.topic,
+        "partition": rec.partition,
+        "offset": rec.offset,
+        "key": (key or b"").decode("utf-8", "replace"),
+        "value": raw.decode("utf-8", "replace"),
+        "connector": connector,
+        "timestamp": now_s(),
+    }
+    encoded = orjson.dumps(body)
+    if truncate or len(encoded) > DLQ_MAX_BODY_BYTES:
+        body["value"] = raw[:DLQ_TRUNCATED_BYTES].decode("utf-8", "replace")
+        body["value_truncated"] = True
+        body["value_bytes"] = len(raw)
+        encoded = orjson.dumps(body)
+    return encoded, key
 
 
 class Connector:
@@ -97,6 +259,11 @@ class Connector:
                 settings.topic_trades: TRADES_COLLECTION,
             }
         )
+        for collection in self.collections.values():  # a bad name would fail every write, not one record's
+            validate_collection_name(collection)
+        # Trades pages belong on the trades topic, candles on candle topics: written into a table of the
+        # other shape, a stray record would fail as the store's fault ("no column named kind").
+        self._trade_topics = frozenset(t for t, c in self.collections.items() if c == TRADES_COLLECTION)
         self.max_batch = max_batch
         self.producer_id = producer_id or make_producer_id(WORKER, new_suffix())
         self.stats = ConnectorStats()
@@ -121,6 +288,7 @@ class Connector:
             fetch_max_wait_ms=50,  # the 500 ms default stalls the pipeline on an idle partition
         )
         self._producer = make_producer(bootstrap)
+        health = broker_monitor(bootstrap, down_after_s=self.settings.kafka_unavailable_s)
         await self._producer.start()
         await self._consumer.start()
         log.info("connector %s consuming %s", self.producer_id, sorted(self.collections))
@@ -128,6 +296,7 @@ class Connector:
         pending: asyncio.Task[None] | None = None
         try:
             while not stop.is_set():
+                health.check()  # the broker gone: stop with one line; the batch in hand is replayed
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=self.max_batch)
                 if not batch:
                     if pending is not None and pending.done():  # surfaces a failed write now
@@ -141,12 +310,15 @@ class Connector:
                     await pending
                 pending = asyncio.create_task(self._apply(prepared))
         finally:
+            # With the broker gone nothing can be committed, dead-lettered or handed back: the
+            # uncommitted batches are replayed by whoever consumes next (the upserts are idempotent).
+            bound = 1.0 if health.down else None
             try:
                 if pending is not None:
-                    await pending
+                    await stop_within(pending, bound)
             finally:
-                await self._consumer.stop()
-                await self._producer.stop()
+                await stop_within(self._consumer.stop(), bound)
+                await stop_within(self._producer.stop(), bound)
                 log.info("connector %s stopped: %s", self.producer_id, self.stats)
         return self.stats
 
@@ -162,30 +334,58 @@ class Connector:
                     except ProtocolError as exc:
                         out.dead.append((rec, str(exc)))
                         continue
+                    except Exception as exc:  # a decoder bug must not stop ingestion either
+                        log.exception("decoding %s[%s]@%s failed", rec.topic, rec.partition, rec.offset)
+                        out.dead.append(
+                            (rec, f"record: cannot be decoded ({type(exc).__name__}: {exc})"[:REASON_CHARS])
+                        )
+                        continue
                     kind = value.get("record")
                     if kind == RECORD_END:
                         out.markers.append((rec, value))
+                    elif (kind == RECORD_TRADES) != (tp.topic in self._trade_topics):
+                        topic = "trades" if tp.topic in self._trade_topics else "candle"
+                        out.dead.append(
+                            (rec, f"record.record: a {kind or 'candle'} record on the {topic} topic")
+                        )
                     elif kind == RECORD_CANDLES:
-                        out.pages.setdefault(collection, []).append(value["page"])
-                        out.per_task[value["queue_id"]] += value["count"]
+                        item = _Item(rec, collection, kind, value["page"], value["queue_id"], value["count"])
+                        out.items.append(item)
                     elif kind == RECORD_TRADES:
-                        out.trade_docs.setdefault(collection, []).extend(value["docs"])
-                        out.per_task[value["queue_id"]] += len(value["docs"])
+                        docs = value["docs"]
+                        out.items.append(_Item(rec, collection, kind, docs, value["queue_id"], len(docs)))
                     else:
-                        out.docs.setdefault(collection, []).append(value)
-                        out.per_task[value["queue_id"]] += 1
+                        out.items.append(_Item(rec, collection, "candle", value, value["queue_id"], 1))
         return out
 
     async def _apply(self, batch: _Prepared) -> None:
-        """Write a decoded batch, dead-letter its bad records, commit its offsets, then ack its markers."""
+        """Write a decoded batch, dead-letter what could not be stored, commit its offsets, then ack
+        its markers. A store failure that is not the data's propagates: nothing is committed."""
         assert self._consumer is not None and self._producer is not None
+        refused: list[tuple[_Item, str]] = []
         with Timer(LATENCY.labels(WORKER, "batch")):
-            if batch.docs or batch.pages or batch.trade_docs:
-                await asyncio.to_thread(self._write, batch.docs, batch.pages, batch.trade_docs)
+            if batch.items:
+                try:
+                    refused = await asyncio.to_thread(self._write, batch.items)
+                except Exception as exc:
+                    ERRORS.labels(WORKER, "store_unavailable").inc()
+                    log.error(
+                        "store write failed, batch of %d records not committed (a restart replays it): %s",
+                        len(batch.items),
+                        " ".join(f"{type(exc).__name__}: {exc}".split())[:REASON_CHARS],
+                    )
+                    raise
             if batch.dead:
-                await self._dead_letter(batch.dead)
+                await self._dead_letter(batch.dead, "invalid_record")
+            if refused:
+                await self._dead_letter([(item.rec, reason) for item, reason in refused], "write_error")
+                self.stats.write_errors += len(refused)
             await self._consumer.commit(batch.offsets)
-        per_task = batch.per_task
+        not_stored = {id(item) for item, _ in refused}
+        per_task: Counter[str] = Counter()
+        for item in batch.items:
+            if id(item) not in not_stored:
+                per_task[item.queue_id] += item.count
         stored = sum(per_task.values())
         self.stats.stored += stored
         self.stats.batches += 1
@@ -197,21 +397,50 @@ class Connector:
             await self._emit_marker(rec, marker)
         await self._emit_progress(per_task)
 
-    def _write(
-        self,
-        docs: Mapping[str, list[dict[str, Any]]],
-        pages: Mapping[str, list[CandlePageRows]],
-        trade_docs: Mapping[str, list[dict[str, Any]]],
-    ) -> None:
-        """One batch's writes, in a worker thread (the event loop keeps fetching meanwhile)."""
-        for collection, items in docs.items():
-            self.store.upsert_candles(items, collection)
+    def _write(self, items: list[_Item], depth: int = 0) -> list[tuple[_Item, str]]:
+        """Write ``items`` (in a worker thread: the event loop keeps fetching meanwhile); returns the
+        records the store refuses for a reason in the data, with that reason. A refused batch is
+        written again in halves until each refused record is alone (k bad records among n cost
+        about 2·k·log2(n) writes). An operational failure (:func:`store_failure_is_operational`)
+        propagates."""
+        try:
+            self._write_items(items)
+            return []
+        except Exception as exc:
+            if store_failure_is_operational(exc):
+                raise
+            if len(items) == 1:
+                return [(items[0], write_error_reason(exc))]
+            if depth == 0:
+                log.warning(
+                    "store refused a batch of %d records (%s): writing it in halves to find the culprits",
+                    len(items),
+                    write_error_reason(exc),
+                )
+        half = len(items) // 2
+        return self._write(items[:half], depth + 1) + self._write(items[half:], depth + 1)
+
+    def _write_items(self, items: list[_Item]) -> None:
+        """One store call per collection and kind (single candles, candle pages, trades)."""
+        docs: dict[str, list[dict[str, Any]]] = {}
+        pages: dict[str, list[CandlePageRows]] = {}
+        trades: dict[str, list[dict[str, Any]]] = {}
+        for item in items:
+            if item.kind == RECORD_CANDLES:
+                pages.setdefault(item.collection, []).append(item.payload)
+            elif item.kind == RECORD_TRADES:
+                trades.setdefault(item.collection, []).extend(item.payload)
+            else:
+                docs.setdefault(item.collection, []).append(item.payload)
+        for collection, candles in docs.items():
+            self.store.upsert_candles(candles, collection)
         for collection, page_list in pages.items():
             self.store.upsert_candle_pages(page_list, collection)
-        for collection, items in trade_docs.items():
-            self.store.upsert_trades(items, collection)
+        for collection, trade_docs in trades.items():
+            self.store.upsert_trades(trade_docs, collection)
 
-    async def _dead_letter(self, dead: list[tuple[ConsumerRecord, str]]) -> None:
+    async def _dead_letter(self, dead: list[tuple[ConsumerRecord, str]], kind: str) -> None:
+        """Copy ``dead`` (record, reason) to their topics' dead-letter topics and wait for the broker."""
         assert self._producer is not None
         futures = []
         for rec, reason in dead:
@@ -228,22 +457,20 @@ class Connector:
                     "reason": reason,
                 },
             )
-            body = {
-                "reason": reason,
-                "topic": rec.topic,
-                "partition": rec.partition,
-                "offset": rec.offset,
-                "key": (rec.key or b"").decode("utf-8", "replace"),
-                "value": (rec.value or b"").decode("utf-8", "replace"),
-                "connector": self.producer_id,
-                "timestamp": now_s(),
-            }
-            topic = self.settings.dlq_topic(rec.topic)
-            futures.append(await self._producer.send(topic, orjson.dumps(body), key=rec.key))
-        await asyncio.gather(*futures)
+            body, key = _dead_letter_body(rec, reason, self.producer_id)
+            futures.append(await self._producer.send(self.settings.dlq_topic(rec.topic), body, key=key))
+        for (rec, reason), result in zip(
+            dead, await asyncio.gather(*futures, return_exceptions=True), strict=True
+        ):
+            if isinstance(result, MessageSizeTooLargeError | RecordTooLargeError):
+                # a broker with a smaller message limit than ours (Kafka's default is 1 MiB)
+                body, key = _dead_letter_body(rec, reason, self.producer_id, truncate=True)
+                await self._producer.send_and_wait(self.settings.dlq_topic(rec.topic), body, key=key)
+            elif isinstance(result, BaseException):
+                raise result
         self.stats.dead_lettered += len(dead)
         RECORDS.labels(WORKER, "dead_lettered").inc(len(dead))
-        ERRORS.labels(WORKER, "invalid_record").inc(len(dead))
+        ERRORS.labels(WORKER, kind).inc(len(dead))
 
     async def _send_event(self, event: Event) -> None:
         assert self._producer is not None
@@ -298,8 +525,8 @@ async def serve_connector(settings: Settings) -> ConnectorStats:
 
 
 def main(settings: Settings) -> None:
-    configure_logging(settings.log_level)
-    serve_metrics(settings.metrics_port)
+    configure_logging(settings.log_level, secrets=settings_secrets(settings))
+    serve_metrics(settings.metrics_port, settings.metrics_host)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         import uvloop

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
 
+from ..kafka_health import BrokerMonitor, BrokerUnavailable
 from ..protocol import (
     Command,
     ErrorInfo,
@@ -25,6 +26,10 @@ from .errors import WorkerError
 from .observability import ERRORS
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+
+#: Seconds a cancelled loader task may spend flushing its records and reporting ``interrupted``.
+INTERRUPT_REPORT_S = 10.0
 
 
 def make_producer(bootstrap_servers: str, **overrides: Any) -> AIOKafkaProducer:
@@ -39,6 +44,48 @@ def make_producer(bootstrap_servers: str, **overrides: Any) -> AIOKafkaProducer:
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def stop_within(stopping: Awaitable[None], timeout_s: float | None) -> None:
+    """Await a Kafka client's ``stop()``; with ``timeout_s``, at most that long.
+
+    A producer's stop first delivers what it holds, and a consumer's leaves its group: against a
+    broker that is gone both wait for their request timeouts (30 s and more). Callers that know the
+    broker is down pass a bound: what is left could not be delivered anyway, and the records it
+    belonged to are re-sent by whoever runs the task again (the store upserts by key).
+    """
+    if timeout_s is None:
+        await stopping
+        return
+    try:
+        await asyncio.wait_for(stopping, timeout_s)
+    except TimeoutError:
+        log.warning("a Kafka client did not stop within %.0fs (the broker is not answering)", timeout_s)
+
+
+async def unless_broker_dies(work: Awaitable[_T], monitor: BrokerMonitor) -> _T:
+    """Await ``work``, unless the broker stops answering first: then cancel it (briefly waiting for
+    it to wind down) and raise :class:`~streamforge_pipelines.kafka_health.BrokerUnavailable`.
+
+    For a one-shot task: its producer would otherwise wait out its request timeouts in silence."""
+    task = asyncio.ensure_future(work)
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.5)
+            if done:
+                return task.result()
+            monitor.check()
+    except BrokerUnavailable:
+        task.cancel()
+        await asyncio.wait({task}, timeout=1.0)
+        raise
+    except asyncio.CancelledError:  # SIGTERM: the task reports `interrupted` (bounded) before we go
+        task.cancel()
+        await asyncio.wait({task}, timeout=INTERRUPT_REPORT_S + 1.0)
+        raise
+    finally:
+        if not task.done():
+            task.cancel()
 
 
 class EventEmitter:
@@ -95,8 +142,14 @@ async def task_outcome(
     except asyncio.CancelledError:
 
         async def interrupted() -> None:
-            await producer.flush()
-            await events.emit("interrupted", records_written=result.records, message="stopped before the end")
+            try:
+                async with asyncio.timeout(INTERRUPT_REPORT_S):
+                    await producer.flush()
+                    await events.emit(
+                        "interrupted", records_written=result.records, message="stopped before the end"
+                    )
+            except TimeoutError:  # the broker is not taking anything: nobody would read the report
+                log.warning("could not report the task interrupted within %.0fs", INTERRUPT_REPORT_S)
 
         await asyncio.shield(interrupted())
         raise

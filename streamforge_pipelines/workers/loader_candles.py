@@ -520,7 +520,9 @@ async def run_candle_task(
                 BinanceRestClient(
                     rest_url, governor=gov, market=market, waf_pause_s=settings.exchange_waf_pause_s
                 ) as client,
-                ArchiveClient(archive_url, market=market) as archive,
+                ArchiveClient(
+                    archive_url, market=market, max_member_bytes=settings.archive_max_member_bytes
+                ) as archive,
             ):
                 try:
                     await _load(

@@ -8,6 +8,11 @@ command before it have ended (at-least-once: a crash re-runs the unfinished task
 are idempotent). It reads the checkpoint topic (``KAFKA_TOPIC_CHECKPOINTS``, :mod:`.checkpoint`)
 at start and catches up before each task, so a re-run task continues from its checkpoint instead
 of refetching what was done; once a command's offset is committed, its task's checkpoint is deleted.
+
+Every message is checked by :class:`~streamforge_pipelines.protocol.Command`, the one validator of
+commands (what it accepts, a loader can run); a refused message is logged in one line and, when it
+is a start command addressed to a loader with a usable ``queue_id``, reported as that task's
+``error`` event (:func:`refused_start`), so nobody waits for a task that will never run.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from ..kafka_admin import ensure_topics
+from ..kafka_health import monitor as broker_monitor
+from ..kafka_health import probe
 from ..protocol import (
     LOADER_CANDLES,
     LOADER_PRODUCER,
     LOADER_TRADES,
+    MAX_ID_CHARS,
     TRADE_TASK_TYPES,
     Command,
     ErrorInfo,
@@ -31,11 +40,12 @@ from ..protocol import (
     decode_command,
     make_producer_id,
     queue_id_suffix,
+    task_types,
 )
 from ..settings import Settings
 from .checkpoint import CheckpointStore
 from .errors import TaskInvalid
-from .kafka_io import EventEmitter, make_producer
+from .kafka_io import EventEmitter, make_producer, stop_within
 from .loader_candles import LoadResult, run_candle_task
 from .loader_trades import run_trades_task
 from .observability import ERRORS
@@ -47,7 +57,8 @@ Handler = Callable[[Command, Settings, AIOKafkaProducer], Awaitable[LoadResult]]
 
 
 def handler_for(command: Command, checkpoints: CheckpointStore | None = None) -> Handler:
-    """The loader that carries out ``command``; :class:`TaskInvalid` for an unknown type.
+    """The loader that carries out ``command``; :class:`TaskInvalid` for an unknown type (which
+    :class:`Command` refuses first: only a command built around the validator reaches it).
 
     ``checkpoints``: the standalone loader's store (tasks checkpoint and resume); None = neither.
     """
@@ -60,6 +71,41 @@ def handler_for(command: Command, checkpoints: CheckpointStore | None = None) ->
         f"command.type: no loader for {task_type!r} (supported: api_candles_<interval>, "
         f"{', '.join(TRADE_TASK_TYPES)})"
     )
+
+
+def refused_start(raw: bytes) -> tuple[str, str | None, str | None] | None:
+    """``(queue_id, symbol, type)`` of a refused message that is nevertheless a start command addressed
+    to a loader with a usable ``queue_id``, so the refusal can be reported as that task's ``error``
+    event; None for anything else (not JSON, another worker's, no queue_id): those are only logged."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or value.get("command") != "start" or value.get("target") not in TARGETS:
+        return None
+    queue_id, symbol, task_type = value.get("queue_id"), value.get("symbol"), value.get("type")
+    if not isinstance(queue_id, str) or not 0 < len(queue_id) <= MAX_ID_CHARS:
+        return None
+    symbol = symbol if isinstance(symbol, str) and symbol.isalnum() and len(symbol) <= 20 else None
+    return queue_id, symbol, task_type if task_type in task_types() else None
+
+
+async def report_refused(
+    producer: AIOKafkaProducer, settings: Settings, task: tuple[str, str | None, str | None], reason: str
+) -> None:
+    """The ``error`` event of a start command the validator refused (see :func:`refused_start`)."""
+    queue_id, symbol, task_type = task
+    try:
+        await EventEmitter(
+            producer,
+            settings.topic_events,
+            queue_id=queue_id,
+            producer_id=make_producer_id(LOADER_PRODUCER, queue_id_suffix(queue_id)),
+            symbol=symbol,
+            task_type=task_type,
+        ).emit("error", message=reason, error=ErrorInfo(type="CommandInvalid", detail=reason))
+    except Exception as exc:  # noqa: BLE001 - the refusal is logged already; the worker goes on
+        log.warning("reporting the refused command %s: %s", queue_id, exc)
 
 
 async def dispatch(
@@ -78,6 +124,8 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     bootstrap = settings.kafka_bootstrap_servers or ""
+    health = broker_monitor(bootstrap, down_after_s=settings.kafka_unavailable_s)
+    probe(bootstrap)  # a broker that is not there is one line now, not a client's retries
     consumer = AIOKafkaConsumer(
         settings.topic_control,
         bootstrap_servers=bootstrap,
@@ -92,6 +140,7 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
     await producer.start()
     await producer.partitions_for(settings.topic_checkpoints)  # its metadata now, not at the 1st put
     await consumer.start()
+    log.info("loader-producer serving %s (group %s)", settings.topic_control, LOADER_PRODUCER)
     gate = asyncio.Semaphore(parallel)
     running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
     queue_ids: dict[tuple[TopicPartition, int], str] = {}
@@ -140,6 +189,7 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
 
     try:
         while not stop.is_set():
+            health.check()  # the broker gone: stop with one line (commands stay uncommitted)
             batch = await consumer.getmany(timeout_ms=300)
             for tp, records in batch.items():
                 for rec in records:
@@ -150,7 +200,12 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
                         log.error(
                             "rejected command at %s[%s]@%s: %s", tp.topic, tp.partition, rec.offset, exc
                         )
-                        running[(tp, rec.offset)] = asyncio.create_task(asyncio.sleep(0))
+                        refused = refused_start(rec.value or b"")
+                        running[(tp, rec.offset)] = asyncio.create_task(
+                            asyncio.sleep(0)
+                            if refused is None
+                            else report_refused(producer, settings, refused, str(exc))
+                        )
                         continue
                     if command.target not in TARGETS or command.command != "start":
                         running[(tp, rec.offset)] = asyncio.create_task(asyncio.sleep(0))
@@ -161,6 +216,12 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
     finally:
         for task in running.values():
             task.cancel()
-        await asyncio.gather(*running.values(), return_exceptions=True)
-        await consumer.stop()
-        await producer.stop()
+        if health.down:  # nothing can be flushed, reported or handed back to a broker that is gone
+            if running:
+                await asyncio.wait(running.values(), timeout=0.5)
+            await stop_within(consumer.stop(), 0.5)
+            await stop_within(producer.stop(), 0.5)
+        else:
+            await asyncio.gather(*running.values(), return_exceptions=True)
+            await consumer.stop()
+            await producer.stop()

@@ -268,7 +268,7 @@ async def run_trades_task(
                 BinanceRestClient(
                     settings.exchange_url, governor=gov, waf_pause_s=settings.exchange_waf_pause_s
                 ) as client,
-                ArchiveClient(archive_url) as archive,
+                ArchiveClient(archive_url, max_member_bytes=settings.archive_max_member_bytes) as archive,
             ):
                 try:
                     await _load(

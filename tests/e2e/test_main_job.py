@@ -2,14 +2,16 @@
 
 command → loader → data topic → connector → store → queue-events → step → Dagster materialization
 with metadata, then the sensor over the same telemetry; and the analytics of ``streamforge run``
-(correlation graph per day, GNN over the range) on the loaded candles.
+(correlation graph per day, GNN over the range) on the loaded candles. The days are fixed (August
+2024): the data under test, and so every figure below, are the same on any date.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
-from datetime import UTC, date, datetime, timedelta
+import os
+from datetime import date, timedelta
 
 import dagster as dg
 import orjson
@@ -20,26 +22,27 @@ from rich.console import Console
 
 from streamforge_pipelines.cli import main
 from streamforge_pipelines.definitions import defs
-from streamforge_pipelines.intervals import day_range_ms
+from streamforge_pipelines.intervals import DAY_MS, day_range_ms
 from streamforge_pipelines.models import from_settings
+from streamforge_pipelines.preflight import PreflightError
 from streamforge_pipelines.queue_manager import LoadRequest
 from streamforge_pipelines.report import print_summary
-from streamforge_pipelines.runner import MAIN_RUN_TAG, run_main_job
+from streamforge_pipelines.runner import MAIN_RUN_TAG, prepare_dagster_home, run_analytics, run_main_job
 from streamforge_pipelines.sensors.queue_events import COVERAGE_JOB, process_tick
+from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
 from streamforge_pipelines.tracking import COMPLETE
 from streamforge_pipelines.workers.simulator.market import Market
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
-
-
-def _days_ago(n: int) -> date:
-    return datetime.now(UTC).date() - timedelta(days=n)
+#: Fixed days of the loads below: Aug 3 .. Aug 6, 2024.
+D3, D4, D5, D6 = (date(2024, 8, d) for d in range(3, 7))
 
 
 def _simulator_truth(seed: int, request: LoadRequest) -> dict[tuple[str, str], int]:
+    """Candles per (symbol, day) in the simulator's own model, every day closed (now = 2 days after)."""
     market = Market(seed)
-    now = int(datetime.now(UTC).timestamp() * 1000)
+    now = day_range_ms(request.last, request.last)[1] + 2 * DAY_MS
     out = {}
     d = request.first
     while d <= request.last:
@@ -58,7 +61,7 @@ def _printed(summary) -> str:
 
 def test_main_job_end_to_end(make_settings) -> None:
     settings = make_settings()
-    request = LoadRequest(symbols=SYMBOLS, interval="5m", first=_days_ago(3), last=_days_ago(2))
+    request = LoadRequest(symbols=SYMBOLS, interval="5m", first=D5, last=D6)
     summary = run_main_job(settings, request)  # the default path: analytics on
 
     truth = _simulator_truth(settings.simulator_seed, request)
@@ -69,7 +72,8 @@ def test_main_job_end_to_end(make_settings) -> None:
     # The exchange figures of `streamforge run --json`: the governor kept the loaders clear of limits.
     out = summary.to_json()
     assert (out["http_429"], out["http_418"]) == (0, 0)
-    assert out["retries"] >= 0 and 0 < out["weight_budget_used"] <= 1
+    # (no faults in this simulator: nothing to retry)
+    assert out["retries"] == 0 and 0 < out["weight_budget_used"] <= 1
     # Two days give the graph 46 hourly snapshots (the first two lack a trailing window), too few
     # for the GNN's walk-forward splits: the graph is built, the GNN skipped with its reason.
     assert summary.analytics is not None and summary.analytics.status == "skipped"
@@ -117,11 +121,11 @@ def test_main_job_end_to_end(make_settings) -> None:
 
 def test_rerun_idempotent_and_overlap_adds_only_new(make_settings) -> None:
     settings = make_settings()
-    first = LoadRequest(symbols=("BNBUSDT",), interval="1h", first=_days_ago(4), last=_days_ago(3))
+    first = LoadRequest(symbols=("BNBUSDT",), interval="1h", first=D4, last=D5)
     s1 = run_main_job(settings, first, analytics=False)
     s2 = run_main_job(settings, first, analytics=False)
     assert s1.ok and s2.ok and s1.stored == s2.stored == 48
-    wider = LoadRequest(symbols=("BNBUSDT",), interval="1h", first=_days_ago(4), last=_days_ago(2))
+    wider = LoadRequest(symbols=("BNBUSDT",), interval="1h", first=D4, last=D6)
     s3 = run_main_job(settings, wider, analytics=False)
     assert s3.ok and s3.stored == 72
     with store_from_settings(settings) as db:
@@ -144,7 +148,7 @@ def test_malformed_record_goes_to_dead_letter_and_load_completes(make_settings) 
             await producer.stop()
 
     asyncio.run(put_bad())
-    request = LoadRequest(symbols=("BTCUSDT",), interval="1h", first=_days_ago(2), last=_days_ago(2))
+    request = LoadRequest(symbols=("BTCUSDT",), interval="1h", first=D6, last=D6)
     summary = run_main_job(settings, request)
     assert summary.ok and summary.stored == 24
     # 1h candles are too coarse for the graph's 4-hour window: skipped with the reason, still ok.
@@ -173,35 +177,58 @@ def test_malformed_record_goes_to_dead_letter_and_load_completes(make_settings) 
     dead = asyncio.run(read_dlq())
     assert len(dead) == 2, dead
     reasons = sorted(d["reason"] for d in dead)
-    assert reasons[0].startswith("candle.open_time: required field is missing") or "candle." in reasons[0]
-    assert any(r.startswith("record: not valid JSON") for r in reasons)
+    # the candle lacks its open time (its symbol and interval are valid); the other is not JSON
+    assert reasons[0].startswith("candle.open_time: required field is missing"), reasons
+    assert reasons[1].startswith("record: not valid JSON"), reasons
     assert {d["value"] for d in dead} == {v.decode() for v in bad}
 
 
-def test_unknown_symbol_fails_the_step_with_the_exchange_error(make_settings) -> None:
-    settings = make_settings(task_stall_s=30.0)
-    request = LoadRequest(symbols=("NOPEUSDT",), interval="5m", first=_days_ago(2), last=_days_ago(2))
-    summary = run_main_job(settings, request)
-    assert not summary.ok and not summary.dagster_success
+def test_unknown_symbol_is_refused_before_any_work(make_settings) -> None:
+    """`streamforge run` asks the exchange for its symbols first: nothing is launched."""
+    settings = make_settings()
+    request = LoadRequest(symbols=("BTCUSDT", "NOPEUSDT"), interval="5m", first=D6, last=D6)
+    with pytest.raises(PreflightError, match=r"symbols not listed on the exchange at .*: NOPEUSDT \(") as err:
+        run_main_job(settings, request)
+    assert err.value.exit_code == 2
     with store_from_settings(settings) as db:
-        (task,) = db.list_tasks(run_id=summary.dagster_run_id)
-    assert task.status == "failed"
-    assert task.error is not None and "-1121" in task.error and "Invalid symbol" in task.error
-    # The graph refuses the incomplete day (by design); the GNN does not run; one line says why.
-    a = summary.analytics
-    assert a is not None and a.status == "failed" and len(a.graph_run_ids) == 1 and a.gnn_run_id is None
+        assert db.list_tasks() == []
+    assert not dg.DagsterInstance.get().get_runs()
+
+
+def test_unknown_symbol_fails_the_step_with_the_exchange_error(make_settings) -> None:
+    """Launched as the UI does (no preflight), the step fails with the exchange's own error; the
+    analytics over the range then refuse the incomplete day, in one line."""
+    settings = make_settings(task_stall_s=30.0)
+    request = LoadRequest(symbols=("NOPEUSDT",), interval="5m", first=D6, last=D6)
+    prepare_dagster_home(settings)
+    with Stack(settings) as stack:
+        os.environ.update(stack.settings.to_env())
+        result = defs.resolve_job_def("candles_5m_job").execute_in_process(
+            instance=dg.DagsterInstance.get(),
+            run_config={"ops": {"candles_5m": {"config": {"symbols": ["NOPEUSDT"], "source": "rest"}}}},
+            tags={
+                "dagster/asset_partition_range_start": str(D6),
+                "dagster/asset_partition_range_end": str(D6),
+            },
+            raise_on_error=False,
+        )
+        assert not result.success
+        with store_from_settings(stack.settings) as db:
+            (task,) = db.list_tasks(run_id=result.run_id)
+        assert task.status == "failed"
+        assert task.error is not None and "-1121" in task.error and "Invalid symbol" in task.error
+        # The graph refuses the incomplete day (by design); the GNN does not run; one line says why.
+        a = run_analytics(stack.settings, request, {})
+    assert a.status == "failed" and len(a.graph_run_ids) == 1 and a.gnn_run_id is None
     assert a.error is not None and a.error.startswith(f"graph {request.first}: candles_5m of {request.first}")
     assert f"are not complete: NOPEUSDT (288 missing on {request.first})" in a.error
-    failed = [line for line in _printed(summary).splitlines() if line.startswith("ANALYTICS FAILED")]
-    assert failed == [f"ANALYTICS FAILED: {a.error}"]
-    assert summary.to_json()["analytics"]["status"] == "failed"
 
 
 def test_main_job_with_analytics_graph_and_gnn_beside_baselines(make_settings) -> None:
     """`make run`'s path over 3 days: candles, a correlation graph per day, the GNN over the range."""
     settings = make_settings(partitions=2)
     symbols = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT")
-    request = LoadRequest(symbols=symbols, interval="5m", first=_days_ago(4), last=_days_ago(2))
+    request = LoadRequest(symbols=symbols, interval="5m", first=D4, last=D6)
     summary = run_main_job(settings, request)
     a = summary.analytics
     assert summary.ok and a is not None and a.status == "ok", summary.to_json()["analytics"]
@@ -273,9 +300,7 @@ def test_run_command_has_the_no_analytics_option() -> None:
 @pytest.mark.parametrize("interval", ["1d"])
 def test_other_intervals(make_settings, interval: str) -> None:
     settings = make_settings(partitions=1)
-    request = LoadRequest(
-        symbols=("XRPUSDT", "ADAUSDT"), interval=interval, first=_days_ago(5), last=_days_ago(2)
-    )
+    request = LoadRequest(symbols=("XRPUSDT", "ADAUSDT"), interval=interval, first=D3, last=D6)
     summary = run_main_job(settings, request, analytics=False)
     assert summary.ok and summary.stored == 2 * 4 and summary.analytics is None
     assert summary.to_json()["models"] == {} and summary.to_json()["analytics"] is None

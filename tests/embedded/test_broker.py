@@ -102,15 +102,15 @@ def test_port_taken_raises_readable_error(tmp_path: Path) -> None:
 
 
 def test_early_exit_raises_with_log_tail(tmp_path: Path) -> None:
-    broker = EmbeddedBroker(log_dir=tmp_path, storage_engine="bogus://nowhere/")
-    started = time.monotonic()
+    # A start timeout far longer than the test's budget: the error can only be the exit, noticed as
+    # it happens (a start that waited for the timeout would say "did not answer on ... within 300.0s").
+    broker = EmbeddedBroker(log_dir=tmp_path, storage_engine="bogus://nowhere/", start_timeout_s=300.0)
     with pytest.raises(BrokerStartError) as info:
         broker.start()
     message = str(info.value)
     assert "exited with code" in message
     assert "last lines of the broker log" in message
     assert "UnsupportedStorageUrl" in message, message
-    assert time.monotonic() - started < 10, "an early exit must be noticed at once, not after the timeout"
     assert not broker.running
 
 
@@ -129,10 +129,8 @@ def test_wait_ready_gives_up_on_a_dead_address() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, never listening: connections are refused
-        started = time.monotonic()
         with pytest.raises(KafkaNotReadyError, match=f"127.0.0.1:{port}"):
-            asyncio.run(wait_ready(f"127.0.0.1:{port}", 1.0))
-        assert time.monotonic() - started < 5
+            asyncio.run(wait_ready(f"127.0.0.1:{port}", 1.0))  # (a hang is the pytest timeout's)
 
 
 # ---- topics --------------------------------------------------------------------------------------

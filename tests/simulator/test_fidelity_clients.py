@@ -11,8 +11,12 @@ test also states which simulator routes it proved, and answers that depend on "n
 the book) are recomputed for exactly that instant.
 
 The simulator runs on the wall clock (the clients use it too: ccxt's pagination and python-binance's
-earliest-candle probe read ``time.time()``), so the compared ranges end at the last UTC midnight:
-every candle in them is closed, and closed candles are a pure function of the seed.
+earliest-candle probe read ``time.time()``), so the compared ranges are fixed days that are long
+closed on any date (they end at :data:`END_MS`, 2024-08-15 00:00 UTC): closed candles are a pure
+function of the seed, so the data under test are the same every day. Only ccxt's own pagination
+(``paginate: True``) cannot reach back that far (it starts at most ten pages before its clock's
+now): those ranges end at :data:`RECENT_END_MS`, a UTC midnight two days back read once per session,
+so no range is still open and none depends on the time of day.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal
 from itertools import islice, pairwise
 from typing import Any, NamedTuple
@@ -38,6 +43,7 @@ from streamforge_pipelines.intervals import (
     DAY_MS,
     FIXED_INTERVAL_MS,
     HOUR_MS,
+    day_start_ms,
     floor_open_time,
     next_open_time,
     open_times,
@@ -49,6 +55,10 @@ from streamforge_pipelines.workers.simulator.market import SCALE
 
 SEED = 8_0808
 START_TIMEOUT_S = 10.0
+#: End (exclusive) of the compared candle ranges: a fixed UTC midnight, long past.
+END_MS = day_start_ms(date(2024, 8, 15))
+#: End of the ranges ccxt paginates itself: the UTC midnight two days before the session started.
+RECENT_END_MS = time.time_ns() // 1_000_000 // DAY_MS * DAY_MS - 2 * DAY_MS
 
 
 class Request(NamedTuple):
@@ -129,11 +139,6 @@ def _fresh_log(sim: BackgroundSimulator) -> None:
 # ---------------------------------------------------------------------- helpers
 
 
-def last_midnight_ms() -> int:
-    now = time.time_ns() // 1_000_000
-    return now - now % DAY_MS
-
-
 def expected_klines(market: Market, symbol: str, interval: str, start: int, end: int) -> list[list]:
     """The simulator's candles opening in ``[start, end)`` (all closed: ``end`` is in the past)."""
     now = time.time_ns() // 1_000_000
@@ -178,8 +183,8 @@ def as_book_side(levels: list[list[str]]) -> list[list[float]]:
 
 
 def trades_window_start() -> int:
-    """An arbitrary past instant (yesterday 10:00:07.654 UTC): all trades around it are final."""
-    return last_midnight_ms() - DAY_MS + 10 * HOUR_MS + 7_654
+    """An arbitrary past instant (2024-08-14 10:00:07.654 UTC): all trades around it are final."""
+    return END_MS - DAY_MS + 10 * HOUR_MS + 7_654
 
 
 def expected_futures_klines(market: Market, symbol: str, interval: str, start: int, end: int) -> list[list]:
@@ -273,7 +278,7 @@ def test_ccxt_fetch_ohlcv_paginated_equals_the_market(sim: BackgroundSimulator) 
     exchange = ccxt_client(sim.base_url)
     exchange.load_markets()
     sim.take()
-    end = last_midnight_ms()
+    end = RECENT_END_MS
     start = end - 3 * DAY_MS
 
     got = exchange.fetch_ohlcv("BTC/USDT", "1m", since=start, params={"paginate": True, "until": end - 1})
@@ -289,7 +294,7 @@ def test_ccxt_fetch_ohlcv_since_loop_equals_the_market(sim: BackgroundSimulator)
     exchange = ccxt_client(sim.base_url)
     exchange.load_markets()
     sim.take()
-    end = last_midnight_ms()
+    end = END_MS
     start = end - 7 * DAY_MS
     step = FIXED_INTERVAL_MS["5m"]
 
@@ -377,7 +382,7 @@ def test_ccxt_linear_markets_ohlcv_and_order_book(sim: BackgroundSimulator) -> N
     assert perpetual["precision"]["price"] == float(spec.tick_size)
     assert perpetual["precision"]["amount"] == float(spec.step_size)
 
-    end = last_midnight_ms()
+    end = RECENT_END_MS
     start = end - 5 * DAY_MS
     got = exchange.fetch_ohlcv(
         "BTC/USDT:USDT", "5m", since=start, params={"paginate": True, "until": end - 1}
@@ -401,7 +406,7 @@ def test_ccxt_linear_markets_ohlcv_and_order_book(sim: BackgroundSimulator) -> N
 
 
 def test_ccxt_async_markets_and_paginated_ohlcv_equal_the_market(sim: BackgroundSimulator) -> None:
-    end = last_midnight_ms()
+    end = RECENT_END_MS
     start = end - 20 * DAY_MS
 
     async def main() -> tuple[dict, list[list]]:
@@ -472,7 +477,7 @@ def test_python_binance_exchange_and_symbol_info(sim: BackgroundSimulator, binan
 def test_python_binance_historical_klines_equal_the_market(
     sim: BackgroundSimulator, binance_client: Client
 ) -> None:
-    end = last_midnight_ms()
+    end = END_MS
     start = end - 3 * DAY_MS
 
     got = binance_client.get_historical_klines("ETHUSDT", "1m", start, end - 1)
@@ -608,7 +613,7 @@ def test_python_binance_recent_trades_and_order_book_equal_the_market(
 def test_python_binance_futures_klines_and_order_book(
     sim: BackgroundSimulator, binance_client: Client
 ) -> None:
-    end = last_midnight_ms()
+    end = END_MS
     start = end - 4 * DAY_MS
 
     got = binance_client.get_historical_klines(

@@ -412,18 +412,17 @@ def test_latency_is_added_to_the_configured_endpoint_only() -> None:
     config = FaultConfig(endpoints={"/api/v3/klines": FaultRates(latency_ms=150, jitter_ms=50)})
     injector, app = faulty(config)
 
-    async def body(url: str) -> tuple[float, float]:
+    async def body(url: str) -> float:
         async with session(url) as http:
             started = time.perf_counter()
             assert (await get(http, "/api/v3/klines")).status == 200
             slow = time.perf_counter() - started
-            started = time.perf_counter()
             assert (await get(http, "/api/v3/ping")).status == 200
-            return slow, time.perf_counter() - started
+            return slow
 
-    slow, fast = serve(app, body)
-    assert slow >= 0.14
-    assert fast < slow
+    slow = serve(app, body)
+    assert slow >= 0.14  # at least the configured 150 ms (plus 0-50 ms jitter), less timer slack
+    # two requests, one delayed: the klines one (the ping was not, whatever its wall-clock time)
     assert injector.counts["delayed"] == 1
 
 

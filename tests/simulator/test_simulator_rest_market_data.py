@@ -1,7 +1,7 @@
 """REST trades, aggTrades, depth, USD-M futures and ``/_sim/truth``, served for real on loopback.
 
-Fixed seed, injected clock, no sleeps. Shapes are checked against the real captures in
-``/work/shared/reference/binance-samples`` (depth) and the documented element layouts (trades,
+Fixed seed, injected clock, no sleeps. Shapes are checked against the real captures copied into
+``tests/fixtures/binance`` (depth) and the documented element layouts (trades,
 aggTrades: reference section 1.5/1.6; futures: section 3).
 """
 
@@ -32,8 +32,7 @@ SEED = 20240801
 NOW_MS = 1_722_556_800_000 + 5 * HOUR_MS + 12_345
 MARKET = Market(SEED)
 EIGHT_DP = re.compile(r"^[0-9]+\.[0-9]{8}$")
-SAMPLES = Path("/work/shared/reference/binance-samples")
-FIXTURE_DEPTH = Path(__file__).resolve().parent.parent / "fixtures" / "binance"
+SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "binance"
 
 
 class Reply:

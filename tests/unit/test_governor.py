@@ -1,5 +1,6 @@
 """WeightGovernor with a fake clock: budgets per window, waits, blocks, shares, header reconciliation;
-and the limit it learns from a 429, against a loopback server and against the simulator's real limits."""
+and the limit it learns from a 429, against a loopback server and against the simulator's real limits
+(governor and simulator on one virtual clock, :class:`~lockstep_clock.LockstepClock`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import date
 
 import pytest
 from aiohttp import web
+from lockstep_clock import LockstepClock
 
-from streamforge_pipelines.intervals import day_range_ms
+from streamforge_pipelines.intervals import day_range_ms, day_start_ms
 from streamforge_pipelines.workers.exchange_client import BinanceRestClient
 from streamforge_pipelines.workers.governor import (
     WeightGovernor,
@@ -352,19 +354,20 @@ def test_a_governor_told_a_limit_far_too_high_meets_one_429_wave_then_runs_at_th
     (418) a client that sends more than that afterwards (``tolerated_after_429``: requests on the
     wire, not a client that goes on). The governor stops every request at the first 429, learns 60
     from it and keeps under floor(60 * 0.97) = 58 per window from then on: no further 429, no 418.
+    Governor and simulator share a virtual clock that starts on a window boundary and moves only
+    when the governor waits, so every window is whole and the number of windows is exact.
     """
     limits = LimitsConfig(
         request_weight_per_minute=REAL_LIMIT, window_1m_ms=WINDOW_MS, tolerated_after_429=CONCURRENCY - 1
     )
     requests = 100  # 200 weight: the first window, then three at the learned budget
-    day = datetime.now(UTC).date() - timedelta(days=3)
+    day = date(2024, 8, 12)
     start, end = day_range_ms(day, day)
+    clock = LockstepClock(day_start_ms(date(2024, 10, 1)))
 
-    async def main() -> tuple[list[int], WeightGovernor, BinanceRestClient, float]:
-        async with SimulatorServer(seed=42, limits=limits) as sim:
-            # Start right after a window boundary: the first window is a whole one.
-            await asyncio.sleep((WINDOW_MS - time.time() * 1000 % WINDOW_MS) / 1000 + 0.01)
-            gov = WeightGovernor(1000, window_ms=WINDOW_MS)
+    async def main() -> tuple[list[int], WeightGovernor, BinanceRestClient]:
+        async with SimulatorServer(seed=42, limits=limits, clock=clock.ms) as sim:
+            gov = clock.governor(1000, window_ms=WINDOW_MS)
             async with BinanceRestClient(sim.base_url, governor=gov) as client:
                 sem = asyncio.Semaphore(CONCURRENCY)
 
@@ -372,11 +375,10 @@ def test_a_governor_told_a_limit_far_too_high_meets_one_429_wave_then_runs_at_th
                     async with sem:
                         return len(await client.klines("BTCUSDT", "1m", start, end))
 
-                t0 = time.monotonic()
                 counts = await asyncio.gather(*(one() for _ in range(requests)))
-                return counts, gov, client, time.monotonic() - t0
+                return counts, gov, client
 
-    counts, gov, client, seconds = asyncio.run(main())
+    counts, gov, client = asyncio.run(main())
     assert counts == [1000] * requests
     assert client.http_418 == 0 and gov.stats().http_418 == 0
     # one wave: only the requests in flight when the first 429 came back (at most one per slot)
@@ -384,7 +386,9 @@ def test_a_governor_told_a_limit_far_too_high_meets_one_429_wave_then_runs_at_th
     assert client.retries == client.http_429
     stats = gov.stats()
     assert (stats.limit, stats.limit_learned, gov.budget) == (REAL_LIMIT, True, 58)
-    assert 0.9 <= stats.weight_budget_used <= round(58 / 60, 4)  # close to, never over, the learned budget
-    # 30 admitted in the first window, then 29 per window: 5 windows (10 s), not more than one extra
-    assert seconds < 6 * WINDOW_MS / 1000 + 1, seconds
+    assert stats.weight_budget_used == pytest.approx(58 / 60, abs=1e-4)  # the learned budget, whole
+    # 30 admitted in the first window (60 / 2), the other 70 at 29 per window: 29 + 29 + 12, so the
+    # last request goes in the 4th window: exactly 3 windows of waiting (the 429's Retry-After ends
+    # the first one), none more.
+    assert clock.elapsed_ms == 3 * WINDOW_MS
     assert learned_limit(1000, WINDOW_MS) == REAL_LIMIT

@@ -174,7 +174,14 @@ def test_check_summary_passes_only_when_nothing_is_missing() -> None:
 def test_protocol_carries_ranges_and_empty_ranges_and_old_messages_still_parse() -> None:
     from streamforge_pipelines.protocol import decode_command, decode_event
 
-    base = {"command": "start", "queue_id": "q", "target": "loader-producer", "type": "api_candles_5m"}
+    base = {
+        "command": "start",
+        "queue_id": "q",
+        "target": "loader-producer",
+        "symbol": "SOLUSDT",
+        "type": "api_candles_5m",
+        "time_range": f"{DAY}:{DAY}",
+    }
     assert decode_command(base).ranges is None
     cmd = decode_command({**base, "ranges": [[D0, D0 + M5], [D0 + HOUR_MS, D0 + 2 * HOUR_MS]]})
     assert cmd.ranges == [(D0, D0 + M5), (D0 + HOUR_MS, D0 + 2 * HOUR_MS)]

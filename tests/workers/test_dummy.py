@@ -222,6 +222,7 @@ def test_health_and_metrics_answer_while_a_mode_runs(make_settings) -> None:
         async def silent(stop_: asyncio.Event, status: ModeStatus) -> Any:
             return await impersonate_worker(settings, "silent", hold_s=30.0, stop=stop_, status=status)
 
+        before = time.monotonic()  # the server starts after this: its uptime cannot exceed ours
         task = asyncio.create_task(
             serve_mode("impersonate", silent, port=0, signals=False, stop=stop, on_ready=servers.append)
         )
@@ -236,7 +237,9 @@ def test_health_and_metrics_answer_while_a_mode_runs(make_settings) -> None:
                 return body if body["status"] == "silent" else None
 
             body = await _poll(health, 10.0, "/health to report the silent phase")
-            assert body["mode"] == "impersonate" and body["uptime_s"] >= 0
+            # seconds on the monotonic clock since the server started (rounded to ms), not since the epoch
+            assert body["mode"] == "impersonate"
+            assert 0 <= body["uptime_s"] <= round(time.monotonic() - before, 3) + 0.001, body
             assert body["counters"] == {"events_started": 1, "events_loading": 1}
             async with http.get(f"{servers[0].url}/metrics") as resp:
                 assert resp.status == 200

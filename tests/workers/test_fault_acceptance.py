@@ -12,6 +12,10 @@ Each run asserts: 432,000 candles stored (every closed 1m candle of 30 days x 10
 duplicate keys, nothing left for the ledger's repair round, every task complete, zero 418s, and
 that the faults really fired (the simulator's ``streamforge_simulator_faults_total`` on
 ``/metrics``) and were survived by retrying (``retries`` > 0), not avoided.
+
+The range is fixed (August 2024) and so is the load's clock (:data:`NOW_MS`, noon the day after
+it): the same days are archived or read from REST on any date. The seconds a load took are printed,
+not asserted (a busy machine is slower, not wrong); ``bench/e2e_candles.py`` measures throughput.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamforge_pipelines.intervals import day_range_ms
+from streamforge_pipelines.intervals import HOUR_MS, day_range_ms, day_start_ms
 from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, load_candles
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
@@ -47,6 +51,10 @@ SYMBOLS = (
     "LINKUSDT",
 )
 DAYS = 30
+FIRST, LAST = date(2024, 8, 2), date(2024, 8, 31)  # 30 days, no whole calendar month (no monthly file)
+#: "Now" for the load: 12:00 on the day after the range, so ``auto`` reads Aug 2..30 from the archive
+#: (ended at least a day ago) and Aug 31 ("yesterday") from REST.
+NOW_MS = day_start_ms(date(2024, 9, 1)) + 12 * HOUR_MS
 EXPECTED = DAYS * 1440 * len(SYMBOLS)  # 432,000
 
 #: Every kind at a few percent: over the ~450 klines requests of a load each fires 10-15 times,
@@ -79,10 +87,6 @@ ARCHIVE_KINDS = ("server_error", "truncated", "malformed", "drop", "delayed")
 REST_KINDS = (*ARCHIVE_KINDS, "waf_block")
 
 
-def _days_ago(n: int) -> date:
-    return datetime.now(UTC).date() - timedelta(days=n)
-
-
 async def _scrape(url: str) -> Counter[tuple[str, str, str]]:
     """``(metric, route, kind|status)`` -> value of the simulator's request and fault counters."""
     async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as resp:
@@ -102,9 +106,8 @@ def _load(make_settings, source: str, faults: dict[str, Any]) -> tuple[LoadRepor
     seconds, and the candles counted in the store directly."""
     # The exchange is the test's own simulator (with faults); the Stack only starts the connector.
     settings = make_settings(partitions=4, exchange_url="http://127.0.0.1:9", exchange_waf_pause_s=0.2)
-    request = LoadRequest(
-        symbols=SYMBOLS, interval="1m", first=_days_ago(DAYS), last=_days_ago(1), source=source
-    )
+    request = LoadRequest(symbols=SYMBOLS, interval="1m", first=FIRST, last=LAST, source=source)
+    assert (LAST - FIRST).days + 1 == DAYS
 
     async def main(live_base) -> tuple[LoadReport, Counter, float]:
         config = FaultConfig.from_dict(faults)
@@ -113,7 +116,7 @@ def _load(make_settings, source: str, faults: dict[str, Any]) -> tuple[LoadRepor
             before = await _scrape(sim.base_url)
             t0 = time.monotonic()
             with store_from_settings(live) as db:
-                report = await load_candles(request, live, db)
+                report = await load_candles(request, live, db, clock_ms=lambda: NOW_MS)
             seconds = time.monotonic() - t0
             after = await _scrape(sim.base_url)
         return report, after - before, seconds
@@ -150,7 +153,6 @@ def test_rest_load_with_faults_loses_nothing(make_settings) -> None:
     days = report.exchange.days_by_source
     assert (days.get("rest"), days.get("archive", 0)) == (DAYS * len(SYMBOLS), 0)
     print(f"\nrest: {seconds:.1f}s, retries {report.exchange.retries}, faults {fired}")
-    assert seconds < 60
 
 
 def test_auto_load_with_archive_faults_falls_back_and_loses_nothing(make_settings) -> None:
@@ -164,7 +166,7 @@ def test_auto_load_with_archive_faults_falls_back_and_loses_nothing(make_setting
     days = report.exchange.days_by_source
     archive_days, rest_days = days.get("archive", 0), days.get("rest", 0)
     assert archive_days + rest_days == DAYS * len(SYMBOLS)
-    # yesterday is read from REST; the days whose archive files kept failing fell back to REST too
+    # yesterday (Aug 31) is read from REST; the days whose archive files kept failing fell back too
     assert rest_days > len(SYMBOLS), days
     assert archive_days > DAYS * len(SYMBOLS) // 2, days
     # archive retries: more downloads than files (a zip and its CHECKSUM per archive day)
@@ -174,4 +176,3 @@ def test_auto_load_with_archive_faults_falls_back_and_loses_nothing(make_setting
         f"\nauto: {seconds:.1f}s, days {days}, retries {report.exchange.retries}, "
         f"archive requests {archive_requests:.0f}, archive faults {fired}"
     )
-    assert seconds < 60

@@ -1,7 +1,8 @@
 """The completeness ledger on the real stack: exchange downtime, targeted repair, the asset check.
 
 A simulator process (with a downtime window, or with REST klines failing), the session broker, the
-connector process and a SQLite store; loads through the queue-manager and through Dagster.
+connector process and a SQLite store; loads through the queue-manager and through Dagster. The days
+are fixed (August 2024), long closed on any date: ``auto`` reads them all from the archive.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
@@ -30,10 +31,7 @@ from streamforge_pipelines.stack import Stack, free_port
 from streamforge_pipelines.store import store_from_settings
 
 M5 = 5 * MINUTE_MS
-
-
-def _days_ago(n: int) -> date:
-    return datetime.now(UTC).date() - timedelta(days=n)
+D1, D2 = date(2024, 8, 5), date(2024, 8, 6)
 
 
 @contextmanager
@@ -71,9 +69,9 @@ def _simulator(tmp_path: Path, *, config: dict | None = None, faults: dict | Non
         log.close()
 
 
-def _klines_requests(url: str) -> int:
+def _spot_requests(url: str) -> int:
     """Spot REST requests the simulator answered 200 (its Prometheus counter counts by route family,
-    ``/api/v3``; the loaders ask nothing else of it than klines)."""
+    ``/api/v3``: the run's preflight asks ``exchangeInfo`` once, the loaders nothing but klines)."""
     body = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
     m = re.search(r'streamforge_simulator_requests_total\{route="/api/v3",status="200"\} ([0-9.e+]+)', body)
     return int(float(m.group(1))) if m else 0
@@ -91,17 +89,17 @@ def _delete(settings, symbol: str, interval: str, start: int, end: int) -> int:
 def test_load_over_exchange_downtime_reports_downtime_not_missing_and_the_check_passes(
     make_settings, tmp_path: Path
 ) -> None:
-    day = _days_ago(3)
+    day = D1
     down_start, down_end = day_start_ms(day) + HOUR_MS, day_start_ms(day) + HOUR_MS + 90 * MINUTE_MS
     config = {"seed": 42, "downtime": [{"start": down_start, "end": down_end, "symbols": ["BTCUSDT"]}]}
     with _simulator(tmp_path, config=config) as url:
         settings = make_settings(partitions=2, exchange_url=url)
         request = LoadRequest(
-            symbols=("BTCUSDT", "ETHUSDT"), interval="5m", first=day, last=_days_ago(2), source="auto"
+            symbols=("BTCUSDT", "ETHUSDT"), interval="5m", first=day, last=D2, source="auto"
         )
-        before = _klines_requests(url)
+        before = _spot_requests(url)
         summary = run_main_job(settings, request, analytics=False)
-        klines = _klines_requests(url) - before
+        spot_requests = _spot_requests(url) - before
 
     # 90 minutes of downtime = 18 five-minute candles the exchange does not have.
     assert summary.downtime == 18 and summary.missing == 0 and summary.ok
@@ -116,11 +114,11 @@ def test_load_over_exchange_downtime_reports_downtime_not_missing_and_the_check_
     # counted apart: each symbol-day is counted once under its source), and the exchange confirmed
     # it empty.
     assert out["days_by_source"] == {"archive": 4, "rest": 0, "repair": 1}
-    assert klines == 1
+    assert spot_requests == 2  # the preflight's exchangeInfo, and the repair's one klines page
 
     # The ledger is persisted with the confirmed range: a later check needs no exchange.
     with store_from_settings(settings) as db:
-        ledger = db.read_ledger(["BTCUSDT", "ETHUSDT"], "5m", day.isoformat(), _days_ago(2).isoformat())
+        ledger = db.read_ledger(["BTCUSDT", "ETHUSDT"], "5m", day.isoformat(), D2.isoformat())
     assert [e.status for e in ledger] == [DOWNTIME, COMPLETE, COMPLETE, COMPLETE]
     assert ledger[0].downtime_ranges == [(down_start, down_end)]
     assert ledger[0].missing_ranges == []
@@ -137,7 +135,7 @@ def test_load_over_exchange_downtime_reports_downtime_not_missing_and_the_check_
 
 
 def test_repair_refetches_only_the_deleted_ranges(make_settings, tmp_path: Path) -> None:
-    first, last = _days_ago(3), _days_ago(2)
+    first, last = D1, D2
     with _simulator(tmp_path) as url:
         settings = make_settings(partitions=2, exchange_url=url)
         with Stack(settings) as stack:
@@ -152,9 +150,9 @@ def test_repair_refetches_only_the_deleted_ranges(make_settings, tmp_path: Path)
                 gone = _delete(live, "ETHUSDT", "5m", d0 + 10 * HOUR_MS, d0 + 12 * HOUR_MS)
                 gone += _delete(live, "ETHUSDT", "5m", d1 - HOUR_MS, d1 + HOUR_MS)
                 assert gone == 48
-                before = _klines_requests(url)
+                before = _spot_requests(url)
                 outcome = asyncio.run(repair_candles(request, live, db))
-                requests = _klines_requests(url) - before
+                requests = _spot_requests(url) - before
                 stored = db.count_candles("ETHUSDT", "5m", d0, d1 + 24 * HOUR_MS)
                 ledger = db.read_ledger(["ETHUSDT", "SOLUSDT"], "5m", first.isoformat(), last.isoformat())
     # One repair task (only ETHUSDT), one REST window per missing range: the midnight one is a
@@ -178,7 +176,7 @@ def test_check_fails_when_candles_are_missing_and_the_repair_cannot_fetch_them(
 ) -> None:
     """REST klines answer 5xx (the archive works): the load succeeds from the archive, lost candles
     cannot be re-fetched, and the check reports them missing with severity ERROR."""
-    day = _days_ago(3)
+    day = D1
     faults = {"endpoints": {"/api/v3/klines": {"server_error_rate": 1.0}}}
     with _simulator(tmp_path, faults=faults) as url:
         settings = make_settings(partitions=1, exchange_url=url)

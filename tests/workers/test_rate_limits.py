@@ -1,42 +1,46 @@
 """The weight governor against the simulator's real rate limits (2 s windows, 60 weight per window).
 
 Klines weigh 2, so the simulator admits 30 requests per window from one address; the governor aims
-for floor(60 * 0.97) = 58 weight = 29 requests. Simulator and governor both use the wall clock and
-windows aligned to it, as Binance's are aligned to the minute.
+for floor(60 * 0.97) = 58 weight = 29 requests. Where the test is about windows, governor and
+simulator share a :class:`~lockstep_clock.LockstepClock` (virtual time that moves only when the
+governor waits, once its requests are answered), so a busy machine cannot move a request into
+another window; the data are fixed historical days, the same on any date.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import date
 
 import aiohttp
 import pytest
+from lockstep_clock import LockstepClock
 
-from streamforge_pipelines.intervals import day_range_ms
+from streamforge_pipelines.intervals import day_range_ms, day_start_ms
 from streamforge_pipelines.protocol import Command, decode_event, format_time_range
 from streamforge_pipelines.telemetry import read_events
 from streamforge_pipelines.workers.exchange_client import BinanceRestClient
 from streamforge_pipelines.workers.governor import WeightGovernor
-from streamforge_pipelines.workers.loader_candles import plan_windows, run_candle_task
+from streamforge_pipelines.workers.loader_candles import run_candle_task
 from streamforge_pipelines.workers.simulator.limits import LimitsConfig
 from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 WINDOW_MS = 2000
 LIMIT = 60
+DAY = date(2024, 8, 12)
+#: The virtual "now" of the lockstep tests: a window boundary well after every range loaded here.
+T0_MS = day_start_ms(date(2024, 10, 1))
 
 
 def _limits() -> LimitsConfig:
     return LimitsConfig(request_weight_per_minute=LIMIT, window_1m_ms=WINDOW_MS)
 
 
-def _days_ago(n: int):
-    return datetime.now(UTC).date() - timedelta(days=n)
-
-
 def test_governed_loader_with_high_concurrency_meets_no_429_and_no_418(make_settings) -> None:
-    first, last = _days_ago(46), _days_ago(2)  # 45 days of 1m candles: 65 pages, 130 weight
+    # 45 days of 1m candles = 64,800 candles; windows of 1000 -> ceil(64.8) = 65 pages, 130 weight
+    first, last = date(2024, 7, 1), date(2024, 8, 14)
+    pages = 65
     settings0 = make_settings(partitions=2, loader_concurrency=32, exchange_weight_limit=LIMIT)
     command = Command(
         command="start",
@@ -47,26 +51,24 @@ def test_governed_loader_with_high_concurrency_meets_no_429_and_no_418(make_sett
         time_range=format_time_range(first, last),
         weight_share=1.0,
     )
-    pages = len(plan_windows(*day_range_ms(first, last), "1m"))
-    assert pages * 2 > 2 * LIMIT * 0.97  # needs at least three windows
+    clock = LockstepClock(T0_MS)
 
     async def main():
-        async with SimulatorServer(seed=42, limits=_limits()) as sim:
+        async with SimulatorServer(seed=42, limits=_limits(), clock=clock.ms) as sim:
             settings = settings0.model_copy(update={"exchange_url": sim.base_url})
-            governor = WeightGovernor(LIMIT, window_ms=WINDOW_MS)
-            t0 = time.monotonic()
-            result = await run_candle_task(command, settings, governor=governor)
-            return result, governor, time.monotonic() - t0
+            governor = clock.governor(LIMIT, window_ms=WINDOW_MS)
+            result = await run_candle_task(command, settings, governor=governor, clock_ms=clock.ms)
+            return result, governor
 
-    result, governor, seconds = asyncio.run(main())
+    result, governor = asyncio.run(main())
     assert result.records == 45 * 1440
     assert result.requests == pages
     assert (result.http_429, result.http_418, result.retries) == (0, 0, 0)
     stats = governor.stats()
     assert stats.http_429 == stats.http_418 == 0
-    assert stats.waits >= 2  # it did hold requests back
-    assert 0.9 <= result.weight_budget_used <= 1.0
-    assert seconds < 12
+    # 29 pages per window (58 weight): 29 + 29 + 7 -> three windows, two waits for the next one
+    assert stats.waits == 2 and clock.elapsed_ms == 2 * WINDOW_MS
+    assert result.weight_budget_used == pytest.approx(58 / 60, abs=1e-4)
     events, _ = asyncio.run(read_events(settings0.kafka_bootstrap_servers or "", settings0.topic_events, {}))
     (finished,) = [e for e in events if e.status == "finished"]
     assert (finished.http_429, finished.http_418, finished.retries) == (0, 0, 0)
@@ -75,12 +77,17 @@ def test_governed_loader_with_high_concurrency_meets_no_429_and_no_418(make_sett
 
 
 def test_naive_client_against_the_same_limits_gets_429_then_418() -> None:
-    """The limits are real: a plain request loop without the governor is rate-limited, then banned."""
+    """The limits are real: a plain request loop without the governor is rate-limited, then banned.
+
+    The simulator's clock stands still (one window), so the sequence is exact: 60 / 2 = 30 requests
+    admitted, the 31st answered 429, the next one in that window banned (418; no request is
+    tolerated after a 429 by default)."""
 
     async def main() -> list[int]:
         statuses: list[int] = []
-        async with SimulatorServer(seed=42, limits=_limits()) as sim, aiohttp.ClientSession() as http:
-            start, end = day_range_ms(_days_ago(3), _days_ago(3))
+        sim_server = SimulatorServer(seed=42, limits=_limits(), clock=lambda: T0_MS)
+        async with sim_server as sim, aiohttp.ClientSession() as http:
+            start, end = day_range_ms(DAY, DAY)
             params = {"symbol": "BTCUSDT", "interval": "1m", "startTime": str(start), "endTime": str(end)}
             for _ in range(200):
                 async with http.get(sim.base_url + "/api/v3/klines", params=params) as resp:
@@ -91,26 +98,23 @@ def test_naive_client_against_the_same_limits_gets_429_then_418() -> None:
         return statuses
 
     statuses = asyncio.run(main())
-    assert 429 in statuses and statuses[-1] == 418
-    assert statuses.index(429) < statuses.index(418)
+    assert statuses == [200] * 30 + [429, 418]
 
 
 def test_header_reconciliation_keeps_clear_of_weight_used_by_another_client() -> None:
     """Another client on the same address used most of the window; the governor learns it from the header."""
 
-    async def main() -> tuple[list[int], WeightGovernor, bool]:
-        async with SimulatorServer(seed=42, limits=_limits()) as sim, aiohttp.ClientSession() as http:
-            start, end = day_range_ms(_days_ago(3), _days_ago(3))
-            # Start right after a window boundary so the other client's weight and ours share a window.
-            now_ms = time.time() * 1000
-            await asyncio.sleep((WINDOW_MS - now_ms % WINDOW_MS) / 1000 + 0.01)
+    clock = LockstepClock(T0_MS)
+
+    async def main() -> tuple[list[int], WeightGovernor]:
+        sim_server = SimulatorServer(seed=42, limits=_limits(), clock=clock.ms)
+        async with sim_server as sim, aiohttp.ClientSession() as http:
+            start, end = day_range_ms(DAY, DAY)
             params = {"symbol": "BTCUSDT", "interval": "1m", "startTime": str(start), "endTime": str(end)}
-            window = int(time.time() * 1000) // WINDOW_MS
-            for _ in range(20):  # 40 weight: someone else's
+            for _ in range(20):  # 40 weight in the governor's first window: someone else's
                 async with http.get(sim.base_url + "/api/v3/klines", params=params) as resp:
                     assert resp.status == 200
-            same_window = int(time.time() * 1000) // WINDOW_MS == window
-            governor = WeightGovernor(LIMIT, window_ms=WINDOW_MS)
+            governor = clock.governor(LIMIT, window_ms=WINDOW_MS)
             async with BinanceRestClient(sim.base_url, governor=governor) as client:
                 sem = asyncio.Semaphore(2)
 
@@ -120,12 +124,14 @@ def test_header_reconciliation_keeps_clear_of_weight_used_by_another_client() ->
 
                 counts = await asyncio.gather(*(one() for _ in range(20)))
                 assert (client.http_429, client.http_418, client.retries) == (0, 0, 0)
-            return counts, governor, same_window
+            return counts, governor
 
-    counts, governor, same_window = asyncio.run(main())
+    counts, governor = asyncio.run(main())
     assert counts == [1000] * 20
-    if same_window:  # (a very slow machine may have crossed into the next window already)
-        assert governor.stats().waits >= 1
+    # The first window has room for (58 - 40) / 2 = 9 of our 20 requests (the simulator would take
+    # 10, then answer 429), so without the header the governor would have met a 429 there; it waited
+    # once instead, and the rest (<= 20 <= 29) fit in the next window.
+    assert governor.stats().waits == 1 and clock.elapsed_ms == WINDOW_MS
 
 
 def test_a_429_holds_every_request_of_the_process_for_retry_after() -> None:
@@ -157,7 +163,10 @@ def test_a_429_holds_every_request_of_the_process_for_retry_after() -> None:
             async with BinanceRestClient(f"http://127.0.0.1:{port}", governor=governor) as client:
                 first = asyncio.create_task(client.klines("BTCUSDT", "1m", 0, 1))
                 await limited.wait()
-                await asyncio.sleep(0.05)  # the 429 reaches the client
+                deadline = time.monotonic() + 10
+                while client.http_429 == 0:  # bounded: the 429 reaches the client
+                    assert time.monotonic() < deadline, "the client never saw the 429"
+                    await asyncio.sleep(0.005)
                 assert client.http_429 == 1
                 t_429 = hits[0]
                 await client.klines("ETHUSDT", "1m", 0, 1)  # another coroutine, after the 429
@@ -179,7 +188,8 @@ def test_a_passing_waf_block_pauses_and_is_survived(make_settings) -> None:
     block): the loader pauses every request, retries, and stores every candle."""
     from streamforge_pipelines.workers.simulator.faults import FaultConfig, FaultRates
 
-    first, last = _days_ago(12), _days_ago(2)  # 11 days of 1m: 16 pages
+    # 11 days of 1m = 15,840 candles: ceil(15.84) = 16 pages of 1000
+    first, last = date(2024, 8, 1), date(2024, 8, 11)
     settings0 = make_settings(partitions=2, exchange_waf_pause_s=0.05)
     command = Command(
         command="start",

@@ -8,6 +8,11 @@
   ``queue-control``, killed with SIGKILL mid-task and restarted, fetches only the windows after its
   checkpoint; every candle of the range is on the topic, ``finished`` reports the whole range and
   the connector's marker acks make the task complete.
+
+The days are fixed (2024); the windows a loader must fetch are computed here by hand: a REST task
+asks for its range in consecutive windows of 1000 one-minute candles from its first open time (the
+spot klines page limit), so the windows after a checkpoint start at ``done_until_ms`` and every
+1000 minutes from there.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import orjson
@@ -44,17 +49,20 @@ from streamforge_pipelines.telemetry import read_events
 from streamforge_pipelines.tracking import TaskTracker
 from streamforge_pipelines.workers import loader_candles
 from streamforge_pipelines.workers.checkpoint import CheckpointStore
-from streamforge_pipelines.workers.exchange_client import KLINES_MAX_LIMIT
-from streamforge_pipelines.workers.loader_candles import plan_windows, run_candle_task
+from streamforge_pipelines.workers.loader_candles import run_candle_task
 from streamforge_pipelines.workers.simulator import SimulatorServer
 from streamforge_pipelines.workers.simulator.faults import FaultConfig
 
 SEED = 42
 MINUTE_MS = 60_000
+#: Candles per REST window (Binance's spot klines limit).
+PAGE = 1000
+WINDOW_MS = PAGE * MINUTE_MS
 
 
-def _days_ago(n: int):
-    return datetime.now(UTC).date() - timedelta(days=n)
+def _window_starts(start: int, end: int) -> list[int]:
+    """Open time of the first candle of each 1m REST window covering ``[start, end)``."""
+    return list(range(start, end, WINDOW_MS))
 
 
 def _wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
@@ -161,7 +169,8 @@ def test_resumed_task_produces_only_what_follows_its_checkpoint(
     settings = make_settings(partitions=2)
     bootstrap = settings.kafka_bootstrap_servers or ""
     topic = _checkpoint_topic(bootstrap)
-    first, last = _days_ago(days + 3), _days_ago(4)
+    first = date(2024, 8, 1)
+    last = first + timedelta(days=days - 1)
     start, end = day_range_ms(first, last)
     total = count_open_times(start, end, "1m")
 
@@ -215,11 +224,9 @@ def test_resumed_task_produces_only_what_follows_its_checkpoint(
                 produced = _candle_open_times(await _read_topic(bootstrap, live.topic_candles), qid2)
                 assert produced and min(produced) == cp["done_until_ms"], (cp, produced[:3])
                 assert len(produced) == len(set(produced)) == total - cp["records"]
-                assert got.requests == (
-                    len(plan_windows(cp["done_until_ms"], end, "1m", KLINES_MAX_LIMIT))
-                    if source == "rest"
-                    else 0
-                )
+                # REST: one request per window after the checkpoint; the archive needs none
+                remaining = len(_window_starts(cp["done_until_ms"], end))
+                assert got.requests == (remaining if source == "rest" else 0)
 
     asyncio.run(scenario())
 
@@ -299,10 +306,12 @@ def test_loader_killed_with_sigkill_resumes_from_its_checkpoint(
     settings = settings.model_copy(
         update={"exchange_url": sim.server.base_url, "topic_checkpoints": cp_topic}
     )
-    first, last = _days_ago(44), _days_ago(5)  # 40 days of 1m: 57,600 candles, 58 windows of <= 1000
+    first, last = date(2024, 7, 1), date(2024, 8, 9)  # 40 days of 1m: 57,600 candles
     start, end = day_range_ms(first, last)
     total = count_open_times(start, end, "1m")
-    windows = plan_windows(start, end, "1m", KLINES_MAX_LIMIT)
+    assert total == 40 * 1440
+    windows = _window_starts(start, end)
+    assert len(windows) == 58  # ceil(57,600 / 1000)
     queue_id = make_queue_id("BTCUSDT", "api_candles_1m", first)
     command = {
         "command": "start",
@@ -334,7 +343,7 @@ def test_loader_killed_with_sigkill_resumes_from_its_checkpoint(
         def checkpoint_in_the_middle() -> dict[str, Any] | None:
             store = asyncio.run(CheckpointStore.load(bootstrap, cp_topic, poll_ms=200))
             cp = store.get(queue_id)
-            return cp if cp is not None and cp["done_until_ms"] >= windows[8][0] else None
+            return cp if cp is not None and cp["done_until_ms"] >= windows[8] else None
 
         seen = _wait_for(checkpoint_in_the_middle, 90, "a checkpoint 8 windows into the task")
         loader.send_signal(signal.SIGKILL)
@@ -369,7 +378,7 @@ def test_loader_killed_with_sigkill_resumes_from_its_checkpoint(
 
         # Run 2 fetched exactly the windows after the checkpoint, none before it.
         run2 = sim.snapshot()[len(run1) :]
-        after = [w[0] for w in plan_windows(done_until, end, "1m", KLINES_MAX_LIMIT)]
+        after = _window_starts(done_until, end)
         assert sorted(r.start_time for r in run2) == after, (done_until, [r.start_time for r in run2])
         assert len(run1) + len(run2) < len(windows) + 8  # not everything twice
         started = [e for e in _events(live) if e.component == LOADER_CANDLES and e.status == "started"]
@@ -381,7 +390,7 @@ def test_loader_killed_with_sigkill_resumes_from_its_checkpoint(
         assert done.partitions is not None and sum(p.records for p in done.partitions) == total
         produced = _candle_open_times(asyncio.run(_read_topic(bootstrap, live.topic_candles)), queue_id)
         assert set(produced) == set(range(start, end, MINUTE_MS))
-        assert len(produced) - total < 8 * KLINES_MAX_LIMIT  # duplicates: only what followed the checkpoint
+        assert len(produced) - total < 8 * PAGE  # duplicates: only what followed the checkpoint
 
         # The connector acknowledged the markers: the task is complete, and every candle is stored.
         def complete() -> bool:

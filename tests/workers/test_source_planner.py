@@ -1,19 +1,21 @@
 """The source planner: closed days from the bulk archive, the recent tail from REST, identical records.
 
 Runs the candle loader against the real simulator (which serves the archive under ``/data``) and the
-session broker, and reads back what it produced.
+session broker, and reads back what it produced. The days are fixed (August 2024); where the plan
+depends on "now" (``auto``), the loader is given a fixed clock, so the same days go to the same
+source on any date.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 from aiohttp import web
 
-from streamforge_pipelines.intervals import DAY_MS, day_range_ms, day_start_ms, open_times
+from streamforge_pipelines.intervals import DAY_MS, HOUR_MS, day_range_ms, day_start_ms, open_times
 from streamforge_pipelines.protocol import Command, format_time_range
 from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load_candles
 from streamforge_pipelines.stack import Stack
@@ -37,10 +39,14 @@ from streamforge_pipelines.workers.loader_candles import (
 from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 SYMBOL = "BTCUSDT"
+#: The fixed days of the loads below: Aug 1 .. Aug 4, 2024.
+D1, D2, D3, D4 = (date(2024, 8, d) for d in range(1, 5))
 
 
-def _days_ago(n: int) -> date:
-    return datetime.now(UTC).date() - timedelta(days=n)
+def _clock_at(day: date) -> int:
+    """06:00 UTC on ``day``: "now" for ``auto``, which then reads every day up to two days before
+    from the archive and the day before ("yesterday") from REST."""
+    return day_start_ms(day) + 6 * HOUR_MS
 
 
 def _command(first: date, last: date, interval: str, source: str | None, topic: str | None = None) -> Command:
@@ -140,12 +146,13 @@ def test_archive_and_rest_records_are_identical_except_source_ms_and_micros_file
 
 def test_auto_reads_old_days_from_archive_and_the_tail_from_rest(make_settings, read_docs) -> None:
     settings0 = make_settings(partitions=2)
-    first, last = _days_ago(4), _days_ago(1)
+    first, last = D1, D4
+    now = _clock_at(D4 + timedelta(days=1))  # Aug 5: Aug 1..3 archived, Aug 4 ("yesterday") from REST
 
     async def main():
         async with SimulatorServer(seed=42) as sim:
             live = settings0.model_copy(update={"exchange_url": sim.base_url})
-            return await run_candle_task(_command(first, last, "5m", "auto"), live)
+            return await run_candle_task(_command(first, last, "5m", "auto"), live, clock_ms=lambda: now)
 
     result = asyncio.run(main())
     assert result.days_by_source == {"archive": 3, "rest": 1}
@@ -161,14 +168,15 @@ def test_auto_reads_old_days_from_archive_and_the_tail_from_rest(make_settings, 
 
 def test_archive_404_falls_back_to_rest_in_auto_and_fails_in_archive_mode(make_settings) -> None:
     settings0 = make_settings(partitions=2)
-    first, last = _days_ago(4), _days_ago(3)
+    first, last = D1, D2
+    now = _clock_at(D4)  # both days are old enough for the archive
 
     async def main():
         async with SimulatorServer(seed=42) as sim:
             live = settings0.model_copy(
                 update={"exchange_url": sim.base_url, "exchange_archive_url": sim.base_url + "/nothing"}
             )
-            auto = await run_candle_task(_command(first, last, "15m", "auto"), live)
+            auto = await run_candle_task(_command(first, last, "15m", "auto"), live, clock_ms=lambda: now)
             with pytest.raises(ArchiveNotAvailable) as err:
                 await run_candle_task(_command(first, last, "15m", "archive"), live)
             return auto, err.value
@@ -185,7 +193,8 @@ def test_archive_404_falls_back_to_rest_in_auto_and_fails_in_archive_mode(make_s
 
 def test_checksum_mismatch_falls_back_to_rest(make_settings, read_docs) -> None:
     settings0 = make_settings(partitions=2)
-    day = _days_ago(3)
+    day = D2
+    now = _clock_at(D4)  # the day is old enough for the archive
     served: list[str] = []
 
     async def bad_archive(request: web.Request) -> web.Response:
@@ -207,7 +216,7 @@ def test_checksum_mismatch_falls_back_to_rest(make_settings, read_docs) -> None:
                 live = settings0.model_copy(
                     update={"exchange_url": sim.base_url, "exchange_archive_url": f"http://127.0.0.1:{port}"}
                 )
-                auto = await run_candle_task(_command(day, day, "1h", "auto"), live)
+                auto = await run_candle_task(_command(day, day, "1h", "auto"), live, clock_ms=lambda: now)
                 with pytest.raises(ArchiveChecksumMismatch):
                     await run_candle_task(_command(day, day, "1h", "archive"), live)
                 return auto
@@ -224,16 +233,16 @@ def test_checksum_mismatch_falls_back_to_rest(make_settings, read_docs) -> None:
 
 
 def test_queue_manager_passes_source_and_sums_days_by_source(make_settings) -> None:
-    request = LoadRequest(
-        symbols=("ETHUSDT", "SOLUSDT"), interval="30m", first=_days_ago(3), last=_days_ago(1), source="auto"
-    )
+    request = LoadRequest(symbols=("ETHUSDT", "SOLUSDT"), interval="30m", first=D1, last=D3, source="auto")
     settings = make_settings(partitions=2)
     assert {c.source for c in build_commands(request, settings)} == {"auto"}
+    now = _clock_at(D4)  # Aug 1, 2 from the archive; Aug 3 ("yesterday") from REST
     with Stack(settings) as stack:
         live = stack.settings
         with store_from_settings(live) as db:
-            report = asyncio.run(load_candles(request, live, db))
+            report = asyncio.run(load_candles(request, live, db, clock_ms=lambda: now))
     assert report.ok, report
+    # 2 symbols x (2 archived days + 1 REST day)
     assert report.exchange.days_by_source == {"archive": 4, "rest": 2}
     totals = ExchangeTotals.of(
         [
@@ -251,9 +260,7 @@ def test_run_json_and_cli_carry_the_source() -> None:
     from streamforge_pipelines.cli import main
     from streamforge_pipelines.runner import RunSummary
 
-    request = LoadRequest(
-        symbols=(SYMBOL,), interval="1m", first=_days_ago(3), last=_days_ago(1), source="auto"
-    )
+    request = LoadRequest(symbols=(SYMBOL,), interval="1m", first=D1, last=D3, source="auto")
     summary = RunSummary(request=request, exchange=ExchangeTotals(days_by_source={"archive": 2}))
     assert summary.to_json()["days_by_source"] == {"archive": 2, "rest": 0, "repair": 0}
     bad = CliRunner().invoke(main, ["run", "--source", "ftp"])

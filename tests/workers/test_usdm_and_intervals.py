@@ -218,8 +218,8 @@ def test_every_interval_reconciles_with_the_exchange(matrix: Matrix, market: str
         assert [d["open"] for d in others] != [d["open"] for d in docs]
 
 
-def test_the_matrix_is_fast_and_usdm_pages_are_charged_by_limit(matrix: Matrix) -> None:
-    assert matrix.seconds < 30, f"the interval matrix took {matrix.seconds:.1f}s"
+def test_usdm_pages_are_charged_by_limit(matrix: Matrix) -> None:
+    print(f"\nthe interval matrix took {matrix.seconds:.1f}s")  # a figure, not a bound: see bench/
     # 1m over a day: spot in 2 pages of <= 1000, USD-M in 3 windows of <= 499 (weight 2 each)
     spot, usdm = matrix.results[("spot", "1m")], matrix.results[("usdm", "1m")]
     assert (spot.requests, usdm.requests) == (2, 3)
@@ -250,14 +250,16 @@ def test_request_weights_follow_the_futures_limit_table() -> None:
 
 
 def test_usdm_client_charges_what_the_exchange_counts() -> None:
-    """The governor's weight equals the simulator's X-MBX-USED-WEIGHT-1M after each USD-M request."""
-    start = day_range_ms(*DAY)[0]
+    """The governor's weight equals the simulator's X-MBX-USED-WEIGHT-1M after each USD-M request.
 
-    async def main() -> tuple[list[tuple[int, int]], bool]:
-        async with SimulatorServer(seed=SEED) as sim:
+    The simulator's clock stands still (a day after the candles), so every request falls in one
+    weight window and its running count is never reset by a minute boundary."""
+    start, end = day_range_ms(*DAY)
+
+    async def main() -> list[tuple[int, int]]:
+        async with SimulatorServer(seed=SEED, clock=lambda: end + 86_400_000) as sim:
             governor = WeightGovernor(2400, pool="usdm")
             seen = []
-            minute0 = int(time.time() // 60)
             async with BinanceRestClient(sim.base_url, governor=governor, market="usdm") as client:
                 minute = 60_000
                 for window, limit in ((50, None), (499, None), (1000, None), (1500, None), (10, 1200)):
@@ -268,13 +270,12 @@ def test_usdm_client_charges_what_the_exchange_counts() -> None:
                     await client.klines(SYMBOL, "1m", start, start, 1501)
                 with pytest.raises(ValueError, match="no 1s klines"):
                     await client.klines(SYMBOL, "1s", start, start)
-            return seen, int(time.time() // 60) == minute0
+            return seen
 
-    seen, one_minute = asyncio.run(main())
+    seen = asyncio.run(main())
     # 50 candles -> limit 50 (1), 499 -> 2, 1000 -> 5, 1500 -> 10, an explicit limit 1200 -> 10
     assert [w for w, _ in seen] == [1, 3, 8, 18, 28]
-    if one_minute:  # the exchange's running count of the minute is the same (else it started over)
-        assert [h for _, h in seen] == [w for w, _ in seen]
+    assert [h for _, h in seen] == [1, 3, 8, 18, 28]  # the exchange's running count of its window
 
 
 def test_usdm_tasks_get_the_futures_governor(tmp_path: Path) -> None:
@@ -309,7 +310,16 @@ def test_markets_have_their_own_topics_collections_and_commands(tmp_path: Path) 
     assert (spot.kafka_topic, spot.collection_name, spot.market) == ("sf.candles.v1", "candles", "spot")
     assert decode_command(usdm.encode()).market == "usdm"
     # an old command (no market) still parses and means spot
-    old = decode_command({"command": "start", "queue_id": "q1", "target": "loader-producer"})
+    old = decode_command(
+        {
+            "command": "start",
+            "queue_id": "q1",
+            "target": "loader-producer",
+            "symbol": SYMBOL,
+            "type": "api_candles_5m",
+            "time_range": format_time_range(first, last),
+        }
+    )
     assert old.market is None
     connector = Connector(settings, store_from_settings(settings))
     assert {t: c for t, c in connector.collections.items() if "candles" in c} == {

@@ -194,10 +194,14 @@ def check_file(path: str | Path) -> SimulatorConfig:
         config = load_config(path)
         names = [s if isinstance(s, str) else s.name for s in config.symbols or DEFAULT_SYMBOLS]
         check_structure(names, config)
-    except (OSError, KeyError, TypeError, yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: {exc}") from None
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ValueError(f"{path}: not valid YAML: {exc.problem or exc.context}{where}") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    except (KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: {' '.join(str(exc).split())}") from None
     return config
 
 
