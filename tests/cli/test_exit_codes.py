@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import click
 import orjson
 import pytest
+from simulator_process import simulator_process
 
 from streamforge_pipelines.cli import main
 from streamforge_pipelines.settings import ENV_VARS
@@ -165,27 +164,8 @@ def _cases(tmp: Path, sim_url: str) -> list[Case]:
 @pytest.fixture(scope="module")
 def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``streamforge simulator`` as a child process on a free port; yields its URL."""
-    logs = tmp_path_factory.mktemp("simulator")
-    port = free_port()
-    with open(logs / "simulator.log", "wb") as log:
-        proc = subprocess.Popen(
-            [*CLI, "simulator", "--port", str(port), "--seed", "42"], stdout=log, stderr=log
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, (logs / "simulator.log").read_text()
-                try:
-                    urllib.request.urlopen(f"{url}/api/v3/ping", timeout=1).close()
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, "the simulator did not come up within 60s"
-                    time.sleep(0.1)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(20)
+    with simulator_process(tmp_path_factory.mktemp("simulator"), "--seed", "42") as url:
+        yield url
 
 
 def _env(tmp: Path, bootstrap: str, topics: dict[str, str], sim_url: str) -> dict[str, str]:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,13 +18,14 @@ from pathlib import Path
 
 import dagster as dg
 import orjson
+from simulator_process import simulator_process
 
 from streamforge_pipelines.assets.candles import COMPLETE_CHECK, complete_check_result
 from streamforge_pipelines.intervals import HOUR_MS, MINUTE_MS, day_start_ms
 from streamforge_pipelines.ledger import COMPLETE, DOWNTIME, MISSING
 from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, load_candles, repair_candles
 from streamforge_pipelines.runner import run_main_job
-from streamforge_pipelines.stack import Stack, free_port
+from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
 
 M5 = 5 * MINUTE_MS
@@ -44,29 +42,8 @@ def _simulator(tmp_path: Path, *, config: dict | None = None, faults: dict | Non
     if faults is not None:
         (tmp_path / "faults.json").write_bytes(orjson.dumps(faults))
         args += ["--faults", str(tmp_path / "faults.json")]
-    port = free_port()
-    log = open(tmp_path / "simulator.log", "wb")  # closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamforge_pipelines.cli", "simulator", "--port", str(port), *args],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp_path / "simulator.log").read_text()
-            try:
-                urllib.request.urlopen(f"{url}/api/v3/ping", timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the simulator did not come up within 30s"
-                time.sleep(0.1)
+    with simulator_process(tmp_path, *args) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(20)
-        log.close()
 
 
 def _spot_requests(url: str) -> int:
