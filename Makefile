@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test dev lint bench clean browser
+.PHONY: run test test-future dev lint bench clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,14 @@ run: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/pytest
+
+# The whole suite with the clock a year ahead (Debian's libfaketime, installed when missing): the
+# tests load fixed historical days and must not depend on today's date.
+test-future: $(STAMP) browser
+	@command -v faketime >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; \
+	  else echo "faketime missing: install Debian's faketime package (needs root)" >&2; exit 1; fi; }
+	faketime -f '+365d' $(BIN)/pytest
 
 dev: $(STAMP)
 	$(BIN)/streamforge dev
