@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamforge_pipelines.embedded.broker import EmbeddedBroker
-from streamforge_pipelines.kafka_admin import ensure_topics
+from streamforge_pipelines.kafka import ensure_topics
 
 log = logging.getLogger(__name__)
 

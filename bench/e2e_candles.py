@@ -92,17 +92,17 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 import orjson
 
 from bench.broker_raw import measure_raw
-from streamforge_pipelines.intervals import day_range_ms, floor_open_time
+from streamforge_pipelines.intervals import day_range_ms, floor_open_time, now_ms
 from streamforge_pipelines.protocol import candle_page, encode_record
 from streamforge_pipelines.queue_manager import LoadRequest, expected_counts, load_candles
+from streamforge_pipelines.queue_manager.tracking import TaskTracker
 from streamforge_pipelines.settings import Settings
+from streamforge_pipelines.simulator.symbols import DEFAULT_SYMBOLS
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
-from streamforge_pipelines.tracking import TaskTracker
 from streamforge_pipelines.workers.exchange_client import BinanceRestClient
-from streamforge_pipelines.workers.loader_candles import now_ms, plan_windows
+from streamforge_pipelines.workers.loader_candles import plan_windows
 from streamforge_pipelines.workers.observability import LATENCY
-from streamforge_pipelines.workers.simulator.market import DEFAULT_SYMBOLS
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from streamforge_pipelines.protocol import (
     validate_candle,
     validate_trade_page,
 )
-from streamforge_pipelines.workers.simulator.market import Market
+from streamforge_pipelines.simulator.market import Market
 
 FIXTURE = (
     Path(__file__).resolve().parent.parent

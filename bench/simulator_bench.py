@@ -37,8 +37,8 @@ PAGE = 1000
 # The WebSocket replay starts 30 days back so that 2000x replay stays in the past for the whole run.
 _WS_SERVER = """
 import asyncio, sys, time
-from streamforge_pipelines.workers.simulator.server import SimulatorServer
-from streamforge_pipelines.workers.simulator.ws import WsConfig
+from streamforge_pipelines.simulator.server import SimulatorServer
+from streamforge_pipelines.simulator.ws import WsConfig
 def clock():
     return int(time.time() * 1000) - 30 * 86_400_000
 async def main():

@@ -113,7 +113,7 @@ def _fail(line: str, code: int) -> NoReturn:
 
 def entry() -> None:
     """The ``streamforge`` console script: :data:`main` with every error as one line (see module doc)."""
-    from .kafka_health import BrokerUnavailable
+    from .kafka import BrokerUnavailable
     from .preflight import PreflightError
     from .settings import SettingsError
     from .stack import StackError
@@ -331,14 +331,19 @@ def simulator(
     """Serve the Binance-compatible exchange simulator (REST, WebSocket, archive)."""
     import yaml
 
-    from .workers.simulator.config import load_config
-    from .workers.simulator.faults import FaultConfig
-    from .workers.simulator.limits import LimitsConfig
-    from .workers.simulator.server import serve
+    from .simulator.config import check_file
+    from .simulator.faults import FaultConfig
+    from .simulator.limits import LimitsConfig
+    from .simulator.server import serve
 
+    setting = _settings().simulator_config if config_path is None else None
+    try:  # the config is checked here, where the simulator starts (settings do not read the file)
+        config = check_file(config_path or setting) if (config_path or setting) else None
+    except ValueError as exc:
+        if setting is not None:
+            raise BadSettings(f"settings: SIMULATOR_CONFIG: {exc}") from None
+        raise click.UsageError(f"simulator: {exc}") from None
     try:
-        config_path = config_path or _settings().simulator_config
-        config = load_config(config_path) if config_path else None
         faults = FaultConfig.from_json(Path(faults_path)) if faults_path else None
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise click.UsageError(f"simulator: {exc}") from None
@@ -535,8 +540,8 @@ def worker_loader(
         raise BadCommand(str(exc)) from None
     bootstrap = _require_kafka(settings)
     serve_metrics(settings.metrics_port, settings.metrics_host)
-    from .kafka_health import monitor as broker_monitor
-    from .workers.kafka_io import make_producer, stop_within, unless_broker_dies
+    from .kafka import make_producer, stop_within, unless_broker_dies
+    from .kafka import monitor as broker_monitor
 
     async def one() -> object:
         task = asyncio.current_task()

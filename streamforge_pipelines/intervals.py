@@ -1,12 +1,17 @@
-"""Kline intervals as Binance spells them, and the arithmetic on them.
+"""Kline intervals as Binance spells them, the arithmetic on them, and the kernel's time helpers.
 
 Every module that turns an interval into milliseconds, aligns a timestamp to a candle boundary or
 counts the candles in a range uses this module, so the loader, the simulator and the store agree.
+The same goes for "now" in epoch milliseconds (:func:`now_ms`), UTC days (:func:`day_range_ms`,
+:func:`days_between`, :func:`ms_to_day`) and half-open ``[start, end)`` ranges
+(:func:`merge_ranges`): one definition each, here at the bottom, for every layer above.
 """
 
 from __future__ import annotations
 
 import calendar
+import time
+from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 #: Binance spot opened on 2017-07-14: the first day there is market data of (the first daily
@@ -43,6 +48,9 @@ INTERVALS: tuple[str, ...] = (*FIXED_INTERVAL_MS, "1M")
 #: Intervals with daily kline files in the bulk archive (the official download script's
 #: DAILY_INTERVALS): not 3d, 1w, 1M.
 DAILY_INTERVALS = frozenset(("1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"))
+
+#: A half-open ``[start, end)`` range of milliseconds (or of ids).
+Range = tuple[int, int]
 
 # Binance weeks open on Monday; the Unix epoch was a Thursday.
 _WEEK_OFFSET_MS = 4 * DAY_MS
@@ -136,3 +144,34 @@ def day_range_ms(first: date, last: date) -> tuple[int, int]:
 def ms_to_day(ms: int) -> date:
     """The UTC date that contains the millisecond timestamp ``ms``."""
     return datetime.fromtimestamp(ms / 1000, tz=UTC).date()
+
+
+def days_between(first: date, last: date) -> list[date]:
+    """Every UTC day from ``first`` to ``last``, both included (empty when ``last < first``)."""
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+# ---- the clock and ranges -----------------------------------------------------------------------
+
+
+def now_ms() -> int:
+    """The wall clock in epoch milliseconds: "now" wherever a caller does not pass its own clock."""
+    return int(time.time() * 1000)
+
+
+def merge_ranges(ranges: Iterable[Sequence[int]]) -> list[Range]:
+    """Sorted, with overlapping and touching ``[start, end)`` ranges merged; empty ones dropped."""
+    out: list[list[int]] = []
+    for a, b in sorted((int(r[0]), int(r[1])) for r in ranges):
+        if b <= a:
+            continue
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return [(a, b) for a, b in out]
+
+
+def clip_ranges(ranges: Iterable[Sequence[int]], start: int, end: int) -> list[Range]:
+    """The parts of ``ranges`` inside ``[start, end)``, merged."""
+    return merge_ranges((max(int(a), start), min(int(b), end)) for a, b in ranges)

@@ -8,6 +8,8 @@ does not answer. URLs are printed with their credentials redacted.
 * :func:`check_range` — the days exist on the exchange: not before :data:`FIRST_DATE` (the first
   daily partition), not today or later (only closed days are loaded);
 * :func:`check_data_dir` — ``STREAMFORGE_DATA_DIR`` can be created and written;
+* :func:`check_simulator_config` — the ``SIMULATOR_CONFIG`` of a simulator the stack will start
+  reads and agrees with its symbols;
 * :func:`check_kafka` — ``KAFKA_BOOTSTRAP_SERVERS`` answers Kafka requests;
 * :func:`check_store` — ``ARANGO_URL`` answers, and the store opens (a corrupt SQLite file is named);
 * :func:`check_exchange` — ``EXCHANGE_URL`` (``EXCHANGE_FUTURES_URL`` for usdm) answers and lists
@@ -32,7 +34,7 @@ from datetime import date
 from pathlib import Path
 
 from .intervals import FIRST_DATE
-from .kafka_health import BrokerUnavailable, probe
+from .kafka import BrokerUnavailable, probe
 from .settings import Settings, redact_url
 
 #: Seconds a check waits for a service's answer.
@@ -76,6 +78,24 @@ def check_data_dir(path: Path) -> None:
         raise PreflightError(
             f"STREAMFORGE_DATA_DIR: cannot use {path}: {_dir_reason(path, exc)}", exit_code=2
         ) from None
+
+
+def check_simulator_config(settings: Settings) -> None:
+    """The ``SIMULATOR_CONFIG`` of the simulator the stack will start (``EXCHANGE_URL`` unset) reads:
+    a missing file, bad YAML, an unknown key or symbol is one line naming the setting and the file.
+
+    It is checked here, where the simulator is about to start, and not when the settings load:
+    settings are the bottom layer and never import the simulator. The simulator is imported only
+    here, so a process that starts none (a worker) does not load it or register its metrics.
+    """
+    if settings.exchange_url is not None or settings.simulator_config is None:
+        return
+    from .simulator.config import check_file
+
+    try:
+        check_file(settings.simulator_config)
+    except ValueError as exc:
+        raise PreflightError(f"settings: SIMULATOR_CONFIG: {exc}", exit_code=2) from None
 
 
 def check_kafka(bootstrap: str) -> None:

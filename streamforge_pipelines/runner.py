@@ -5,7 +5,7 @@ materializes ``candles_<interval>`` for the date range through Dagster (one run,
 instance under ``DAGSTER_HOME``, so ``make dev`` shows it afterwards), shows progress from
 ``queue-events`` while it works, and ends with expected vs stored per symbol and day, with the
 candles in confirmed exchange downtime and the candles the step's repair round re-fetched
-(completeness ledger, ``streamforge_pipelines.ledger``).
+(completeness ledger, ``streamforge_pipelines.queue_manager.ledger``).
 
 Then, unless ``analytics=False``, the analytics of the same range in the same Dagster instance:
 ``correlation_graph`` one run over the range (it refuses the range when a day's candles are not
@@ -27,17 +27,23 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from .intervals import interval_ms
-from .kafka_health import monitor as broker_monitor
-from .preflight import PreflightError, check_data_dir, check_exchange, check_object_store, check_store
+from .intervals import interval_ms, now_ms
+from .kafka import monitor as broker_monitor
+from .preflight import (
+    PreflightError,
+    check_data_dir,
+    check_exchange,
+    check_object_store,
+    check_simulator_config,
+    check_store,
+)
 from .protocol import Event
 from .queue_manager import DayTotals, LoadRequest, expected_counts, measure
+from .queue_manager.telemetry import EventFollower
+from .queue_manager.tracking import ExchangeTotals, TaskTracker
 from .settings import Settings
 from .stack import Stack
 from .store import StoreError, store_from_settings
-from .telemetry import EventFollower
-from .tracking import ExchangeTotals, TaskTracker
-from .workers.loader_candles import now_ms
 
 #: ``gnn_model`` config of the main job beyond the asset's defaults (window 4, hidden 32, at most 40
 #: epochs per fold, 3 walk-forward folds): none. With them, 7 days x 24 hourly snapshots of 10 assets
@@ -303,11 +309,12 @@ def run_main_job(
     """Run the candles job for ``request`` on the stack and measure the result in the store; then,
     with ``analytics``, the graph and GNN of the range (:func:`run_analytics`).
 
-    Before any work the services are checked (:mod:`.preflight`: data directory, broker, store,
-    exchange and symbols, object store) and a problem raises :class:`~.preflight.PreflightError`,
-    one line. Once the load runs, what breaks (the broker stops answering, a child process dies,
-    the step fails) ends it with :attr:`RunSummary.error` set and the figures of what arrived.
-    ``debug``: Dagster's console log at DEBUG (else only the summary speaks).
+    Before any work the services are checked (:mod:`.preflight`: the simulator's config, data
+    directory, broker, store, exchange and symbols, object store) and a problem raises
+    :class:`~.preflight.PreflightError`, one line. Once the load runs, what breaks (the broker stops
+    answering, a child process dies, the step fails) ends it with :attr:`RunSummary.error` set and
+    the figures of what arrived. ``debug``: Dagster's console log at DEBUG (else only the summary
+    speaks).
     """
     import dagster as dg
 
@@ -316,6 +323,7 @@ def run_main_job(
     t0 = time.perf_counter()
     tags = {MAIN_RUN_TAG: uuid.uuid4().hex[:12], "streamforge/launched_by": "streamforge run"}
     loggers = _loggers(debug)
+    check_simulator_config(settings)  # a bad SIMULATOR_CONFIG is one line before anything is made
     prepare_dagster_home(settings)
     with Stack(settings) as stack:
         live = stack.settings

@@ -195,16 +195,6 @@ class Settings(BaseModel):
             v = [s.strip().upper() for s in v.split(",") if s.strip()]
         return v
 
-    @field_validator("simulator_config")
-    @classmethod
-    def _check_simulator_config(cls, v: Path | None) -> Path | None:
-        if v is None or str(v) == "":
-            return None
-        from .workers.simulator.config import check_file
-
-        check_file(v)  # ValueError naming the file and what is wrong with it
-        return v
-
     @field_validator(
         "kafka_bootstrap_servers",
         "arango_url",
@@ -212,10 +202,14 @@ class Settings(BaseModel):
         "exchange_archive_url",
         "exchange_futures_url",
         "minio_endpoint",
+        "simulator_config",
         mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
+        """An empty value is unset. ``SIMULATOR_CONFIG``'s file is read where the simulator starts
+        (:func:`~streamforge_pipelines.preflight.check_simulator_config`, ``streamforge simulator``),
+        not here: settings are the bottom layer and import nothing above them."""
         return None if isinstance(v, str) and not v.strip() else v
 
     @classmethod

@@ -9,7 +9,7 @@ a configured broker that does not answer is one line naming ``KAFKA_BOOTSTRAP_SE
 anything else happens. ``streamforge run``, ``streamforge dev`` and the end-to-end tests all use
 this one module.
 
-While the stack runs, a :class:`~streamforge_pipelines.kafka_health.BrokerMonitor` probes the
+While the stack runs, a :class:`~streamforge_pipelines.kafka.health.BrokerMonitor` probes the
 broker; :meth:`Stack.failure` is the one line that says what broke (the broker not answering, a
 child process that exited), for the run to stop on and report.
 
@@ -30,10 +30,9 @@ from pathlib import Path
 from types import TracebackType
 
 from .embedded.broker import EmbeddedBroker
-from .kafka_admin import ensure_topics_sync
-from .kafka_health import BrokerMonitor
-from .kafka_health import monitor as broker_monitor
-from .preflight import check_data_dir, check_kafka
+from .kafka import BrokerMonitor, ensure_topics_sync
+from .kafka import monitor as broker_monitor
+from .preflight import check_data_dir, check_kafka, check_simulator_config
 from .settings import ENV_VARS, Settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +105,7 @@ class Stack:
         self.stop()
 
     def start(self) -> Settings:
+        check_simulator_config(self.base)  # before anything starts: a bad file is one line
         check_data_dir(self.base.data_dir)
         if self.base.kafka_bootstrap_servers is not None:
             check_kafka(self.base.kafka_bootstrap_servers)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from streamforge_pipelines.embedded.broker import EmbeddedBroker
-from streamforge_pipelines.kafka_admin import ensure_topics_sync
+from streamforge_pipelines.kafka import ensure_topics_sync
 
 #: Role -> topic name, as returned by the ``kafka_topics`` factory.
 TopicFactory = Callable[..., dict[str, str]]

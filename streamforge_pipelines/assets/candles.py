@@ -7,8 +7,8 @@ the partition's materialization (recorded once, here, with the load's figures); 
 A date-range backfill is one run (``BackfillPolicy.single_run``): one task per symbol covers the
 whole range, never one run per symbol-day.
 
-After the load the step builds the completeness ledger (``streamforge_pipelines.ledger``) with one
-round of targeted repair, and reports it as the asset check ``complete``: passed when no candle is
+After the load the step builds the completeness ledger (``streamforge_pipelines.queue_manager.ledger``)
+with one round of targeted repair, and reports it as the asset check ``complete``: passed when no candle is
 missing (candles absent in confirmed exchange downtime are not missing), severity ERROR otherwise,
 with expected / stored / downtime / missing / repaired as metadata.
 """
@@ -22,11 +22,11 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from ..ledger import check_summary
 from ..partitions import CANDLE_INTERVALS, DAILY
 from ..queue_manager import LoadReport, LoadRequest, load_candles
+from ..queue_manager.ledger import check_summary
+from ..queue_manager.tracking import TaskTracker
 from ..resources import ExchangeResource, KafkaResource, LoaderResource, StoreResource, resolve_settings
-from ..tracking import TaskTracker
 
 GROUP = "market_data"
 #: The candles assets' asset check: nothing missing per the completeness ledger.

@@ -2,7 +2,7 @@
 
 Requested by the ``queue_events_sensor`` once every task of a load is complete; also launchable
 and backfillable from the UI. For every (symbol, day) of its partitions it rebuilds the ledger
-entry (``streamforge_pipelines.ledger``) from the stored candles and the downtime the exchange
+entry (``streamforge_pipelines.queue_manager.ledger``) from the stored candles and the downtime the exchange
 already confirmed (persisted with the ledger: nothing is asked of the exchange here), persists it,
 and records expected / stored / downtime / missing with the per symbol-day table.
 """
@@ -13,10 +13,10 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from ..intervals import now_ms
 from ..partitions import CANDLE_INTERVALS, DAILY
 from ..queue_manager import LoadReport, LoadRequest, figures, ledger_of
 from ..resources import StoreResource, resolve_settings
-from ..workers.loader_candles import now_ms
 from .candles import GROUP, report_metadata
 
 

@@ -19,11 +19,10 @@ from pydantic import Field
 from ..analytics.graph_builder import MEASURES, GraphParams
 from ..analytics.graph_store import DayGraphs, build_day, render_png
 from ..analytics.snapshot import GraphSnapshot
-from ..intervals import MINUTE_MS, interval_ms
-from ..ledger import days_between, window_gaps
+from ..intervals import MINUTE_MS, days_between, interval_ms, now_ms
 from ..partitions import CANDLE_INTERVALS, DAILY
+from ..queue_manager.ledger import window_gaps
 from ..resources import StoreResource, resolve_settings
-from ..workers.loader_candles import now_ms
 
 GROUP = "analytics"
 

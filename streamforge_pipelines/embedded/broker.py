@@ -14,9 +14,9 @@ answers raises :class:`BrokerStartError` carrying the end of the broker's log.
 when the interpreter exits are stopped by an ``atexit`` hook.
 
 Readiness is checked with the small synchronous Kafka probe of
-:mod:`~streamforge_pipelines.kafka_health` (two requests over one socket), so
+:mod:`~streamforge_pipelines.kafka.health` (two requests over one socket), so
 :meth:`~EmbeddedBroker.start` works whether or not the caller runs an event loop. For any other
-cluster use :func:`wait_ready` (aiokafka based, re-exported from :mod:`streamforge_pipelines.kafka_admin`).
+cluster use :func:`wait_ready` (aiokafka based, re-exported from :mod:`streamforge_pipelines.kafka.admin`).
 """
 
 from __future__ import annotations
@@ -41,9 +41,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from streamforge_pipelines.kafka_admin import KafkaNotReadyError, wait_ready
-from streamforge_pipelines.kafka_health import probe_server
-from streamforge_pipelines.kafka_health import release as release_monitor
+from streamforge_pipelines.kafka import KafkaNotReadyError, probe_server, wait_ready
+from streamforge_pipelines.kafka import release as release_monitor
 from streamforge_pipelines.settings import redact_url
 
 __all__ = [

@@ -9,8 +9,8 @@ of consecutive ready days (the asset backfills a range as a single run) - a day 
   builds its graphs itself, right after its candles: the sensor then has nothing to do), and
 * the completeness ledger, computed from the store, shows every symbol of the universe
   (``STREAMFORGE_UNIVERSE``) complete for that day and without gaps in the trailing window before
-  it (:func:`~streamforge_pipelines.ledger.window_gaps`, the asset's own check; candles absent in
-  confirmed exchange downtime are not gaps); otherwise the day waits, and the next candles
+  it (:func:`~streamforge_pipelines.queue_manager.ledger.window_gaps`, the asset's own check; candles
+  absent in confirmed exchange downtime are not gaps); otherwise the day waits, and the next candles
   materialization of that day (a repair, a reload) brings it back.
 
 The run key names the stretch and its newest candles materialization's storage id, so a day is
@@ -24,12 +24,11 @@ from datetime import date
 import dagster as dg
 
 from ..assets.graph import GraphConfig, graph_run_config
-from ..intervals import MINUTE_MS
-from ..ledger import window_gaps
+from ..intervals import MINUTE_MS, now_ms
+from ..queue_manager.ledger import window_gaps
 from ..resources import StoreResource, resolve_settings
 from ..settings import Settings
 from ..store import Store
-from ..workers.loader_candles import now_ms
 
 GRAPH_JOB = "correlation_graph_job"
 #: Materializations read per tick (the rest on the next one).

@@ -13,11 +13,11 @@ from collections import defaultdict
 import dagster as dg
 import orjson
 
+from ..queue_manager.telemetry import read_events
+from ..queue_manager.tracking import COMPLETE, STALLED, record_update
 from ..resources import KafkaResource, StoreResource, resolve_settings
 from ..settings import Settings
 from ..store import Store
-from ..telemetry import read_events
-from ..tracking import COMPLETE, STALLED, record_update
 
 COVERAGE_JOB = "candle_coverage_job"
 #: Statuses of tasks still expected to report (an interrupted one is resumed by the next loader).

@@ -354,7 +354,7 @@ class LedgerRecord:
     confirmed absent by the exchange (``downtime_ranges``: open-time ranges ``[start_ms, end_ms)``
     for which it returned no candles), and ``missing`` are absent without that confirmation
     (``missing_ranges``). ``status``: ``complete`` | ``downtime`` | ``missing``. Built by
-    :mod:`streamforge_pipelines.ledger`; the key is ``SYMBOL:interval:YYYY-MM-DD``.
+    :mod:`streamforge_pipelines.queue_manager.ledger`; the key is ``SYMBOL:interval:YYYY-MM-DD``.
     """
 
     symbol: str

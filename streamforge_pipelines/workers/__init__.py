@@ -1,1 +1,2 @@
-"""Workers: loaders, connector, simulator. Plain asyncio; nothing here imports Dagster."""
+"""Workers: loaders and the connector. Plain asyncio; nothing here imports Dagster (the exchange
+simulator, the dummy-service's exchange, is a room of its own: :mod:`streamforge_pipelines.simulator`)."""

@@ -73,7 +73,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
-from ..kafka_health import monitor as broker_monitor
+from ..kafka import make_producer, stop_within
+from ..kafka import monitor as broker_monitor
 from ..protocol import (
     CONNECTOR,
     RECORD_CANDLES,
@@ -90,7 +91,6 @@ from ..protocol import (
 from ..settings import TRADES_COLLECTION, Settings, candle_collection
 from ..store import Store, StoreError, store_from_settings, validate_collection_name
 from ..store.base import CandlePageRows
-from .kafka_io import make_producer, stop_within
 from .observability import (
     BATCHES,
     ERRORS,

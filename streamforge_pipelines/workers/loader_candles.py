@@ -23,8 +23,8 @@ archive (a missing file is an error for the task). The records are identical eit
 candle page) per at most 1000 candles. The ``finished`` event carries ``days_by_source``.
 
 **Targeted repair** (``command.ranges``, from the completeness ledger,
-``streamforge_pipelines.ledger``): only those open-time ranges are fetched, from REST, in windows of
-at most a page, in order, with the same end markers; the ``finished`` event then carries
+``streamforge_pipelines.queue_manager.ledger``): only those open-time ranges are fetched, from REST, in
+windows of at most a page, in order, with the same end markers; the ``finished`` event then carries
 ``empty_ranges``, the fetched sub-ranges for which the exchange returned no candles (the evidence
 of exchange downtime).
 
@@ -67,11 +67,13 @@ from ..intervals import (
     day_range_ms,
     day_start_ms,
     floor_open_time,
+    merge_ranges,
     ms_to_day,
     next_open_time,
+    now_ms,
     open_times,
 )
-from ..ledger import merge_ranges
+from ..kafka import EventEmitter
 from ..protocol import (
     LOADER_CANDLES,
     Command,
@@ -88,8 +90,8 @@ from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid
 from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient, check_market_interval
 from .governor import WeightGovernor, default_governor
-from .kafka_io import EventEmitter, task_channel, task_outcome
 from .observability import BATCHES, LATENCY, RECORDS, Timer
+from .task_io import task_channel, task_outcome
 
 log = logging.getLogger(__name__)
 
@@ -149,10 +151,6 @@ class LoadResult:
             "retries": self.retries,
             "weight_used_peak": round(self.weight_budget_used, 4),
         }
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def plan_windows(

@@ -25,9 +25,8 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from ..kafka_admin import ensure_topics
-from ..kafka_health import monitor as broker_monitor
-from ..kafka_health import probe
+from ..kafka import EventEmitter, ensure_topics, make_producer, probe, stop_within
+from ..kafka import monitor as broker_monitor
 from ..protocol import (
     LOADER_CANDLES,
     LOADER_PRODUCER,
@@ -45,7 +44,6 @@ from ..protocol import (
 from ..settings import Settings
 from .checkpoint import CheckpointStore
 from .errors import TaskInvalid
-from .kafka_io import EventEmitter, make_producer, stop_within
 from .loader_candles import LoadResult, run_candle_task
 from .loader_trades import run_trades_task
 from .observability import ERRORS

@@ -22,8 +22,8 @@ microseconds converted, ``True``/``False`` booleans) and the rest from REST, fal
 a day the archive lacks; ``rest`` and ``archive`` read only from one. Records are identical except
 ``source`` (``binance-archive`` / ``binance-rest``).
 
-**Repair** (``command.id_ranges``, from :mod:`streamforge_pipelines.trades_ledger`): only the ids in
-those ``[first_id, end_id)`` ranges are fetched, from REST, with ``fromId`` pages.
+**Repair** (``command.id_ranges``, from :mod:`streamforge_pipelines.queue_manager.trades_ledger`): only
+the ids in those ``[first_id, end_id)`` ranges are fetched, from REST, with ``fromId`` pages.
 
 **Resume**: with a :class:`~.checkpoint.CheckpointStore` (the standalone loader's), the task writes
 ``{next_id, after_ms, records, pages, partitions, days_by_source}`` once the pages before ``next_id``
@@ -48,7 +48,8 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from ..intervals import DAY_MS, day_range_ms, day_start_ms
+from ..intervals import DAY_MS, day_range_ms, day_start_ms, merge_ranges, now_ms
+from ..kafka import EventEmitter
 from ..protocol import (
     LOADER_TRADES,
     Command,
@@ -65,7 +66,6 @@ from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid
 from .exchange_client import TRADES_MAX_LIMIT, BinanceRestClient
 from .governor import WeightGovernor
-from .kafka_io import EventEmitter, task_channel, task_outcome
 from .loader_candles import (
     ARCHIVE,
     ARCHIVE_MIN_AGE_MS,
@@ -73,10 +73,10 @@ from .loader_candles import (
     SOURCES,
     LoadResult,
     governor_for,
-    now_ms,
     task_fingerprint,
 )
 from .observability import BATCHES, LATENCY, RECORDS, Timer
+from .task_io import task_channel, task_outcome
 
 log = logging.getLogger(__name__)
 
@@ -187,17 +187,6 @@ async def rest_pages(
         for t in pending:
             t.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-
-
-def merge_id_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """``[first, end)`` id ranges sorted and merged (overlapping or touching ones joined)."""
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(ranges):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], b))
-        else:
-            out.append((a, b))
-    return out
 
 
 @dataclass
@@ -409,7 +398,7 @@ async def _load(
         for a, b in command.id_ranges:
             if a >= b or a < 0:
                 raise TaskInvalid(f"command.id_ranges: a range must end after it starts, got [{a}, {b})")
-        for a, b in merge_id_ranges(list(command.id_ranges)):
+        for a, b in merge_ranges(command.id_ranges):
             pages = rest_pages(client, symbol, kind, a, end_ms=end, end_id=b, concurrency=concurrency)
             async with aclosing(pages) as it:
                 async for rows in it:

@@ -36,12 +36,12 @@ from streamforge_pipelines.analytics.graph_store import (
 from streamforge_pipelines.analytics.snapshot import GraphSnapshot
 from streamforge_pipelines.assets.graph import correlation_graph
 from streamforge_pipelines.intervals import day_start_ms
-from streamforge_pipelines.ledger import build_ledger, save_ledger
 from streamforge_pipelines.protocol import page_docs
+from streamforge_pipelines.queue_manager.ledger import build_ledger, save_ledger
 from streamforge_pipelines.resources import StoreResource, resolve_settings
+from streamforge_pipelines.simulator.config import config_from_mapping
+from streamforge_pipelines.simulator.market import Market
 from streamforge_pipelines.store import SqliteStore
-from streamforge_pipelines.workers.simulator.config import config_from_mapping
-from streamforge_pipelines.workers.simulator.market import Market
 
 DAY = date(2024, 8, 1)
 D0 = day_start_ms(DAY)

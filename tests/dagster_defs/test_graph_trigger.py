@@ -12,12 +12,12 @@ import pytest
 from streamforge_pipelines.analytics.graph_store import list_snapshot_ids
 from streamforge_pipelines.definitions import defs
 from streamforge_pipelines.intervals import day_start_ms
-from streamforge_pipelines.ledger import window_gaps
 from streamforge_pipelines.protocol import page_docs
+from streamforge_pipelines.queue_manager.ledger import window_gaps
 from streamforge_pipelines.resources import StoreResource, resolve_settings
 from streamforge_pipelines.sensors.graph_trigger import graph_requests, graph_trigger_sensor
 from streamforge_pipelines.settings import Settings
-from streamforge_pipelines.workers.simulator.market import Market
+from streamforge_pipelines.simulator.market import Market
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 DAY = date(2024, 8, 1)

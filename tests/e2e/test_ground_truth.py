@@ -12,6 +12,7 @@ streamforge run --days 14` shows the same on the 14 days ending yesterday.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -20,11 +21,13 @@ import pytest
 
 from streamforge_pipelines.analytics.graph_store import read_snapshots
 from streamforge_pipelines.intervals import day_range_ms
+from streamforge_pipelines.preflight import PreflightError, check_simulator_config
 from streamforge_pipelines.queue_manager import LoadRequest
 from streamforge_pipelines.runner import RunSummary, run_main_job
 from streamforge_pipelines.settings import DEFAULT_UNIVERSE
+from streamforge_pipelines.simulator.config import load_config
+from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
-from streamforge_pipelines.workers.simulator.config import load_config
 
 PLANTED = Path(__file__).resolve().parents[2] / "examples" / "simulator" / "planted.yaml"
 REQUEST = LoadRequest(
@@ -100,11 +103,19 @@ def test_no_planted_structure_no_edge_claimed(make_settings) -> None:
 
 
 def test_a_bad_simulator_config_is_one_line(make_settings, tmp_path: Path) -> None:
-    from streamforge_pipelines.settings import SettingsError
-
+    """The config is checked where the simulator starts (settings load without reading it): the
+    main job, and the stack under it, stop on one line naming the setting before anything starts."""
     bad = tmp_path / "bad.yaml"
     bad.write_text("lead_lags: [{leader: BTCUSDT, follower: NOPEUSDT, lag_minutes: 60}]\n")
-    with pytest.raises(SettingsError, match=r"SIMULATOR_CONFIG.*unknown symbol NOPEUSDT"):
-        make_settings(simulator_config=bad)
-    with pytest.raises(SettingsError, match=r"SIMULATOR_CONFIG.*No such file"):
-        make_settings(simulator_config=tmp_path / "missing.yaml")
+    for path, why in ((bad, r"unknown symbol NOPEUSDT"), (tmp_path / "missing.yaml", r"No such file")):
+        settings = make_settings(simulator_config=path)
+        line = rf"^settings: SIMULATOR_CONFIG: {re.escape(str(path))}: .*{why}"
+        with pytest.raises(PreflightError, match=line) as in_run:
+            run_main_job(settings, REQUEST)
+        with pytest.raises(PreflightError, match=line) as in_stack:
+            Stack(settings).start()
+        for err in (in_run, in_stack):
+            assert err.value.exit_code == 2 and "\n" not in str(err.value)
+        assert not settings.data_dir.exists() and not (tmp_path / "dagster").exists()  # nothing made
+        # With an exchange configured no simulator starts: the file is not read.
+        check_simulator_config(settings.model_copy(update={"exchange_url": "http://127.0.0.1:9"}))

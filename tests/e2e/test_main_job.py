@@ -26,13 +26,13 @@ from streamforge_pipelines.intervals import DAY_MS, day_range_ms
 from streamforge_pipelines.models import from_settings
 from streamforge_pipelines.preflight import PreflightError
 from streamforge_pipelines.queue_manager import LoadRequest
+from streamforge_pipelines.queue_manager.tracking import COMPLETE
 from streamforge_pipelines.report import print_summary
 from streamforge_pipelines.runner import MAIN_RUN_TAG, prepare_dagster_home, run_analytics, run_main_job
 from streamforge_pipelines.sensors.queue_events import COVERAGE_JOB, process_tick
+from streamforge_pipelines.simulator.market import Market
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
-from streamforge_pipelines.tracking import COMPLETE
-from streamforge_pipelines.workers.simulator.market import Market
 
 SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 #: Fixed days of the loads below: Aug 3 .. Aug 6, 2024.

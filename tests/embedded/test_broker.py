@@ -21,7 +21,7 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.metadata import MetadataRequest
 
 from streamforge_pipelines.embedded.broker import BrokerStartError, EmbeddedBroker
-from streamforge_pipelines.kafka_admin import KafkaNotReadyError, ensure_topics_sync, wait_ready
+from streamforge_pipelines.kafka import KafkaNotReadyError, ensure_topics_sync, wait_ready
 
 N_MESSAGES = 1000
 N_KEYS = 25

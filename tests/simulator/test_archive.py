@@ -30,8 +30,8 @@ import pytest
 from aiohttp import web
 
 from streamforge_pipelines.intervals import DAY_MS, HOUR_MS, MINUTE_MS, day_start_ms, next_open_time
-from streamforge_pipelines.workers.simulator.app import build_app
-from streamforge_pipelines.workers.simulator.archive import (
+from streamforge_pipelines.simulator.app import build_app
+from streamforge_pipelines.simulator.archive import (
     FUTURES_AGG_TRADES_HEADER,
     FUTURES_KLINES_HEADER,
     FUTURES_TRADES_HEADER,
@@ -48,10 +48,10 @@ from streamforge_pipelines.workers.simulator.archive import (
     trades_csv,
     zip_bytes,
 )
-from streamforge_pipelines.workers.simulator.config import SimulatorConfig
-from streamforge_pipelines.workers.simulator.futures import contract
-from streamforge_pipelines.workers.simulator.market import Market
-from streamforge_pipelines.workers.simulator.ws import WsConfig
+from streamforge_pipelines.simulator.config import SimulatorConfig
+from streamforge_pipelines.simulator.market import Market
+from streamforge_pipelines.simulator.usdm import contract
+from streamforge_pipelines.simulator.ws import WsConfig
 
 SEED = 20240801
 #: 2025-03-10 12:00 UTC: every 2024 and February 2025 file exists, 2025-03-10's daily file does not.
@@ -244,7 +244,7 @@ def test_same_seed_byte_identical_zips() -> None:
 
 
 def test_futures_klines_header_precision_and_ms() -> None:
-    from streamforge_pipelines.workers.simulator.futures import contract, futures_row
+    from streamforge_pipelines.simulator.usdm import contract, futures_row
 
     c = contract(MARKET.symbol("XRPUSDT"))
     start = day_start_ms(date(2025, 2, 1))

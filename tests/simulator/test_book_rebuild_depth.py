@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from streamforge_pipelines.workers.simulator.market import Market
+from streamforge_pipelines.simulator.market import Market
 
 NOW = 1_795_600_000_000
 

@@ -10,8 +10,8 @@ Covered: REST ``/api/v3/klines`` (and ``uiKlines``), REST ``/api/v3/depth``, RES
 ``/api/v3/aggTrades`` (against the captured ``@aggTrade`` event, whose payload is the REST element
 behind an ``e``/``E``/``s`` event header), the error body, the combined WebSocket stream
 (``@aggTrade``, ``@kline_1m``, ``@bookTicker``, ``@depth@100ms`` frames; the routes of
-:func:`~streamforge_pipelines.workers.simulator.ws.ws_routes`) and a data.binance.vision klines CSV
-(:func:`~streamforge_pipelines.workers.simulator.archive.archive_routes`).
+:func:`~streamforge_pipelines.simulator.ws.ws_routes`) and a data.binance.vision klines CSV
+(:func:`~streamforge_pipelines.simulator.archive.archive_routes`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import aiohttp
 import pytest
 
 from streamforge_pipelines.intervals import HOUR_MS
-from streamforge_pipelines.workers.simulator import SimulatorServer
-from streamforge_pipelines.workers.simulator.archive import archive_routes
-from streamforge_pipelines.workers.simulator.ws import WsConfig, ws_routes
+from streamforge_pipelines.simulator import SimulatorServer
+from streamforge_pipelines.simulator.archive import archive_routes
+from streamforge_pipelines.simulator.ws import WsConfig, ws_routes
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "binance"
 SEED = 31337

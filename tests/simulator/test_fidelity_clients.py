@@ -48,10 +48,10 @@ from streamforge_pipelines.intervals import (
     next_open_time,
     open_times,
 )
-from streamforge_pipelines.workers.simulator import Market, SimulatorServer
-from streamforge_pipelines.workers.simulator.app import NOW_MS
-from streamforge_pipelines.workers.simulator.futures import contract, futures_row
-from streamforge_pipelines.workers.simulator.market import SCALE
+from streamforge_pipelines.simulator import Market, SimulatorServer
+from streamforge_pipelines.simulator.rest import NOW_MS
+from streamforge_pipelines.simulator.symbols import SCALE
+from streamforge_pipelines.simulator.usdm import contract, futures_row
 
 SEED = 8_0808
 START_TIMEOUT_S = 10.0

@@ -23,14 +23,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from streamforge_pipelines.workers.simulator.faults import (
+from streamforge_pipelines.simulator.faults import (
     CLOUDFRONT_403_HTML,
     Fault,
     FaultConfig,
     FaultInjector,
     FaultRates,
 )
-from streamforge_pipelines.workers.simulator.limits import (
+from streamforge_pipelines.simulator.limits import (
     LimitsConfig,
     RateLimiter,
     default_weight_of,

@@ -10,10 +10,10 @@ import zipfile
 import aiohttp
 import orjson
 
-from streamforge_pipelines.workers.simulator.faults import FaultConfig
-from streamforge_pipelines.workers.simulator.limits import LimitsConfig
-from streamforge_pipelines.workers.simulator.market import Market
-from streamforge_pipelines.workers.simulator.server import SimulatorServer
+from streamforge_pipelines.simulator.faults import FaultConfig
+from streamforge_pipelines.simulator.limits import LimitsConfig
+from streamforge_pipelines.simulator.market import Market
+from streamforge_pipelines.simulator.server import SimulatorServer
 
 NOW = 1_722_470_400_000 + 10 * 60_000 + 10_000  # 2024-08-01 00:10:10 UTC: 50 s left in the window
 KLINES = "/api/v3/klines?symbol=BTCUSDT&interval=1m&limit=1000"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from streamforge_pipelines.intervals import DAY_MS, HOUR_MS, MINUTE_MS, floor_open_time
-from streamforge_pipelines.workers.simulator import (
+from streamforge_pipelines.simulator import (
     DEFAULT_SYMBOLS,
     Cluster,
     DowntimeWindow,

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 from streamforge_pipelines.intervals import DAY_MS, HOUR_MS, MINUTE_MS, floor_open_time
-from streamforge_pipelines.workers.simulator import DEFAULT_SYMBOLS, Market, SimulatorServer, SymbolSpec
+from streamforge_pipelines.simulator import DEFAULT_SYMBOLS, Market, SimulatorServer, SymbolSpec
 
 SEED = 20240801
 #: 2024-08-02 05:00:12.345 UTC: mid-minute, so the newest candle is still open.
@@ -417,7 +417,7 @@ def test_server_start_stop_are_idempotent() -> None:
 
 
 def test_serve_logs_its_url_and_stops_on_sigterm() -> None:
-    code = "from streamforge_pipelines.workers.simulator import serve; serve('127.0.0.1', 0, 7)"
+    code = "from streamforge_pipelines.simulator import serve; serve('127.0.0.1', 0, 7)"
     proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from streamforge_pipelines.intervals import HOUR_MS, MINUTE_MS
-from streamforge_pipelines.workers.simulator import (
+from streamforge_pipelines.simulator import (
     Cluster,
     DowntimeWindow,
     LeadLag,

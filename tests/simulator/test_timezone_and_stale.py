@@ -19,17 +19,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from streamforge_pipelines.intervals import DAY_MS, HOUR_MS, MINUTE_MS
-from streamforge_pipelines.workers.simulator import book
-from streamforge_pipelines.workers.simulator.app import (
-    STALE_MAX_WINDOWS,
-    STALE_MIN_WINDOWS,
-    StaleSnapshots,
-    build_app,
-    parse_time_zone,
-)
-from streamforge_pipelines.workers.simulator.config import DowntimeWindow, SimulatorConfig
-from streamforge_pipelines.workers.simulator.faults import FaultConfig
-from streamforge_pipelines.workers.simulator.market import Market
+from streamforge_pipelines.simulator import book
+from streamforge_pipelines.simulator.app import build_app
+from streamforge_pipelines.simulator.config import DowntimeWindow, SimulatorConfig
+from streamforge_pipelines.simulator.faults import FaultConfig
+from streamforge_pipelines.simulator.market import Market
+from streamforge_pipelines.simulator.rest import STALE_MAX_WINDOWS, STALE_MIN_WINDOWS, StaleSnapshots
+from streamforge_pipelines.simulator.spot import parse_time_zone
 
 SEED = 20240801
 SYMBOL = "BTCUSDT"

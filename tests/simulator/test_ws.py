@@ -28,9 +28,9 @@ import websockets
 from aiohttp import WSMsgType, web
 
 from streamforge_pipelines.intervals import HOUR_MS, MINUTE_MS
-from streamforge_pipelines.workers.simulator.faults import FaultConfig
-from streamforge_pipelines.workers.simulator.market import Market
-from streamforge_pipelines.workers.simulator.ws import WsConfig, WsStreams, parse_stream, ws_routes
+from streamforge_pipelines.simulator.faults import FaultConfig
+from streamforge_pipelines.simulator.market import Market
+from streamforge_pipelines.simulator.ws import WsConfig, WsStreams, parse_stream, ws_routes
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "binance"
 SEED = 20240801
@@ -658,8 +658,8 @@ def test_ccxt_pro_order_book_trades_and_ohlcv_equal_the_market() -> None:
     update-id sequence itself. Its book at each nonce must be the model's book of that update id.
     """
     ccxtpro = pytest.importorskip("ccxt.pro")
-    from streamforge_pipelines.workers.simulator.app import build_app
-    from streamforge_pipelines.workers.simulator.book import UPDATE_STRIDE, WINDOW_MS
+    from streamforge_pipelines.simulator.app import build_app
+    from streamforge_pipelines.simulator.book import UPDATE_STRIDE, WINDOW_MS
 
     market = Market(5)
     spec = market.symbol(SYM)

@@ -24,11 +24,11 @@ import pytest
 from aiohttp import WSMsgType, web
 
 from streamforge_pipelines.intervals import DAY_MS, HOUR_MS, MINUTE_MS
-from streamforge_pipelines.workers.simulator import book
-from streamforge_pipelines.workers.simulator.app import build_app
-from streamforge_pipelines.workers.simulator.futures import contract
-from streamforge_pipelines.workers.simulator.market import Market
-from streamforge_pipelines.workers.simulator.ws import WsConfig, parse_futures_stream, parse_stream
+from streamforge_pipelines.simulator import book
+from streamforge_pipelines.simulator.app import build_app
+from streamforge_pipelines.simulator.market import Market
+from streamforge_pipelines.simulator.usdm import contract
+from streamforge_pipelines.simulator.ws import WsConfig, parse_futures_stream, parse_stream
 
 SEED = 20240801
 MARKET = Market(SEED)

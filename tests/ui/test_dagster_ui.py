@@ -36,7 +36,7 @@ from streamforge_pipelines.intervals import day_start_ms
 from streamforge_pipelines.protocol import page_docs
 from streamforge_pipelines.runner import prepare_dagster_home
 from streamforge_pipelines.settings import Settings
-from streamforge_pipelines.workers.simulator.market import Market
+from streamforge_pipelines.simulator.market import Market
 
 pytestmark = pytest.mark.browser
 

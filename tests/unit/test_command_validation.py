@@ -28,11 +28,11 @@ from click.testing import CliRunner
 
 from streamforge_pipelines.cli import main
 from streamforge_pipelines.intervals import DAY_MS, FIRST_DAY, HOUR_MS, MINUTE_MS, day_start_ms
+from streamforge_pipelines.kafka import make_producer
 from streamforge_pipelines.protocol import Command, ProtocolError, decode_command, excerpt
+from streamforge_pipelines.simulator.server import SimulatorServer
 from streamforge_pipelines.workers.errors import TaskInvalid
-from streamforge_pipelines.workers.kafka_io import make_producer
 from streamforge_pipelines.workers.loader_producer import dispatch, handler_for, refused_start
-from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 DAY = date(2024, 8, 1)
 D0 = day_start_ms(DAY)
@@ -368,7 +368,7 @@ def test_every_command_streamforge_builds_is_valid(make_settings) -> None:
         build_repair_commands,
         build_trades_commands,
     )
-    from streamforge_pipelines.trades_ledger import TradesDayLedger, repair_command
+    from streamforge_pipelines.queue_manager.trades_ledger import TradesDayLedger, repair_command
 
     settings = make_settings(partitions=1)
     request = LoadRequest(

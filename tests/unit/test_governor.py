@@ -15,6 +15,8 @@ from aiohttp import web
 from lockstep_clock import LockstepClock
 
 from streamforge_pipelines.intervals import day_range_ms, day_start_ms
+from streamforge_pipelines.simulator.limits import LimitsConfig
+from streamforge_pipelines.simulator.server import SimulatorServer
 from streamforge_pipelines.workers.exchange_client import BinanceRestClient
 from streamforge_pipelines.workers.governor import (
     WeightGovernor,
@@ -23,8 +25,6 @@ from streamforge_pipelines.workers.governor import (
     learned_limit,
     limit_from_429,
 )
-from streamforge_pipelines.workers.simulator.limits import LimitsConfig
-from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 T0 = 1_700_000_040.0  # 40 s into a clock minute (1_700_000_000 is 20 s past one)
 

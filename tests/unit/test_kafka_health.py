@@ -1,4 +1,4 @@
-"""The broker probe and monitor (:mod:`streamforge_pipelines.kafka_health`) against real brokers:
+"""The broker probe and monitor (:mod:`streamforge_pipelines.kafka.health`) against real brokers:
 the session's Tansu, one started and SIGKILLed here, a closed port and an HTTP server."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import time
 import pytest
 
 from streamforge_pipelines.embedded.broker import EmbeddedBroker
-from streamforge_pipelines.kafka_health import BrokerMonitor, BrokerUnavailable, probe, split_bootstrap
+from streamforge_pipelines.kafka import BrokerMonitor, BrokerUnavailable, probe, split_bootstrap
 from streamforge_pipelines.stack import free_port
 
 #: Bound on waiting for the monitor's verdict (it probes every 0.1 s here).

@@ -11,16 +11,21 @@ from typing import Any
 
 import pytest
 
-from streamforge_pipelines.intervals import DAY_MS, HOUR_MS, MINUTE_MS, day_start_ms
-from streamforge_pipelines.ledger import (
+from streamforge_pipelines.intervals import (
+    DAY_MS,
+    HOUR_MS,
+    MINUTE_MS,
+    clip_ranges,
+    day_start_ms,
+    merge_ranges,
+)
+from streamforge_pipelines.queue_manager.ledger import (
     COMPLETE,
     DOWNTIME,
     MISSING,
     build_ledger,
     check_summary,
-    clip_ranges,
     entry,
-    merge_ranges,
     repair_ranges,
     runs,
     save_ledger,

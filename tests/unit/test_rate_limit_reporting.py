@@ -9,9 +9,9 @@ import pytest
 
 from streamforge_pipelines import protocol as p
 from streamforge_pipelines.queue_manager import LoadRequest, build_commands, weight_share
+from streamforge_pipelines.queue_manager.tracking import ExchangeTotals, TaskTracker
 from streamforge_pipelines.runner import RunSummary
 from streamforge_pipelines.settings import Settings, SettingsError
-from streamforge_pipelines.tracking import ExchangeTotals, TaskTracker
 from streamforge_pipelines.workers.loader_candles import LoadResult, governor_for
 
 # Messages as written before the rate-limit fields existed.

@@ -34,9 +34,9 @@ from record_cases import (
 )
 
 from streamforge_pipelines import protocol as p
+from streamforge_pipelines.simulator.market import Market
 from streamforge_pipelines.store import SqliteStore
 from streamforge_pipelines.workers.archive_client import parse_trades_csv
-from streamforge_pipelines.workers.simulator.market import Market
 
 PROPERTY = settings(
     derandomize=True,

@@ -50,3 +50,21 @@ def test_every_setting_documented_in_readme() -> None:
     text = README.read_text()
     missing = [var for var in ENV_VARS if f"`{var}`" not in text]
     assert missing == []
+
+
+def test_simulator_config_is_a_path_read_where_the_simulator_starts(tmp_path: Path) -> None:
+    """Settings keep ``SIMULATOR_CONFIG`` as a path (empty: unset) and never read the file: the
+    check is :func:`~streamforge_pipelines.preflight.check_simulator_config` (tests/e2e/
+    test_ground_truth.py, tests/cli/test_run_errors.py); the bottom layer imports no simulator."""
+    import subprocess
+    import sys
+
+    assert Settings.from_env({}, simulator_config="").simulator_config is None
+    assert Settings.from_env({"SIMULATOR_CONFIG": " "}).simulator_config is None
+    missing = tmp_path / "missing.yaml"
+    assert Settings.from_env({"SIMULATOR_CONFIG": str(missing)}).simulator_config == missing
+    code = (
+        "import sys; import streamforge_pipelines.settings; "
+        "sys.exit(any(m.startswith('streamforge_pipelines.simulator') for m in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streamforge_pipelines.protocol import ErrorInfo, Event, PartitionCount
-from streamforge_pipelines.tracking import COMPLETE, FAILED, TaskTracker, record_update
+from streamforge_pipelines.queue_manager.tracking import COMPLETE, FAILED, TaskTracker, record_update
 
 Q = "wf-btcusdt-api_candles_5m-20240801-a1b2c3"
 LOADER = "loader-api-candles__a1b2c3"

@@ -24,6 +24,7 @@ import pytest
 from aiohttp import web
 
 from streamforge_pipelines.protocol import Command, format_time_range
+from streamforge_pipelines.simulator.server import SimulatorServer
 from streamforge_pipelines.workers.archive_client import (
     MAX_MEMBER_BYTES,
     ArchiveClient,
@@ -32,7 +33,6 @@ from streamforge_pipelines.workers.archive_client import (
     unzip_single,
 )
 from streamforge_pipelines.workers.loader_candles import run_candle_task
-from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 DAY = date(2024, 6, 3)
 BOMB_BYTES = 10 * 1024 * 1024

@@ -18,9 +18,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streamforge_pipelines.protocol import Event, decode_event, decode_record, make_queue_id
+from streamforge_pipelines.queue_manager.telemetry import read_events
+from streamforge_pipelines.queue_manager.tracking import COMPLETE, FAILED, TaskTracker
 from streamforge_pipelines.settings import Settings
-from streamforge_pipelines.telemetry import read_events
-from streamforge_pipelines.tracking import COMPLETE, FAILED, TaskTracker
 from streamforge_pipelines.workers.dummy import (
     HealthServer,
     ModeStatus,

@@ -31,12 +31,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamforge_pipelines.intervals import HOUR_MS, day_range_ms, day_start_ms
 from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, load_candles
+from streamforge_pipelines.queue_manager.tracking import COMPLETE
+from streamforge_pipelines.simulator.faults import FaultConfig
+from streamforge_pipelines.simulator.limits import LimitsConfig
+from streamforge_pipelines.simulator.server import SimulatorServer
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
-from streamforge_pipelines.tracking import COMPLETE
-from streamforge_pipelines.workers.simulator.faults import FaultConfig
-from streamforge_pipelines.workers.simulator.limits import LimitsConfig
-from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 SYMBOLS = (
     "BTCUSDT",

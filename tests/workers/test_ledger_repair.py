@@ -22,8 +22,8 @@ from simulator_process import simulator_process
 
 from streamforge_pipelines.assets.candles import COMPLETE_CHECK, complete_check_result
 from streamforge_pipelines.intervals import HOUR_MS, MINUTE_MS, day_start_ms
-from streamforge_pipelines.ledger import COMPLETE, DOWNTIME, MISSING
 from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, load_candles, repair_candles
+from streamforge_pipelines.queue_manager.ledger import COMPLETE, DOWNTIME, MISSING
 from streamforge_pipelines.runner import run_main_job
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings

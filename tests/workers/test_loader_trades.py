@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from streamforge_pipelines.intervals import DAY_MS, MINUTE_MS, day_start_ms
-from streamforge_pipelines.kafka_admin import ensure_topics_sync
+from streamforge_pipelines.kafka import ensure_topics_sync, make_producer
 from streamforge_pipelines.protocol import (
     Command,
     ProtocolError,
@@ -39,28 +39,27 @@ from streamforge_pipelines.protocol import (
     trade_page,
 )
 from streamforge_pipelines.queue_manager import TradesReport, TradesRequest, load_trades
-from streamforge_pipelines.settings import TRADES_COLLECTION, Settings
-from streamforge_pipelines.store import store_from_settings
-from streamforge_pipelines.telemetry import EventFollower
-from streamforge_pipelines.trades_ledger import (
+from streamforge_pipelines.queue_manager.telemetry import EventFollower
+from streamforge_pipelines.queue_manager.trades_ledger import (
     check_trades_day,
     exchange_day_span,
     missing_id_ranges,
     repair_command,
 )
+from streamforge_pipelines.settings import TRADES_COLLECTION, Settings
+from streamforge_pipelines.simulator.config import config_from_mapping
+from streamforge_pipelines.simulator.market import Market
+from streamforge_pipelines.simulator.server import SimulatorServer
+from streamforge_pipelines.store import store_from_settings
 from streamforge_pipelines.workers.archive_client import ArchiveNotAvailable, parse_trades_csv, trades_path
 from streamforge_pipelines.workers.checkpoint import CheckpointStore
 from streamforge_pipelines.workers.connector import Connector
 from streamforge_pipelines.workers.errors import TaskInvalid
 from streamforge_pipelines.workers.exchange_client import BinanceRestClient
 from streamforge_pipelines.workers.governor import WeightGovernor
-from streamforge_pipelines.workers.kafka_io import make_producer
 from streamforge_pipelines.workers.loader_candles import LoadResult
 from streamforge_pipelines.workers.loader_producer import handler_for
 from streamforge_pipelines.workers.loader_trades import plan_trade_sources, run_trades_task, task_fingerprint
-from streamforge_pipelines.workers.simulator.config import config_from_mapping
-from streamforge_pipelines.workers.simulator.market import Market
-from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 SYMBOL = "TINYUSDT"
 DAY = date(2025, 3, 10)  # a microsecond archive file (spot files from 2025-01-01 on)

@@ -54,11 +54,10 @@ from record_cases import (
     trades_record,
 )
 
-from streamforge_pipelines.kafka_admin import ensure_topics_sync
+from streamforge_pipelines.kafka import ensure_topics_sync, make_producer
 from streamforge_pipelines.settings import ENV_VARS, Settings
 from streamforge_pipelines.store import SqliteStore
 from streamforge_pipelines.workers.connector import Connector
-from streamforge_pipelines.workers.kafka_io import make_producer
 
 PARTITIONS = 3
 #: Good records' symbols, one per partition.

@@ -19,12 +19,12 @@ from lockstep_clock import LockstepClock
 
 from streamforge_pipelines.intervals import day_range_ms, day_start_ms
 from streamforge_pipelines.protocol import Command, decode_event, format_time_range
-from streamforge_pipelines.telemetry import read_events
+from streamforge_pipelines.queue_manager.telemetry import read_events
+from streamforge_pipelines.simulator.limits import LimitsConfig
+from streamforge_pipelines.simulator.server import SimulatorServer
 from streamforge_pipelines.workers.exchange_client import BinanceRestClient
 from streamforge_pipelines.workers.governor import WeightGovernor
 from streamforge_pipelines.workers.loader_candles import run_candle_task
-from streamforge_pipelines.workers.simulator.limits import LimitsConfig
-from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 WINDOW_MS = 2000
 LIMIT = 60
@@ -186,7 +186,7 @@ def test_a_429_holds_every_request_of_the_process_for_retry_after() -> None:
 def test_a_passing_waf_block_pauses_and_is_survived(make_settings) -> None:
     """The simulator answers a share of the klines requests with CloudFront's 403 page (Binance's WAF
     block): the loader pauses every request, retries, and stores every candle."""
-    from streamforge_pipelines.workers.simulator.faults import FaultConfig, FaultRates
+    from streamforge_pipelines.simulator.faults import FaultConfig, FaultRates
 
     # 11 days of 1m = 15,840 candles: ceil(15.84) = 16 pages of 1000
     first, last = date(2024, 8, 1), date(2024, 8, 11)
@@ -213,8 +213,8 @@ def test_a_passing_waf_block_pauses_and_is_survived(make_settings) -> None:
 
 
 def test_a_waf_block_that_does_not_pass_fails_with_one_clear_line() -> None:
+    from streamforge_pipelines.simulator.faults import FaultConfig, FaultRates
     from streamforge_pipelines.workers.errors import WafBlocked
-    from streamforge_pipelines.workers.simulator.faults import FaultConfig, FaultRates
 
     faults = FaultConfig(endpoints={"/api/v3/klines": FaultRates(waf_block_rate=1.0)})
 

@@ -34,7 +34,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streamforge_pipelines.intervals import count_open_times, day_range_ms
-from streamforge_pipelines.kafka_admin import ensure_topics_sync
+from streamforge_pipelines.kafka import ensure_topics_sync
 from streamforge_pipelines.protocol import (
     LOADER_CANDLES,
     LOADER_PRODUCER,
@@ -44,14 +44,14 @@ from streamforge_pipelines.protocol import (
     format_time_range,
     make_queue_id,
 )
+from streamforge_pipelines.queue_manager.telemetry import read_events
+from streamforge_pipelines.queue_manager.tracking import TaskTracker
+from streamforge_pipelines.simulator import SimulatorServer
+from streamforge_pipelines.simulator.faults import FaultConfig
 from streamforge_pipelines.stack import Stack
-from streamforge_pipelines.telemetry import read_events
-from streamforge_pipelines.tracking import TaskTracker
 from streamforge_pipelines.workers import loader_candles
 from streamforge_pipelines.workers.checkpoint import CheckpointStore
 from streamforge_pipelines.workers.loader_candles import run_candle_task
-from streamforge_pipelines.workers.simulator import SimulatorServer
-from streamforge_pipelines.workers.simulator.faults import FaultConfig
 
 SEED = 42
 MINUTE_MS = 60_000

@@ -18,10 +18,11 @@ from aiohttp import web
 from streamforge_pipelines.intervals import DAY_MS, HOUR_MS, day_range_ms, day_start_ms, open_times
 from streamforge_pipelines.protocol import Command, format_time_range
 from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load_candles
+from streamforge_pipelines.queue_manager.telemetry import read_events
+from streamforge_pipelines.queue_manager.tracking import ExchangeTotals, TaskState
+from streamforge_pipelines.simulator.server import SimulatorServer
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
-from streamforge_pipelines.telemetry import read_events
-from streamforge_pipelines.tracking import ExchangeTotals, TaskState
 from streamforge_pipelines.workers.archive_client import (
     ArchiveChecksumMismatch,
     ArchiveNotAvailable,
@@ -36,7 +37,6 @@ from streamforge_pipelines.workers.loader_candles import (
     run_candle_task,
     whole_months,
 )
-from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 SYMBOL = "BTCUSDT"
 #: The fixed days of the loads below: Aug 1 .. Aug 4, 2024.

@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from streamforge_pipelines.intervals import INTERVALS, count_open_times, day_range_ms, open_times
-from streamforge_pipelines.kafka_admin import ensure_topics_sync
+from streamforge_pipelines.kafka import ensure_topics_sync, make_producer
 from streamforge_pipelines.protocol import (
     Command,
     ProtocolError,
@@ -33,9 +33,11 @@ from streamforge_pipelines.protocol import (
     format_time_range,
 )
 from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load_candles
+from streamforge_pipelines.queue_manager.telemetry import EventFollower
 from streamforge_pipelines.settings import Settings, candle_collection
+from streamforge_pipelines.simulator.limits import futures_klines_weight
+from streamforge_pipelines.simulator.server import SimulatorServer
 from streamforge_pipelines.store import store_from_settings
-from streamforge_pipelines.telemetry import EventFollower
 from streamforge_pipelines.workers.archive_client import ArchiveClient, daily_klines_path
 from streamforge_pipelines.workers.connector import Connector
 from streamforge_pipelines.workers.errors import TaskInvalid
@@ -45,10 +47,7 @@ from streamforge_pipelines.workers.exchange_client import (
     request_weight,
 )
 from streamforge_pipelines.workers.governor import WeightGovernor, default_governor
-from streamforge_pipelines.workers.kafka_io import make_producer
 from streamforge_pipelines.workers.loader_candles import LoadResult, governor_for, run_candle_task
-from streamforge_pipelines.workers.simulator.limits import futures_klines_weight
-from streamforge_pipelines.workers.simulator.server import SimulatorServer
 
 SYMBOL = "BTCUSDT"
 SEED = 42

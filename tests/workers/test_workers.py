@@ -19,9 +19,9 @@ import pytest
 
 from streamforge_pipelines.protocol import decode_event
 from streamforge_pipelines.queue_manager import LoadRequest, load_candles
+from streamforge_pipelines.queue_manager.telemetry import read_events
 from streamforge_pipelines.stack import Stack, free_port
 from streamforge_pipelines.store import store_from_settings
-from streamforge_pipelines.telemetry import read_events
 
 
 def _wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):

@@ -9,7 +9,7 @@ Modes, each an async function for tests and a ``main(settings, ...)`` in its mod
 
 While a mode runs as a process it serves ``/health`` and ``/metrics`` (:class:`HealthServer`), logs
 JSON lines, and stops cleanly on SIGTERM/SIGINT. The exchange simulator, the other face of the
-dummy-service, lives in :mod:`streamforge_pipelines.workers.simulator`.
+dummy-service, lives in :mod:`streamforge_pipelines.simulator`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """impersonate: ``queue-events`` telemetry as a named worker would send it, by script.
 
-The events go through :class:`~streamforge_pipelines.workers.kafka_io.EventEmitter`, the emitter the
+The events go through :class:`~streamforge_pipelines.kafka.io.EventEmitter`, the emitter the
 real loaders use, with the producer id a real worker would have (``<worker>__<the queue_id's 6
-hex>``), so :class:`~streamforge_pipelines.tracking.TaskTracker`, the asset step and the
+hex>``), so :class:`~streamforge_pipelines.queue_manager.tracking.TaskTracker`, the asset step and the
 ``queue_events_sensor`` treat them exactly as real ones. Behaviours:
 
 * ``progress`` — ``started``, ``loading`` x ``steps`` with growing ``records_written``, ``finished``
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from ...kafka_admin import ensure_topics
+from ...kafka import EventEmitter, ensure_topics, make_producer
 from ...protocol import (
     CONNECTOR,
     LOADER_CANDLES,
@@ -41,7 +41,6 @@ from ...protocol import (
     queue_id_suffix,
 )
 from ...settings import Settings
-from ..kafka_io import EventEmitter, make_producer
 from ..observability import RECORDS
 from .health import DUMMY, ModeStatus, bootstrap_of, run_mode
 

@@ -37,7 +37,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
 from ...intervals import FIXED_INTERVAL_MS
-from ...kafka_admin import ensure_topics
+from ...kafka import ensure_topics, make_producer
 from ...protocol import (
     Event,
     candle_from_kline,
@@ -48,7 +48,6 @@ from ...protocol import (
     now_s,
 )
 from ...settings import Settings
-from ..kafka_io import make_producer
 from ..observability import BATCHES, ERRORS, RECORDS
 from .health import DUMMY, ModeStatus, bootstrap_of, run_mode
 

@@ -26,10 +26,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ...kafka_admin import ensure_topics
+from ...kafka import ensure_topics, make_producer
 from ...protocol import Command, ProtocolError, decode_command, make_producer_id, new_suffix, now_s
 from ...settings import Settings
-from ..kafka_io import make_producer
 from ..observability import ERRORS, LATENCY, RECORDS
 from .health import DUMMY, ModeStatus, bootstrap_of, run_mode
 

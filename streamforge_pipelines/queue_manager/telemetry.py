@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from .protocol import Event, ProtocolError, decode_event
+from ..protocol import Event, ProtocolError, decode_event
 
 log = logging.getLogger(__name__)
 

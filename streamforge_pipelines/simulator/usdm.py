@@ -1,10 +1,12 @@
-"""USD-M futures REST (``/fapi/v1``) over the spot market model (``reference/BINANCE_API.md`` §3).
+"""USD-M futures: the perpetual contracts over the spot market model, and their REST routes
+(``/fapi/v1``, ``reference/BINANCE_API.md`` §3).
 
-A perpetual contract per spot symbol: its prices are the spot prices plus a constant basis of
-:data:`BASIS` of the base price (a whole number of ticks), so every spot identity holds for futures
-too (quote volume = spot quote volume + basis × volume, exactly). Prices are rendered at the
-contract's price precision (the decimals of the tick size, e.g. ``"7.6080"``), quantities at its
-quantity precision, quote volumes at 8 decimals.
+A perpetual contract per spot symbol (:func:`contract`, :func:`futures_row`; the archive's UM files
+and the futures WebSocket streams render with the same helpers): its prices are the spot prices
+plus a constant basis of :data:`BASIS` of the base price (a whole number of ticks), so every spot
+identity holds for futures too (quote volume = spot quote volume + basis × volume, exactly).
+Prices are rendered at the contract's price precision (the decimals of the tick size, e.g.
+``"7.6080"``), quantities at its quantity precision, quote volumes at 8 decimals.
 
 Served: ``klines`` (limit default 500, max 1500, weight 1/2/5/10 by ``limit``; no ``1s`` →
 ``-1120``; ``startTime > endTime`` → ``-1023``), ``depth`` (limit ∈ {5, 10, 20, 50, 100, 500, 1000},
@@ -26,24 +28,17 @@ from aiohttp import web
 from streamforge_pipelines.intervals import INTERVALS
 
 from . import book
-from .app import (
-    STATE,
-    ApiError,
-    _check_symbol,
-    _json,
-    _mandatory,
-    _now,
-    _optional_long,
-)
-from .market import SCALE, SymbolSpec
+from .rest import STATE, ApiError, check_symbol, json_response, mandatory, optional_long, request_now
+from .symbols import SCALE, SymbolSpec
 
 __all__ = [
     "BASIS",
     "FUTURES_DEPTH_LIMITS",
     "FUTURES_KLINES_MAX_LIMIT",
     "Contract",
-    "add_futures_routes",
+    "add_usdm_routes",
     "contract",
+    "futures_row",
 ]
 
 FUTURES_KLINES_DEFAULT_LIMIT = 500
@@ -125,42 +120,44 @@ def futures_row(c: Contract, row: list) -> list:
 async def _klines(request: web.Request) -> web.Response:
     q = request.query
     market = request.app[STATE].market
-    symbol = _mandatory(q, "symbol")
-    interval = _mandatory(q, "interval")
-    start = _optional_long(q, "startTime")
-    end = _optional_long(q, "endTime")
-    limit = _optional_long(q, "limit")
+    symbol = mandatory(q, "symbol")
+    interval = mandatory(q, "interval")
+    start = optional_long(q, "startTime")
+    end = optional_long(q, "endTime")
+    limit = optional_long(q, "limit")
     if interval not in INTERVALS or interval == "1s":
         raise ApiError(-1120, "Invalid interval.")
-    spec = _check_symbol(market, symbol)
+    spec = check_symbol(market, symbol)
     if limit is None:
         limit = FUTURES_KLINES_DEFAULT_LIMIT
     elif limit < 1:
         raise ApiError.invalid("limit")
     if start is not None and end is not None and start > end:
         raise ApiError(-1023, "Start time is greater than end time.")
-    rows = market.klines(symbol, interval, start, end, min(limit, FUTURES_KLINES_MAX_LIMIT), _now(request))
+    rows = market.klines(
+        symbol, interval, start, end, min(limit, FUTURES_KLINES_MAX_LIMIT), request_now(request)
+    )
     c = contract(spec)
-    return _json([futures_row(c, r) for r in rows])
+    return json_response([futures_row(c, r) for r in rows])
 
 
 async def _depth(request: web.Request) -> web.Response:
     q = request.query
     market = request.app[STATE].market
-    symbol = _mandatory(q, "symbol")
-    limit = _optional_long(q, "limit")
-    spec = _check_symbol(market, symbol)
+    symbol = mandatory(q, "symbol")
+    limit = optional_long(q, "limit")
+    spec = check_symbol(market, symbol)
     if limit is None:
         limit = FUTURES_DEPTH_DEFAULT_LIMIT
     elif limit not in FUTURES_DEPTH_LIMITS:
         raise ApiError.invalid("limit")
-    now = _now(request)
+    now = request_now(request)
     # A stale snapshot (FaultConfig.stale_snapshot_rate) is the book of an earlier window.
     window = request.app[STATE].snapshot_time(now) // book.WINDOW_MS - 1
     c = contract(spec)
     levels = market.book_levels(spec.name, window, limit)
     snap = book.DepthSnapshot.from_levels(levels, c.price_decimals, c.qty_decimals, c.basis_units)
-    return _json(
+    return json_response(
         {
             "lastUpdateId": snap.last_update_id,
             "E": now,
@@ -174,10 +171,10 @@ async def _depth(request: web.Request) -> web.Response:
 async def _exchange_info(request: web.Request) -> web.Response:
     market = request.app[STATE].market
     quotes = sorted({s.quote_asset for s in market.symbols})
-    return _json(
+    return json_response(
         {
             "timezone": "UTC",
-            "serverTime": _now(request),
+            "serverTime": request_now(request),
             "futuresType": "U_MARGINED",
             "rateLimits": RATE_LIMITS,
             "exchangeFilters": [],
@@ -232,7 +229,7 @@ def _symbol_info(spec: SymbolSpec) -> dict[str, Any]:
     }
 
 
-def add_futures_routes(app: web.Application) -> None:
+def add_usdm_routes(app: web.Application) -> None:
     """Register the ``/fapi/v1`` routes on a simulator app built by :func:`.app.build_app`."""
     app.router.add_get("/fapi/v1/klines", _klines)
     app.router.add_get("/fapi/v1/depth", _depth)

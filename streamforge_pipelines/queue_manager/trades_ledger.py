@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from .intervals import DAY_MS, day_start_ms
-from .protocol import LOADER_PRODUCER, TRADE_TASK_TYPES, Command, format_time_range, make_queue_id
-from .store.base import DEFAULT_TRADES_COLLECTION, Store
-from .workers.exchange_client import BinanceRestClient
-from .workers.loader_trades import first_id
+from ..intervals import DAY_MS, day_start_ms
+from ..protocol import LOADER_PRODUCER, TRADE_TASK_TYPES, Command, format_time_range, make_queue_id
+from ..store.base import DEFAULT_TRADES_COLLECTION, Store
+from ..workers.exchange_client import BinanceRestClient
+from ..workers.loader_trades import first_id
 
 #: Task type of each trade kind (``agg`` -> ``api_agg_trades``).
 KIND_TASK_TYPES: dict[str, str] = {kind: task for task, kind in TRADE_TASK_TYPES.items()}

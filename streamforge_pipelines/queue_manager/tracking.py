@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .protocol import CONNECTOR, Event
+from ..protocol import CONNECTOR, Event
 
 #: Record statuses written to the ``tasks`` collection beyond the telemetry statuses.
 COMPLETE = "complete"

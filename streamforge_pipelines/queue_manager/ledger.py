@@ -28,43 +28,27 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from .intervals import (
+from ..intervals import (
+    Range,
+    clip_ranges,
     count_open_times,
     day_range_ms,
+    days_between,
     floor_open_time,
     interval_ms,
+    merge_ranges,
     next_open_time,
     open_times,
 )
-from .store.base import DEFAULT_CANDLE_COLLECTION, LedgerRecord, Store
+from ..store.base import DEFAULT_CANDLE_COLLECTION, LedgerRecord, Store
 
 COMPLETE = "complete"
 DOWNTIME = "downtime"
 MISSING = "missing"
 STATUSES: tuple[str, ...] = (COMPLETE, DOWNTIME, MISSING)
 
-Range = tuple[int, int]
-
 
 # ---- ranges -------------------------------------------------------------------------------------
-
-
-def merge_ranges(ranges: Iterable[Sequence[int]]) -> list[Range]:
-    """Sorted, with overlapping and touching ``[start, end)`` ranges merged; empty ones dropped."""
-    out: list[list[int]] = []
-    for a, b in sorted((int(r[0]), int(r[1])) for r in ranges):
-        if b <= a:
-            continue
-        if out and a <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]
-
-
-def clip_ranges(ranges: Iterable[Sequence[int]], start: int, end: int) -> list[Range]:
-    """The parts of ``ranges`` inside ``[start, end)``, merged."""
-    return merge_ranges((max(int(a), start), min(int(b), end)) for a, b in ranges)
 
 
 def runs(times: Sequence[int], interval: str) -> list[Range]:
@@ -85,10 +69,6 @@ def _inside(t: int, ranges: Sequence[Range], starts: Sequence[int]) -> bool:
 
 
 # ---- entries ------------------------------------------------------------------------------------
-
-
-def days_between(first: date, last: date) -> list[date]:
-    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
 def day_window(day: date, interval: str, clock_ms: int) -> tuple[int, int]:

@@ -1,29 +1,31 @@
-"""Kafka plumbing shared by the workers: producer settings, the telemetry emitter, and how a
-loader task that does not finish reports its end (:func:`task_outcome`)."""
+"""Kafka client plumbing: producer settings, bounded stops, a one-shot task raced against the
+broker's health, and the telemetry emitter that writes ``queue-events``.
+
+Below the workers: loaders, the connector, the dummy-service modes and the queue-manager use these;
+this module imports only the kernel (:mod:`~streamforge_pipelines.protocol`) and its sibling
+:mod:`.health`. How a *loader task* reports its end (``task_outcome``, ``task_channel``) is worker
+plumbing and lives in :mod:`streamforge_pipelines.workers.task_io`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
-from typing import Any, Protocol, TypeVar
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 
-from ..kafka_health import BrokerMonitor, BrokerUnavailable
-from ..protocol import (
-    Command,
-    ErrorInfo,
-    Event,
-    ProtocolError,
-    Status,
-    make_producer_id,
-    now_s,
-    queue_id_suffix,
-)
-from .errors import WorkerError
-from .observability import ERRORS
+from ..protocol import Event, ProtocolError, Status, now_s
+from .health import BrokerMonitor, BrokerUnavailable
+
+__all__ = [
+    "INTERRUPT_REPORT_S",
+    "EventEmitter",
+    "make_producer",
+    "stop_within",
+    "unless_broker_dies",
+]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -65,7 +67,7 @@ async def stop_within(stopping: Awaitable[None], timeout_s: float | None) -> Non
 
 async def unless_broker_dies(work: Awaitable[_T], monitor: BrokerMonitor) -> _T:
     """Await ``work``, unless the broker stops answering first: then cancel it (briefly waiting for
-    it to wind down) and raise :class:`~streamforge_pipelines.kafka_health.BrokerUnavailable`.
+    it to wind down) and raise :class:`~streamforge_pipelines.kafka.health.BrokerUnavailable`.
 
     For a one-shot task: its producer would otherwise wait out its request timeouts in silence."""
     task = asyncio.ensure_future(work)
@@ -118,77 +120,3 @@ class EventEmitter:
             extra={"queue_id": event.queue_id, "status": status, "records": event.records_written},
         )
         return event
-
-
-class TaskFigures(Protocol):
-    """What :func:`task_outcome` reads of a loader's result."""
-
-    records: int
-    requests: int
-
-    def exchange_fields(self) -> dict[str, Any]: ...
-
-
-@asynccontextmanager
-async def task_outcome(
-    producer: AIOKafkaProducer, events: EventEmitter, result: TaskFigures, worker: str
-) -> AsyncIterator[None]:
-    """Around a loader task: a cancellation (SIGTERM) is reported as ``interrupted`` after the
-    records already sent are flushed; a :class:`~.errors.WorkerError` or ``ValueError`` as
-    ``error`` with its type and one-line reason (and the exchange figures once a request was made).
-    Either is re-raised, so nobody waits for a task that will never finish."""
-    try:
-        yield
-    except asyncio.CancelledError:
-
-        async def interrupted() -> None:
-            try:
-                async with asyncio.timeout(INTERRUPT_REPORT_S):
-                    await producer.flush()
-                    await events.emit(
-                        "interrupted", records_written=result.records, message="stopped before the end"
-                    )
-            except TimeoutError:  # the broker is not taking anything: nobody would read the report
-                log.warning("could not report the task interrupted within %.0fs", INTERRUPT_REPORT_S)
-
-        await asyncio.shield(interrupted())
-        raise
-    except (WorkerError, ValueError) as exc:
-        ERRORS.labels(worker, type(exc).__name__).inc()
-        await events.emit(
-            "error",
-            records_written=result.records,
-            message=str(exc),
-            error=ErrorInfo(type=type(exc).__name__, detail=str(exc)),
-            **(result.exchange_fields() if result.requests else {}),
-        )
-        raise
-
-
-@asynccontextmanager
-async def task_channel(
-    producer: AIOKafkaProducer | None,
-    bootstrap_servers: str,
-    events_topic: str,
-    command: Command,
-    worker: str,
-) -> AsyncIterator[tuple[AIOKafkaProducer, EventEmitter]]:
-    """A loader task's producer (the one given, else its own, stopped at the end) and its telemetry
-    emitter, whose ``producer`` id is ``<worker>__<the queue_id's suffix>``."""
-    own = producer is None
-    if producer is None:
-        producer = make_producer(bootstrap_servers)
-        await producer.start()
-    events = EventEmitter(
-        producer,
-        events_topic,
-        queue_id=command.queue_id,
-        producer_id=make_producer_id(worker, queue_id_suffix(command.queue_id)),
-        symbol=command.symbol,
-        task_type=command.type,
-    )
-    try:
-        yield producer, events
-    finally:
-        if own:
-            await producer.stop()

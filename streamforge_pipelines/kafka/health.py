@@ -17,7 +17,7 @@ producer's send waits for its request timeout. So StreamForge asks the broker it
 :func:`monitor` returns the process-wide monitor of a bootstrap string, so a run and the Dagster
 step it executes in the same process share one probing thread.
 
-This module is part of the kernel: it imports nothing of StreamForge above it, and never Dagster.
+It imports nothing of StreamForge (only the standard library), and never Dagster.
 """
 
 from __future__ import annotations

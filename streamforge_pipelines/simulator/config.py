@@ -29,7 +29,19 @@ import yaml
 
 from streamforge_pipelines.intervals import MINUTE_MS
 
-__all__ = ["Cluster", "DowntimeWindow", "LeadLag", "SimulatorConfig", "load_config", "parse_time_ms"]
+from .symbols import DEFAULT_SYMBOLS, SymbolSpec
+
+__all__ = [
+    "Cluster",
+    "DowntimeWindow",
+    "LeadLag",
+    "SimulatorConfig",
+    "check_file",
+    "check_structure",
+    "config_from_mapping",
+    "load_config",
+    "parse_time_ms",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,12 +103,12 @@ class DowntimeWindow:
 class SimulatorConfig:
     """Everything the simulated exchange is a pure function of.
 
-    ``symbols`` None means :data:`~.market.DEFAULT_SYMBOLS`; entries are names of default symbols
-    or :class:`~.market.SymbolSpec` objects. ``listings`` overrides listing times (epoch ms).
+    ``symbols`` None means :data:`~.symbols.DEFAULT_SYMBOLS`; entries are names of default symbols
+    or :class:`~.symbols.SymbolSpec` objects. ``listings`` overrides listing times (epoch ms).
     """
 
     seed: int = 0
-    symbols: tuple[Any, ...] | None = None
+    symbols: tuple[str | SymbolSpec, ...] | None = None
     listings: Mapping[str, int] = field(default_factory=dict)
     clusters: tuple[Cluster, ...] = ()
     lead_lags: tuple[LeadLag, ...] = ()
@@ -121,13 +133,11 @@ def parse_time_ms(value: Any) -> int:
     return int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp() * 1000)
 
 
-def _symbol_entry(entry: Any) -> Any:
+def _symbol_entry(entry: Any) -> str | SymbolSpec:
     if isinstance(entry, str):
         return entry
     if not isinstance(entry, Mapping):
         raise ValueError(f"a symbol is a name or a mapping, not {entry!r}")
-    from .market import SymbolSpec  # late: market imports this module
-
     fields = dict(entry)
     listing = fields.pop("listing", fields.pop("listing_ms", "2018-01-01"))
     name = fields.pop("name")
@@ -188,8 +198,6 @@ def load_config(path: str | Path) -> SimulatorConfig:
 def check_file(path: str | Path) -> SimulatorConfig:
     """:func:`load_config` with its structure checked against its symbols (or the defaults'), and
     every failure (missing file, bad YAML, unknown key or symbol) a one-line ``ValueError``."""
-    from .market import DEFAULT_SYMBOLS  # late: market imports this module
-
     try:
         config = load_config(path)
         names = [s if isinstance(s, str) else s.name for s in config.symbols or DEFAULT_SYMBOLS]

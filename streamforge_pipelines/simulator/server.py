@@ -22,7 +22,8 @@ from types import TracebackType
 import orjson
 from aiohttp import web
 
-from .app import Clock, build_app
+from .app import build_app
+from .clock import Clock
 from .config import SimulatorConfig
 from .faults import FaultConfig
 from .limits import LimitsConfig

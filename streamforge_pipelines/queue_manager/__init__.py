@@ -1,0 +1,63 @@
+"""The queue-manager role: plan a load, command the loaders, follow them until stored, keep the ledgers.
+
+* :mod:`.requests` — what is asked (:class:`LoadRequest`, :class:`TradesRequest`) and what is
+  reported (:class:`LoadReport`, :class:`TradesReport`, the per (symbol, day) figures);
+* :mod:`.commands` — the start commands published on ``queue-control``;
+* :mod:`.tasks` — running a load's tasks to the end (task records, loaders, ``queue-events``);
+* :mod:`.loads` — :func:`load_candles`, :func:`repair_candles`, :func:`load_trades`: a whole load
+  with its completeness check and one round of repair;
+* :mod:`.ledger` (candles: a time grid per day) and :mod:`.trades_ledger` (trades: id spans per day)
+  — the completeness ledgers;
+* :mod:`.tracking` (:class:`~.tracking.TaskTracker`: tasks through their telemetry) and
+  :mod:`.telemetry` (reading ``queue-events``), shared with the ``queue_events`` sensor and the runner.
+
+Below the Dagster layer (assets, sensors and the runner call it), above the workers, the store and
+the ``kafka`` package; it never imports Dagster. The names below are its public face; the ledgers,
+tracking and telemetry are imported from their modules (``loads.trades_ledger``, the function, is not
+re-exported: at the package level that name is the trades ledger's module).
+"""
+
+from .commands import build_commands, build_repair_commands, build_trades_commands, weight_share
+from .loads import (
+    RepairOutcome,
+    duplicate_keys,
+    ledger_of,
+    load_candles,
+    load_trades,
+    measure,
+    repair_candles,
+)
+from .requests import (
+    DayFigure,
+    DayTotals,
+    LoadReport,
+    LoadRequest,
+    TradesReport,
+    TradesRequest,
+    expected_counts,
+    figures,
+)
+from .tasks import Launch
+
+__all__ = [
+    "DayFigure",
+    "DayTotals",
+    "Launch",
+    "LoadReport",
+    "LoadRequest",
+    "RepairOutcome",
+    "TradesReport",
+    "TradesRequest",
+    "build_commands",
+    "build_repair_commands",
+    "build_trades_commands",
+    "duplicate_keys",
+    "expected_counts",
+    "figures",
+    "ledger_of",
+    "load_candles",
+    "load_trades",
+    "measure",
+    "repair_candles",
+    "weight_share",
+]
