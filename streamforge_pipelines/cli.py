@@ -248,7 +248,7 @@ def _quiet_libraries() -> None:
     urllib3's) would bury its one-line errors; with --debug every logger speaks at DEBUG."""
     import logging
 
-    from .workers.observability import redact_handlers, settings_secrets
+    from .workers import redact_handlers, settings_secrets
 
     if debugging():
         logging.basicConfig(level=logging.DEBUG)
@@ -478,7 +478,7 @@ def worker() -> None:
 @worker.command("connector")
 def worker_connector() -> None:
     """arango-connector: consume the data topics into the store until SIGTERM."""
-    from .workers.connector import main as connector_main
+    from .workers import connector_main
 
     settings = _settings()
     _require_kafka(settings)
@@ -506,9 +506,14 @@ def worker_loader(
 ) -> None:
     """loader-producer: one task (--command or --symbol/--start/--end), else serve queue-control."""
     from .protocol import LOADER_PRODUCER, format_time_range, make_queue_id
-    from .workers.errors import WorkerError
-    from .workers.loader_producer import dispatch, serve_loader
-    from .workers.observability import configure_logging, serve_metrics, settings_secrets
+    from .workers import (
+        WorkerError,
+        configure_logging,
+        run_task,
+        serve_loader,
+        serve_metrics,
+        settings_secrets,
+    )
 
     settings = _settings()
     configure_logging(settings.log_level, secrets=settings_secrets(settings))
@@ -553,7 +558,7 @@ def worker_loader(
         producer = make_producer(bootstrap)
         await producer.start()
         try:
-            return await unless_broker_dies(dispatch(command, settings, producer), health)
+            return await unless_broker_dies(run_task(command, settings, producer=producer), health)
         finally:
             await stop_within(producer.stop(), 0.5 if health.down else None)
 

@@ -1,4 +1,12 @@
-"""The composition root: the only place where assets, jobs, schedules, sensors and resources meet."""
+"""The composition root: the only place where assets, jobs, schedules, sensors and resources meet.
+
+:data:`defs` is what ``dagster dev``, the daemon and a code server load: its resources read the
+environment (:func:`~.resources.resources_for`). :func:`build_definitions` is the same with other
+resources: ``streamforge run`` passes the Settings object of the stack it started.
+"""
+
+from collections.abc import Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -7,52 +15,62 @@ from .assets.coverage import candle_coverage
 from .assets.gnn import gnn_model
 from .assets.graph import correlation_graph
 from .assets.trades import agg_trades
-from .resources import default_resources
+from .names import DAILY_CANDLES_INTERVAL, DAILY_CANDLES_SCHEDULE, candles_job, job_of
+from .resources import resources_for
 from .schedules import weekly_gnn
 from .sensors.graph_trigger import graph_trigger_sensor
-from .sensors.queue_events import COVERAGE_JOB, queue_events_sensor
+from .sensors.queue_events import queue_events_sensor
 
-candles_jobs = [
-    dg.define_asset_job(
-        name=f"{a.key.path[-1]}_job",
-        selection=dg.AssetSelection.assets(a),
-        description=f"Load {a.key.path[-1]} for a day or a date range (one run per range).",
-    )
-    for a in CANDLE_ASSETS
+ASSETS: list[dg.AssetsDefinition] = [
+    *CANDLE_ASSETS,
+    candle_coverage,
+    agg_trades,
+    correlation_graph,
+    gnn_model,
 ]
 
-agg_trades_job = dg.define_asset_job(
-    name="agg_trades_job",
-    selection=dg.AssetSelection.assets(agg_trades),
-    description="Load aggregate trades for a day or a date range (one run per range).",
-)
+#: What each asset's job is for (the job of an asset without an entry has no description).
+JOB_DESCRIPTIONS: dict[str, str] = {
+    **{
+        a.key.path[-1]: f"Load {a.key.path[-1]} for a day or a date range (one run per range)."
+        for a in CANDLE_ASSETS
+    },
+    agg_trades.key.path[-1]: "Load aggregate trades for a day or a date range (one run per range).",
+    correlation_graph.key.path[-1]: "Build the correlation-graph snapshots of a day (candles of the day "
+    "must be complete).",
+    gnn_model.key.path[-1]: "Train the temporal GNN and its baselines on the graph snapshots of a date "
+    "range (one run).",
+}
 
-correlation_graph_job = dg.define_asset_job(
-    name="correlation_graph_job",
-    selection=dg.AssetSelection.assets(correlation_graph),
-    description="Build the correlation-graph snapshots of a day (candles of the day must be complete).",
-)
 
-gnn_model_job = dg.define_asset_job(
-    name="gnn_model_job",
-    selection=dg.AssetSelection.assets(gnn_model),
-    description="Train the temporal GNN and its baselines on the graph snapshots of a date range (one run).",
-)
+def _job(asset: dg.AssetsDefinition) -> Any:
+    """The job of one asset (``<asset>_job``): what the UI, sensors, schedules and the runner launch."""
+    name = asset.key.path[-1]
+    return dg.define_asset_job(
+        name=job_of(name), selection=dg.AssetSelection.assets(asset), description=JOB_DESCRIPTIONS.get(name)
+    )
 
-coverage_job = dg.define_asset_job(name=COVERAGE_JOB, selection=dg.AssetSelection.assets(candle_coverage))
+
+JOBS = [_job(a) for a in ASSETS]
 
 #: Yesterday's 5m candles, every day at 00:30 UTC (turn on in the UI or with `dagster schedule start`).
 daily_candles_schedule = dg.build_schedule_from_partitioned_job(
-    next(j for j in candles_jobs if j.name == "candles_5m_job"),
-    name="daily_candles_5m",
+    next(j for j in JOBS if j.name == candles_job(DAILY_CANDLES_INTERVAL)),
+    name=DAILY_CANDLES_SCHEDULE,
     hour_of_day=0,
     minute_of_hour=30,
 )
 
-defs = dg.Definitions(
-    assets=[*CANDLE_ASSETS, candle_coverage, agg_trades, correlation_graph, gnn_model],
-    jobs=[*candles_jobs, agg_trades_job, coverage_job, correlation_graph_job, gnn_model_job],
-    schedules=[daily_candles_schedule, weekly_gnn],
-    sensors=[queue_events_sensor, graph_trigger_sensor],
-    resources=default_resources(),
-)
+
+def build_definitions(resources: Mapping[str, Any] | None = None) -> dg.Definitions:
+    """The definitions with ``resources`` (default: :func:`~.resources.resources_for` the environment)."""
+    return dg.Definitions(
+        assets=ASSETS,
+        jobs=JOBS,
+        schedules=[daily_candles_schedule, weekly_gnn],
+        sensors=[queue_events_sensor, graph_trigger_sensor],
+        resources=dict(resources) if resources is not None else resources_for(),
+    )
+
+
+defs = build_definitions()

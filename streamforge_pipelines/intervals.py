@@ -13,6 +13,7 @@ import calendar
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 
 #: Binance spot opened on 2017-07-14: the first day there is market data of (the first daily
 #: partition, and the earliest day a command's ``time_range`` may start). Kept here, free of Dagster,
@@ -65,6 +66,24 @@ def check_interval(interval: str) -> str:
     if interval not in INTERVALS:
         raise IntervalError(f"unknown interval {interval!r}; valid: {', '.join(INTERVALS)}")
     return interval
+
+
+#: The exchange's markets StreamForge loads: spot, and USD-M futures (``/fapi``).
+Market = Literal["spot", "usdm"]
+MARKETS: tuple[str, ...] = ("spot", "usdm")
+
+
+def check_market(market: str) -> str:
+    """``market`` unchanged, or ValueError naming the markets."""
+    if market not in MARKETS:
+        raise ValueError(f"unknown market {market!r}; choose one of {', '.join(MARKETS)}")
+    return market
+
+
+def check_market_interval(market: str, interval: str) -> None:
+    """ValueError (one line) for an interval the market has no klines of: 1s exists only on spot."""
+    if check_market(market) == "usdm" and interval == "1s":
+        raise ValueError("USD-M futures have no 1s klines (1s candles exist only on spot)")
 
 
 def interval_ms(interval: str) -> int:

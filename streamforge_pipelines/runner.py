@@ -29,6 +29,16 @@ from typing import Any
 
 from .intervals import interval_ms, now_ms
 from .kafka import monitor as broker_monitor
+from .names import (
+    CORRELATION_GRAPH,
+    GNN_JOB,
+    GNN_MODEL,
+    GRAPH_JOB,
+    MAIN_RUN_TAG,
+    candles_asset,
+    candles_job,
+)
+from .partitions import range_tags
 from .preflight import (
     PreflightError,
     check_data_dir,
@@ -53,7 +63,6 @@ MAIN_JOB_GNN: dict[str, Any] = {}
 #: main job runs the analytics only for intervals that fine (1m, 5m); coarser ones skip them.
 MIN_WINDOW_CANDLES = 24
 GRAPH_WINDOW_MINUTES = 240
-MAIN_RUN_TAG = "streamforge/main_run"
 
 
 @dataclass
@@ -318,7 +327,8 @@ def run_main_job(
     """
     import dagster as dg
 
-    from .definitions import defs
+    from .definitions import build_definitions
+    from .resources import resources_for
 
     t0 = time.perf_counter()
     tags = {MAIN_RUN_TAG: uuid.uuid4().hex[:12], "streamforge/launched_by": "streamforge run"}
@@ -331,17 +341,17 @@ def run_main_job(
         check_exchange(live, request.symbols, request.market)
         if analytics:
             check_object_store(live)
-        os.environ.update(live.to_env())  # the Dagster resources read the same settings
+        defs = build_definitions(resources_for(live))  # the runs see the stack's settings as they are
         total = sum(expected_counts(request, now_ms()).values())
         watcher = ProgressWatcher(live, request.task_type, total)
         watcher.start()
         try:
-            job = defs.resolve_job_def(f"candles_{request.interval}_job")
+            job = defs.resolve_job_def(candles_job(request.interval))
             result = job.execute_in_process(
                 instance=dg.DagsterInstance.get(),
                 run_config={
                     "ops": {
-                        f"candles_{request.interval}": {
+                        candles_asset(request.interval): {
                             "config": {
                                 "symbols": list(request.symbols),
                                 "source": request.source,
@@ -351,15 +361,16 @@ def run_main_job(
                     },
                     "loggers": loggers,
                 },
-                tags={**_partition_tags(request), **tags},
+                tags={**range_tags(request.first, request.last), **tags},
                 raise_on_error=False,
             )
         finally:
             watcher.stop()
         # The root cause first: a broker or process that died explains the step's failure.
         error = stack.failure()
+        asset = candles_asset(request.interval)
         if error is None and not result.success:
-            error = f"candles_{request.interval}: {_failure(result, f'candles_{request.interval}')}"
+            error = f"{asset}: {_failure(result, asset)}"
         if error is not None:
             stack.stop()  # the connector's last write lands before the store is measured
         try:
@@ -431,8 +442,9 @@ def run_analytics(
     import dagster as dg
 
     from .assets.graph import graph_run_config
-    from .definitions import defs
+    from .definitions import build_definitions
     from .models import from_settings
+    from .resources import resources_for
 
     out = AnalyticsSummary()
     per_window = GRAPH_WINDOW_MINUTES * 60_000 // interval_ms(request.interval)
@@ -448,7 +460,8 @@ def run_analytics(
         return out
     instance = dg.DagsterInstance.get()
     loggers = loggers or _loggers(False)
-    graph_job = defs.resolve_job_def("correlation_graph_job")
+    defs = build_definitions(resources_for(settings))
+    graph_job = defs.resolve_job_def(GRAPH_JOB)
     graph_config = graph_run_config(request.interval, list(request.symbols))
     t0 = time.perf_counter()
     n_days = (request.last - request.first).days + 1
@@ -456,17 +469,17 @@ def run_analytics(
     _note(f"graph: {days} ({n_days} days, one run)")
     result = graph_job.execute_in_process(
         instance=instance,
-        run_config={"ops": {"correlation_graph": {"config": graph_config}}, "loggers": loggers},
-        tags={**_partition_tags(request), **tags},
+        run_config={"ops": {CORRELATION_GRAPH: {"config": graph_config}}, "loggers": loggers},
+        tags={**range_tags(request.first, request.last), **tags},
         raise_on_error=False,
     )
     out.graph_run_ids.append(result.run_id)
     if not result.success:
-        out.status, out.error = "failed", f"graph {days}: {_failure(result, 'correlation_graph')}"
+        out.status, out.error = "failed", f"graph {days}: {_failure(result, CORRELATION_GRAPH)}"
         out.graph_seconds = time.perf_counter() - t0
         return out
     # Every partition of the range carries the run's figures: one materialization is read.
-    (m, *_) = result.asset_materializations_for_node("correlation_graph")
+    (m, *_) = result.asset_materializations_for_node(CORRELATION_GRAPH)
     out.graph_days = int(_meta(m, "days", n_days))
     out.snapshots = int(_meta(m, "snapshots", 0))
     out.snapshots_skipped = int(_meta(m, "snapshots_skipped", 0))
@@ -488,20 +501,20 @@ def run_analytics(
         return out
     _note(f"gnn: training on {out.snapshots} snapshots of {request.first} .. {request.last}")
     t1 = time.perf_counter()
-    result = defs.resolve_job_def("gnn_model_job").execute_in_process(
+    result = defs.resolve_job_def(GNN_JOB).execute_in_process(
         instance=instance,
         run_config={
-            "ops": {"gnn_model": {"config": {"interval": request.interval, **MAIN_JOB_GNN}}},
+            "ops": {GNN_MODEL: {"config": {"interval": request.interval, **MAIN_JOB_GNN}}},
             "loggers": loggers,
         },
-        tags={**_partition_tags(request), **tags},
+        tags={**range_tags(request.first, request.last), **tags},
         raise_on_error=False,
     )
     out.gnn_run_id, out.gnn_seconds = result.run_id, time.perf_counter() - t1
     if not result.success:
-        out.status, out.error = "failed", f"gnn: {_failure(result, 'gnn_model')}"
+        out.status, out.error = "failed", f"gnn: {_failure(result, GNN_MODEL)}"
         return out
-    (m, *_) = result.asset_materializations_for_node("gnn_model")
+    (m, *_) = result.asset_materializations_for_node(GNN_MODEL)
     out.model_uri = str(_meta(m, "model_uri"))
     out.mcc_margin = float(_meta(m, "mcc_margin"))
     out.best_baseline = str(_meta(m, "best_baseline"))
@@ -516,18 +529,10 @@ def run_analytics(
     return out
 
 
-def _partition_tags(request: LoadRequest) -> dict[str, str]:
-    """The tags that make a run of a daily-partitioned asset cover the request's days."""
-    return {
-        "dagster/asset_partition_range_start": request.first.isoformat(),
-        "dagster/asset_partition_range_end": request.last.isoformat(),
-    }
-
-
 def _repaired(result: Any, interval: str) -> int:
     """``repaired_candles`` of the run's materialization (each partition of a range run carries the
     run's figures, so one is read, not summed)."""
-    for m in result.asset_materializations_for_node(f"candles_{interval}"):
+    for m in result.asset_materializations_for_node(candles_asset(interval)):
         value = m.metadata.get("repaired_candles")
         if value is not None:
             return int(value.value)

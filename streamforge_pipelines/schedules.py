@@ -11,30 +11,27 @@ from datetime import timedelta
 
 import dagster as dg
 
-from .resources import StoreResource, resolve_settings
+from .names import GNN_JOB, GNN_MODEL, WEEKLY_GNN_SCHEDULE
+from .partitions import range_tags
+from .settings import Settings
 
-GNN_JOB = "gnn_model_job"
 #: The training range of a scheduled run: two weeks of hourly snapshots (336 per asset).
 GNN_TRAINING_DAYS = 14
 
 
 @dg.schedule(
-    name="weekly_gnn",
+    name=WEEKLY_GNN_SCHEDULE,
     job_name=GNN_JOB,
     cron_schedule="0 2 * * 1",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description=f"Retrain the GNN (and its baselines) on the {GNN_TRAINING_DAYS} days ending yesterday.",
 )
-def weekly_gnn(context: dg.ScheduleEvaluationContext, store: StoreResource) -> dg.RunRequest:
-    settings = resolve_settings(store)
+def weekly_gnn(context: dg.ScheduleEvaluationContext, settings: dg.ResourceParam[Settings]) -> dg.RunRequest:
     last = context.scheduled_execution_time.date() - timedelta(days=1)
     first = last - timedelta(days=GNN_TRAINING_DAYS - 1)
     return dg.RunRequest(
-        run_key=f"weekly_gnn:{settings.interval}:{last}",
-        run_config={"ops": {"gnn_model": {"config": {"interval": settings.interval}}}},
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-        },
+        run_key=f"{WEEKLY_GNN_SCHEDULE}:{settings.interval}:{last}",
+        run_config={"ops": {GNN_MODEL: {"config": {"interval": settings.interval}}}},
+        tags=range_tags(first, last),
     )

@@ -590,7 +590,7 @@ def _mutated(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
         elif what == "extra":
             value[draw(st.text(max_size=6))] = draw(ANY_VALUE)
         elif what == "shape" and isinstance(rows, list) and rows and isinstance(rows[-1], list):
-            if draw(st.booleans()):
+            if draw(st.booleans()) or not rows[-1]:
                 rows[-1].append(draw(ANY_VALUE))
             else:
                 rows[-1].pop()

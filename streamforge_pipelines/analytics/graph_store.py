@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets import CANDLES, DatasetSpec
 from ..intervals import MINUTE_MS
 from ..store import Store
 from .graph_builder import (
@@ -188,10 +189,10 @@ def read_candles(
     interval: str,
     start_ms: int,
     end_ms: int,
-    collection: str = "candles",
+    spec: DatasetSpec = CANDLES,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Stored candles per symbol with ``start_ms <= open_time < end_ms``."""
-    return {s: store.read_candles(s, interval, start_ms, end_ms, collection) for s in symbols}
+    """Stored candles (of the ``spec`` market) per symbol with ``start_ms <= open_time < end_ms``."""
+    return {s: store.read(spec, (s, interval), start_ms, end_ms) for s in symbols}
 
 
 def _ceil_minute(ms: int) -> int:

@@ -7,17 +7,19 @@ already confirmed (persisted with the ledger: nothing is asked of the exchange h
 and records expected / stored / downtime / missing with the per symbol-day table.
 """
 
-from datetime import timedelta
 from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
+from ..datasets import CANDLES
 from ..intervals import now_ms
-from ..partitions import CANDLE_INTERVALS, DAILY
+from ..names import CANDLE_COVERAGE, MARKET_DATA_GROUP, candles_asset
+from ..partitions import CANDLE_INTERVALS, DAILY, partition_span
 from ..queue_manager import LoadReport, LoadRequest, figures, ledger_of
-from ..resources import StoreResource, resolve_settings
-from .candles import GROUP, report_metadata
+from ..settings import Settings
+from ..store import Store
+from .datasets import load_metadata
 
 
 class CoverageConfig(dg.Config):
@@ -27,33 +29,36 @@ class CoverageConfig(dg.Config):
 
 
 @dg.asset(
-    name="candle_coverage",
+    name=CANDLE_COVERAGE,
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=GROUP,
-    deps=[dg.AssetKey(f"candles_{i}") for i in CANDLE_INTERVALS],
+    group_name=MARKET_DATA_GROUP,
+    deps=[dg.AssetKey(candles_asset(i)) for i in CANDLE_INTERVALS],
     description="The completeness ledger: candles expected, stored, in exchange downtime and missing "
     "per symbol and day.",
 )
-def candle_coverage(context: dg.AssetExecutionContext, config: CoverageConfig, store: StoreResource):
+def candle_coverage(
+    context: dg.AssetExecutionContext,
+    config: CoverageConfig,
+    settings: dg.ResourceParam[Settings],
+    store: dg.ResourceParam[Store],
+):
     if config.interval not in CANDLE_INTERVALS:
         raise dg.Failure(
             f"interval {config.interval!r} has no candles asset; choose one of {CANDLE_INTERVALS}"
         )
-    settings = resolve_settings(store)
-    window = context.partition_time_window
+    span = partition_span(context)
     request = LoadRequest(
         symbols=tuple(s.upper() for s in config.symbols) or settings.universe,
         interval=config.interval,
-        first=window.start.date(),
-        last=(window.end - timedelta(days=1)).date(),
+        first=span.first,
+        last=span.last,
         market=config.market,
     )
-    with store.open(settings) as db:
-        report = LoadReport(request=request)
-        report.ledger, report.duplicate_keys = ledger_of(request, db, now_ms(), save=True)
-        report.days = figures(report.ledger)
-    meta = report_metadata(report)
+    report = LoadReport(request=request)
+    report.ledger, report.duplicate_keys = ledger_of(request, store, now_ms(), save=True)
+    report.days = figures(report.ledger)
+    meta = load_metadata(CANDLES, report)
     for k in ("loaded_records", "tasks", "seconds", "candles_per_second", "repaired_candles"):
         meta.pop(k)
     statuses = [e.status for e in report.ledger]

@@ -9,7 +9,6 @@ lives in :mod:`streamforge_pipelines.analytics.training`; this is the Dagster wr
 
 import base64
 import math
-from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -17,10 +16,10 @@ from pydantic import Field
 
 from ..analytics.evaluation import edge_sentence
 from ..analytics.graph_builder import MEASURES
-from ..models import from_settings
-from ..partitions import CANDLE_INTERVALS, DAILY
-from ..resources import StoreResource, resolve_settings
-from .graph import GROUP
+from ..models import ModelStore
+from ..names import ANALYTICS_GROUP, CORRELATION_GRAPH, GNN_MODEL
+from ..partitions import CANDLE_INTERVALS, DAILY, partition_span
+from ..store import Store
 
 if TYPE_CHECKING:  # torch is imported when the asset runs, not when the definitions load
     from ..analytics.training import TrainingOutcome, TrainingSpec
@@ -95,40 +94,37 @@ def gnn_metadata(outcome: "TrainingOutcome") -> dict[str, dg.MetadataValue]:
 
 
 @dg.asset(
-    name="gnn_model",
+    name=GNN_MODEL,
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=GROUP,
-    deps=[dg.AssetKey("correlation_graph")],
+    group_name=ANALYTICS_GROUP,
+    deps=[dg.AssetKey(CORRELATION_GRAPH)],
     kinds={"pytorch"},
     description="Temporal GNN (graph convolution per snapshot + GRU) predicting each asset's next-period "
     "direction, trained over the snapshots of the run's date range with walk-forward splits, scored "
     "beside the majority, persistence and no-graph baselines; saved in the model store and registered.",
 )
 def gnn_model(
-    context: dg.AssetExecutionContext, config: GNNTrainConfig, store: StoreResource
+    context: dg.AssetExecutionContext,
+    config: GNNTrainConfig,
+    store: dg.ResourceParam[Store],
+    models: dg.ResourceParam[ModelStore],
 ) -> dg.MaterializeResult:
-    window = context.partition_time_window
-    keys = context.partition_key_range
-    days = keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}"
-    last_day = (window.end - timedelta(days=1)).date().isoformat()
-    start_ms, end_ms = int(window.start.timestamp() * 1000), int(window.end.timestamp() * 1000)
+    span = partition_span(context)
+    start_ms, end_ms = span.range_ms
     from ..analytics.training import train_range
 
-    settings = resolve_settings(store)
-    spec = config.spec()
-    with store.open(settings) as db:
-        try:
-            outcome = train_range(
-                db,
-                from_settings(settings),
-                start_ms,
-                end_ms,
-                spec,
-                extra_range={"partitions": [window.start.date().isoformat(), last_day]},
-            )
-        except ValueError as exc:  # a bad config or too few snapshots: one clear line
-            raise dg.Failure(f"gnn_model {days}: {exc}") from exc
+    try:
+        outcome = train_range(
+            store,
+            models,
+            start_ms,
+            end_ms,
+            config.spec(),
+            extra_range={"partitions": [span.first.isoformat(), span.last.isoformat()]},
+        )
+    except ValueError as exc:  # a bad config or too few snapshots: one clear line
+        raise dg.Failure(f"{GNN_MODEL} {span.label}: {exc}") from exc
     context.log.info(
         f"{outcome.uri}: {outcome.snapshots} snapshots, gnn MCC margin {outcome.margin:+.3f} over "
         f"{outcome.best_baseline} on {outcome.report.num_samples} test samples ({outcome.report.device}); "

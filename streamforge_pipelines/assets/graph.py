@@ -11,7 +11,6 @@ lives in :mod:`streamforge_pipelines.analytics`; this is the Dagster wrapper.
 import base64
 import statistics
 from dataclasses import dataclass, field
-from datetime import date
 
 import dagster as dg
 from pydantic import Field
@@ -19,12 +18,12 @@ from pydantic import Field
 from ..analytics.graph_builder import MEASURES, GraphParams
 from ..analytics.graph_store import DayGraphs, build_day, render_png
 from ..analytics.snapshot import GraphSnapshot
-from ..intervals import MINUTE_MS, days_between, interval_ms, now_ms
-from ..partitions import CANDLE_INTERVALS, DAILY
+from ..intervals import MINUTE_MS, interval_ms, now_ms
+from ..names import ANALYTICS_GROUP, CORRELATION_GRAPH, candles_asset
+from ..partitions import CANDLE_INTERVALS, DAILY, partition_span
 from ..queue_manager.ledger import window_gaps
-from ..resources import StoreResource, resolve_settings
-
-GROUP = "analytics"
+from ..settings import Settings
+from ..store import Store
 
 
 class GraphConfig(dg.Config):
@@ -120,48 +119,49 @@ def graph_metadata(run: GraphRun) -> dict[str, dg.MetadataValue]:
 
 
 @dg.asset(
-    name="correlation_graph",
+    name=CORRELATION_GRAPH,
     partitions_def=DAILY,
     # a date range (a backfill, make run) is one run that builds its days in order
     backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name=GROUP,
+    group_name=ANALYTICS_GROUP,
     # the config's interval picks which candles it reads (1m by default, 5m in `make run`)
-    deps=[dg.AssetKey(f"candles_{i}") for i in CANDLE_INTERVALS],
+    deps=[dg.AssetKey(candles_asset(i)) for i in CANDLE_INTERVALS],
     description="Correlation-graph snapshots of the day (graph-builder): Pearson/Spearman relations of "
     "log returns over a trailing window, lead-lag edges, node features and the next-period target.",
 )
 def correlation_graph(
-    context: dg.AssetExecutionContext, config: GraphConfig, store: StoreResource
+    context: dg.AssetExecutionContext,
+    config: GraphConfig,
+    settings: dg.ResourceParam[Settings],
+    store: dg.ResourceParam[Store],
 ) -> dg.MaterializeResult:
     try:
         params = config.params()
     except ValueError as exc:
         raise dg.Failure(f"invalid graph config: {exc}") from exc
-    settings = resolve_settings(store)
     symbols = sorted({s.upper() for s in config.symbols} or set(settings.universe))
-    keys = context.partition_key_range
-    days = days_between(date.fromisoformat(keys.start), date.fromisoformat(keys.end))
-    label = keys.start if keys.start == keys.end else f"{keys.start}..{keys.end}"
+    span = partition_span(context)
     run = GraphRun()
-    with store.open(settings) as db:
-        # Every day first: a range with a gap fails before it writes anything.
-        window_ms = params.window_minutes * MINUTE_MS
-        clock = now_ms()
-        gaps = {d: g for d in days if (g := window_gaps(db, symbols, params.interval, d, window_ms, clock))}
-        if gaps:
-            missing = ", ".join(f"{s} ({why})" for g in gaps.values() for s, why in sorted(g.items()))
-            raise dg.Failure(
-                f"candles_{params.interval} of {label} are not complete: {_first(missing)}; "
-                "load them first (the graph needs every symbol of its window)"
-            )
-        for day in days:
-            result = build_day(db, symbols, day, params)
-            run.add(result)
-            context.log.info(
-                f"{day}: {len(result.snapshots)} snapshots ({len(result.skipped_ms)} skipped) of "
-                f"{len(symbols)} assets in {result.build_seconds:.2f}s, "
-                f"written in {result.write_seconds:.2f}s"
-            )
+    # Every day first: a range with a gap fails before it writes anything.
+    window_ms = params.window_minutes * MINUTE_MS
+    clock = now_ms()
+    gaps = {
+        d: g for d in span.days if (g := window_gaps(store, symbols, params.interval, d, window_ms, clock))
+    }
+    if gaps:
+        missing = ", ".join(f"{s} ({why})" for g in gaps.values() for s, why in sorted(g.items()))
+        raise dg.Failure(
+            f"{candles_asset(params.interval)} of {span.label} are not complete: {_first(missing)}; "
+            "load them first (the graph needs every symbol of its window)"
+        )
+    for day in span.days:
+        result = build_day(store, symbols, day, params)
+        run.add(result)
+        context.log.info(
+            f"{day}: {len(result.snapshots)} snapshots ({len(result.skipped_ms)} skipped) of "
+            f"{len(symbols)} assets in {result.build_seconds:.2f}s, "
+            f"written in {result.write_seconds:.2f}s"
+        )
     return dg.MaterializeResult(metadata=graph_metadata(run))
 
 

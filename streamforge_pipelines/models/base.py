@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from streamforge_pipelines.store.base import ModelRecord
+from streamforge_pipelines.store import ModelRecord
 
 if TYPE_CHECKING:
     import torch

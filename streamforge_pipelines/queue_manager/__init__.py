@@ -2,7 +2,7 @@
 
 * :mod:`.requests` — what is asked (:class:`LoadRequest`, :class:`TradesRequest`) and what is
   reported (:class:`LoadReport`, :class:`TradesReport`, the per (symbol, day) figures);
-* :mod:`.commands` — the start commands published on ``queue-control``;
+* :mod:`.commands` — the one command builder: task plans -> the start commands on ``queue-control``;
 * :mod:`.tasks` — running a load's tasks to the end (task records, loaders, ``queue-events``);
 * :mod:`.loads` — :func:`load_candles`, :func:`repair_candles`, :func:`load_trades`: a whole load
   with its completeness check and one round of repair;
@@ -17,7 +17,7 @@ tracking and telemetry are imported from their modules (``loads.trades_ledger``,
 re-exported: at the package level that name is the trades ledger's module).
 """
 
-from .commands import build_commands, build_repair_commands, build_trades_commands, weight_share
+from .commands import TaskPlan, build_commands, range_repairs, weight_share, whole_range
 from .loads import (
     RepairOutcome,
     duplicate_keys,
@@ -46,11 +46,10 @@ __all__ = [
     "LoadReport",
     "LoadRequest",
     "RepairOutcome",
+    "TaskPlan",
     "TradesReport",
     "TradesRequest",
     "build_commands",
-    "build_repair_commands",
-    "build_trades_commands",
     "duplicate_keys",
     "expected_counts",
     "figures",
@@ -58,6 +57,8 @@ __all__ = [
     "load_candles",
     "load_trades",
     "measure",
+    "range_repairs",
     "repair_candles",
     "weight_share",
+    "whole_range",
 ]

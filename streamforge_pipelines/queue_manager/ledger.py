@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+from ..datasets import CANDLES, DatasetSpec
 from ..intervals import (
     Range,
     clip_ranges,
@@ -40,7 +41,7 @@ from ..intervals import (
     next_open_time,
     open_times,
 )
-from ..store.base import DEFAULT_CANDLE_COLLECTION, LedgerRecord, Store
+from ..store import LedgerRecord, Store
 
 COMPLETE = "complete"
 DOWNTIME = "downtime"
@@ -85,7 +86,7 @@ def entry(
     stored_times: Sequence[int] | None,
     stored_count: int,
     confirmed: Iterable[Sequence[int]] = (),
-    collection: str = DEFAULT_CANDLE_COLLECTION,
+    collection: str = CANDLES.collection,
 ) -> LedgerRecord:
     """One day's ledger entry.
 
@@ -133,15 +134,17 @@ def build_ledger(
     clock_ms: int,
     *,
     confirmed: Mapping[str, Iterable[Sequence[int]]] | None = None,
-    collection: str = DEFAULT_CANDLE_COLLECTION,
+    spec: DatasetSpec = CANDLES,
 ) -> list[LedgerRecord]:
     """The ledger of ``symbols`` x days ``first`` .. ``last``, ordered by symbol then day.
 
     Downtime evidence: the ranges already persisted in the ledger, plus ``confirmed`` (symbol ->
-    ranges the exchange just confirmed empty). Nothing is written; see :func:`save_ledger`.
+    ranges the exchange just confirmed empty). ``spec``: the candle dataset (market) to judge. Nothing
+    is written; see :func:`save_ledger`.
     """
     start, end = day_range_ms(first, last)
-    counts = store.candle_counts_by_day(list(symbols), interval, start, end, collection)
+    collection = spec.collection
+    counts = store.counts_by_day(spec, list(symbols), (interval,), start, end)
     previous = {
         (r.symbol, r.day): r.downtime_ranges
         for r in store.read_ledger(list(symbols), interval, first.isoformat(), last.isoformat(), collection)
@@ -155,7 +158,7 @@ def build_ledger(
             lo, hi = day_window(day, interval, clock_ms)
             expected = count_open_times(lo, hi, interval) if hi > lo else 0
             n = counts.get((symbol, key), 0)
-            times = None if n >= expected else store.candle_open_times(symbol, interval, lo, hi, collection)
+            times = None if n >= expected else store.order_values(spec, (symbol, interval), lo, hi, by="time")
             out.append(entry(symbol, interval, day, clock_ms, times, n, evidence, collection))
     return out
 

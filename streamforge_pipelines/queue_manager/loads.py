@@ -16,16 +16,14 @@ from dataclasses import dataclass, field
 
 from ..intervals import day_range_ms, days_between, now_ms
 from ..settings import Settings
-from ..store import Store
-from ..store.base import LedgerRecord
-from ..workers.exchange_client import BinanceRestClient
-from ..workers.governor import WeightGovernor
-from .commands import build_commands, build_repair_commands, build_trades_commands
+from ..store import LedgerRecord, Store
+from ..workers import BinanceRestClient, WeightGovernor
+from .commands import build_commands, range_repairs
 from .ledger import LedgerTotals, build_ledger, repair_ranges, save_ledger
 from .requests import DayFigure, LoadReport, LoadRequest, TradesReport, TradesRequest, figures
 from .tasks import Launch, run_tasks
 from .tracking import COMPLETE, TaskTracker
-from .trades_ledger import TradesDayLedger, check_trades_day, exchange_day_span, repair_command
+from .trades_ledger import TradesDayLedger, check_id_day, exchange_day_span, repair_plan
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +32,7 @@ def duplicate_keys(request: LoadRequest, store: Store) -> int:
     """(symbol, interval, open_time) triples of the request's range stored more than once (0 if sound)."""
     start, end = day_range_ms(request.first, request.last)
     symbols = list(request.symbols)
-    return store.duplicate_candle_keys(symbols, request.interval, start, end, request.collection)
+    return store.duplicates(request.spec, symbols, (request.interval,), start, end)
 
 
 def ledger_of(
@@ -49,7 +47,7 @@ def ledger_of(
         request.first,
         request.last,
         clock_ms,
-        collection=request.collection,
+        spec=request.spec,
     )
     if save:
         save_ledger(store, entries)
@@ -147,7 +145,7 @@ async def repair_candles(
             request.last,
             clock,
             confirmed=confirmed,
-            collection=request.collection,
+            spec=request.spec,
         )
 
     before = ledger()
@@ -155,7 +153,7 @@ async def repair_candles(
     if not ranges:
         save_ledger(store, before)
         return RepairOutcome(entries=before)
-    commands = build_repair_commands(request, ranges, settings, parallel=max_parallel_tasks)
+    commands = build_commands(request, settings, plans=range_repairs(ranges), parallel=max_parallel_tasks)
     missing, n_ranges = LedgerTotals.of(before).missing, sum(map(len, ranges.values()))
     log.info("repair: %d candles missing, re-fetching %d ranges", missing, n_ranges)
     empty: dict[str, list[tuple[int, int]]] = {}
@@ -199,7 +197,7 @@ async def trades_ledger(request: TradesRequest, settings: Settings, store: Store
         for symbol in request.symbols:
             for day in days_between(request.first, request.last):
                 span = await exchange_day_span(client, symbol, request.kind, day)
-                out.append(check_trades_day(store, symbol, request.kind, day, span))
+                out.append(check_id_day(store, request.spec, (symbol, request.kind), day, span))
     return out
 
 
@@ -217,12 +215,13 @@ async def load_trades(
     ledger (:mod:`.trades_ledger`) with one round of ``id_ranges`` repair when anything is missing."""
     t0 = time.perf_counter()
     report = TradesReport(request=request)
-    commands = build_trades_commands(request, settings, parallel=max_parallel_tasks)
+    commands = build_commands(request, settings, parallel=max_parallel_tasks)
     outcome = await run_tasks(commands, request, settings, store, launch, max_parallel_tasks, on_progress)
     report.tasks, report.errors, report.loaded = outcome.tasks, outcome.errors, outcome.loaded
     report.exchange = outcome.exchange
     report.ledger = await trades_ledger(request, settings, store)
-    fixes = [c for c in (repair_command(e, kafka_topic=settings.topic_trades) for e in report.ledger) if c]
+    plans = [p for p in map(repair_plan, report.ledger) if p is not None]
+    fixes = build_commands(request, settings, plans=plans, parallel=max_parallel_tasks)
     if repair and fixes and not report.failed:
         fixed = await run_tasks(fixes, request, settings, store, launch, max_parallel_tasks, on_progress)
         report.errors.update(fixed.errors)

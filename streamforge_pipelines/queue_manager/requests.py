@@ -13,10 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from ..intervals import count_open_times, day_range_ms, days_between, floor_open_time
-from ..settings import candle_collection
-from ..store.base import LedgerRecord
-from ..workers.exchange_client import Market, check_market_interval
+from .. import datasets
+from ..datasets import DatasetSpec
+from ..intervals import (
+    Market,
+    check_market_interval,
+    count_open_times,
+    day_range_ms,
+    days_between,
+    floor_open_time,
+)
+from ..store import LedgerRecord
 from .tracking import COMPLETE, FAILED, STALLED, ExchangeTotals
 from .trades_ledger import KIND_TASK_TYPES, TradesDayLedger
 
@@ -43,9 +50,14 @@ class LoadRequest:
         return f"api_candles_{self.interval}"
 
     @property
+    def spec(self) -> DatasetSpec:
+        """The dataset of the request's market (:data:`~streamforge_pipelines.datasets.CANDLES`, ...)."""
+        return datasets.candles(self.market)
+
+    @property
     def collection(self) -> str:
         """The store collection of the request's market (``candles``, ``candles_usdm``)."""
-        return candle_collection(self.market)
+        return self.spec.collection
 
 
 @dataclass
@@ -149,6 +161,10 @@ class TradesRequest:
     @property
     def task_type(self) -> str:
         return KIND_TASK_TYPES[self.kind]
+
+    @property
+    def spec(self) -> DatasetSpec:
+        return datasets.TRADES
 
 
 @dataclass

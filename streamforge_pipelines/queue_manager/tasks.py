@@ -17,13 +17,11 @@ from aiokafka import AIOKafkaProducer
 from ..intervals import now_ms
 from ..kafka import make_producer, stop_within
 from ..kafka import monitor as broker_monitor
-from ..protocol import TRADE_TASK_TYPES, Command
+from ..protocol import Command
 from ..settings import Settings
 from ..store import Store, TaskRecord
-from ..workers.governor import WeightGovernor
-from ..workers.loader_candles import run_candle_task
-from ..workers.loader_trades import run_trades_task
-from .requests import LoadRequest, TradesRequest
+from ..workers import WeightGovernor, run_task
+from .commands import DatasetRequest
 from .telemetry import EventFollower
 from .tracking import STALLED, ExchangeTotals, TaskTracker
 
@@ -45,7 +43,7 @@ class TasksOutcome:
 
 async def run_tasks(
     commands: list[Command],
-    request: LoadRequest | TradesRequest,
+    request: DatasetRequest,
     settings: Settings,
     store: Store,
     launch: Launch,
@@ -135,14 +133,7 @@ def _launch(
         async with gate:
             try:
                 governor = governors[command.market or "spot"]
-                if command.type in TRADE_TASK_TYPES:
-                    await run_trades_task(
-                        command, settings, producer=producer, governor=governor, clock_ms=clock_ms
-                    )
-                else:
-                    await run_candle_task(
-                        command, settings, producer=producer, governor=governor, clock_ms=clock_ms
-                    )
+                await run_task(command, settings, producer=producer, governor=governor, clock_ms=clock_ms)
             except Exception as exc:  # noqa: BLE001 - reported on queue-events by the loader
                 log.warning("task %s failed: %s", command.queue_id, exc)
 

@@ -8,8 +8,15 @@ end: a standalone loader commits a command only after its task ended, so the nex
 group takes the command again and resumes from its checkpoint (``started`` again); a waiter gives
 up on it only as on any task whose telemetry stops (stalled). :class:`TaskTracker` folds
 ``queue-events`` into that view; it is a pure function of the events (duplicates are ignored by
-``event_id``), used alike by the asset step that waits for its tasks, the ``queue_events_sensor``
-and the progress display.
+``event_id``), used alike by the asset step that waits for its tasks and the progress display.
+
+**One writer of task records.** The step that runs a load (:func:`~.tasks.run_tasks`) is the only
+code that writes its tasks' records: it creates them, writes :meth:`TaskState.record_fields` when a
+task's status changes, and writes each task's final status (``complete``, ``failed``, or
+``stalled`` when it gave up on it) when it returns. It follows its own tasks to the end and knows
+when they are stored, so a record never says more than the step knows, and no second reader of
+the same events can move a record backwards or race the step's final write. The
+``queue_events_sensor`` only reads records and events (``docs/materialization.md``).
 """
 
 from __future__ import annotations
@@ -173,22 +180,3 @@ class TaskTracker:
 
     def pending(self, queue_ids: Iterable[str]) -> list[str]:
         return [q for q in queue_ids if not self.tasks.get(q, TaskState(q)).done]
-
-
-def record_update(current_status: str, event: Event) -> dict[str, Any] | None:
-    """Task-record fields a single loader event implies, for readers that see events one by one.
-
-    Final statuses are never changed here (only the step that waits for a task records
-    ``complete``); connector events carry no record change of their own.
-    """
-    if current_status in FINAL_STATUSES or event.component == CONNECTOR:
-        return None
-    if event.status == "error":
-        detail = (
-            f"{event.error.type}: {event.error.detail}" if event.error else (event.message or event.status)
-        )
-        return {"status": FAILED, "error": detail, "records_written": event.records_written}
-    fields: dict[str, Any] = {"status": event.status, "records_written": event.records_written}
-    if event.status == "finished" and event.partitions is not None:
-        fields["partitions"] = {str(p.partition): p.records for p in event.partitions}
-    return fields

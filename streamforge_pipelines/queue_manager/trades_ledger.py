@@ -5,8 +5,9 @@ store holds every id of the day's span: ``stored == last_id - first_id + 1``. Th
 exchange (:func:`exchange_day_span`: the first id at or after the day's start, the last one before
 its end: two weight-4 ``aggTrades`` requests) or, without one, from what the store holds for the
 day (then only holes inside the stored span can be seen, not missing trades at the day's edges).
-The missing ids come as half-open ranges ``[first_id, end_id)``; :func:`repair_command` turns them
-into an ``api_agg_trades`` / ``api_trades`` command with ``id_ranges`` that the trades loader fetches
+The missing ids come as half-open ranges ``[first_id, end_id)``; :func:`repair_plan` turns them into a
+task plan with ``id_ranges`` (:func:`.commands.build_commands` makes it an ``api_agg_trades`` /
+``api_trades`` command) that the trades loader fetches
 with ``fromId`` pages (:mod:`streamforge_pipelines.workers.loader_trades`).
 
 This module does not import Dagster (the asset layer calls it).
@@ -17,12 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
+from ..datasets import DatasetSpec
 from ..intervals import DAY_MS, day_start_ms
-from ..protocol import LOADER_PRODUCER, TRADE_TASK_TYPES, Command, format_time_range, make_queue_id
-from ..store.base import DEFAULT_TRADES_COLLECTION, Store
-from ..workers.exchange_client import BinanceRestClient
-from ..workers.loader_trades import first_id
+from ..protocol import TRADE_TASK_TYPES
+from ..store import Store
+from ..workers import BinanceRestClient, first_id
+from .commands import TaskPlan
 
 #: Task type of each trade kind (``agg`` -> ``api_agg_trades``).
 KIND_TASK_TYPES: dict[str, str] = {kind: task for task, kind in TRADE_TASK_TYPES.items()}
@@ -74,24 +77,28 @@ def missing_id_ranges(stored_ids: Sequence[int], first: int, end: int) -> list[t
     return out
 
 
-def check_trades_day(
+def check_id_day(
     store: Store,
-    symbol: str,
-    kind: str,
+    spec: DatasetSpec,
+    series: Sequence[Any],
     day: date,
     span: tuple[int, int] | None = None,
-    collection: str = DEFAULT_TRADES_COLLECTION,
 ) -> TradesDayLedger:
-    """The ledger of one day. ``span``: the day's ``(first_id, last_id)`` from the exchange
-    (:func:`exchange_day_span`); None = the span of what the store holds for the day."""
+    """The id-range ledger of one series (``("BTCUSDT", "agg")``) and day of any ``id_ranges``
+    dataset: which order values (ids) of the day's span the store lacks. ``span``: the day's
+    ``(first_id, last_id)`` from the exchange (:func:`exchange_day_span`); None = the span of what
+    the store holds for the day. The entry's ``kind`` is the series after the symbol (joined by
+    ``:``; empty for a dataset whose series is the symbol alone)."""
+    values = spec.check_series(series)
+    symbol, kind = str(values[0]), ":".join(map(str, values[1:]))
     start = day_start_ms(day)
     if span is None:
-        held = store.trade_id_span(symbol, kind, start, start + DAY_MS, collection)
+        held = store.order_span(spec, values, start, start + DAY_MS)
         span = None if held is None else (held[0], held[1])
     if span is None:
         return TradesDayLedger(symbol, kind, day.isoformat(), None, None, 0, 0)
     lo, hi = span
-    ids = store.trade_ids(symbol, kind, lo, hi + 1, collection)
+    ids = store.order_values(spec, values, lo, hi + 1, by="order")
     return TradesDayLedger(
         symbol,
         kind,
@@ -122,23 +129,10 @@ async def exchange_day_span(
     return (lo, hi) if hi >= lo else None
 
 
-def repair_command(
-    ledger: TradesDayLedger, *, target: str = LOADER_PRODUCER, kafka_topic: str | None = None
-) -> Command | None:
-    """An ``api_agg_trades`` / ``api_trades`` start command fetching the day's missing ids (REST,
-    ``id_ranges``); None when nothing is missing."""
+def repair_plan(ledger: TradesDayLedger) -> TaskPlan | None:
+    """The task that re-fetches the day's missing ids (REST, ``id_ranges``, ``fromId`` pages) for
+    :func:`.commands.build_commands`; None when nothing is missing."""
     if not ledger.missing_ranges:
         return None
     day = date.fromisoformat(ledger.day)
-    task_type = KIND_TASK_TYPES[ledger.kind]
-    return Command(
-        command="start",
-        queue_id=make_queue_id(ledger.symbol, task_type, day),
-        target=target,
-        symbol=ledger.symbol,
-        type=task_type,
-        time_range=format_time_range(day, day),
-        kafka_topic=kafka_topic,
-        source="rest",
-        id_ranges=list(ledger.missing_ranges),
-    )
+    return TaskPlan(ledger.symbol, day, day, "rest", id_ranges=tuple(ledger.missing_ranges))

@@ -25,12 +25,12 @@ import dagster as dg
 
 from ..assets.graph import GraphConfig, graph_run_config
 from ..intervals import MINUTE_MS, now_ms
+from ..names import CORRELATION_GRAPH, GRAPH_JOB, GRAPH_TRIGGER_SENSOR, TRIGGER_TAG, candles_asset
+from ..partitions import range_tags
 from ..queue_manager.ledger import window_gaps
-from ..resources import StoreResource, resolve_settings
 from ..settings import Settings
 from ..store import Store
 
-GRAPH_JOB = "correlation_graph_job"
 #: Materializations read per tick (the rest on the next one).
 BATCH = 500
 
@@ -49,7 +49,7 @@ def graph_requests(
     """One evaluation as a plain function: run requests, the new cursor, and what waits and why."""
     interval = settings.interval
     result = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(f"candles_{interval}"), after_storage_id=cursor),
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(candles_asset(interval)), after_storage_id=cursor),
         limit=BATCH,
         ascending=True,
     )
@@ -62,7 +62,7 @@ def graph_requests(
     config = graph_run_config(interval, symbols)
     window_ms = GraphConfig(**config).window_minutes * MINUTE_MS
     tick = TriggerTick([], new_cursor, {}, [])
-    graph_key = dg.AssetKey("correlation_graph")
+    graph_key = dg.AssetKey(CORRELATION_GRAPH)
     ready: list[tuple[date, int]] = []
     for day, storage_id in sorted(latest.items()):
         built = instance.fetch_materializations(
@@ -77,11 +77,11 @@ def graph_requests(
             tick.waiting[day] = [f"{s} ({why})" for s, why in sorted(gaps.items())]
             continue
         ready.append((date.fromisoformat(day), storage_id))
-    run_config = {"ops": {"correlation_graph": {"config": config}}}
+    run_config = {"ops": {CORRELATION_GRAPH: {"config": config}}}
     for stretch in _stretches(ready):
         first, last = stretch[0][0].isoformat(), stretch[-1][0].isoformat()
         newest = max(storage_id for _, storage_id in stretch)
-        tags = {"streamforge/trigger": "candles_complete"}
+        tags = {TRIGGER_TAG: "candles_complete"}
         if first == last:
             request = dg.RunRequest(
                 run_key=f"graph:{interval}:{first}:{newest}",
@@ -91,7 +91,7 @@ def graph_requests(
                 tags=tags,
             )
         else:
-            tags |= {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+            tags |= range_tags(stretch[0][0], stretch[-1][0])
             request = dg.RunRequest(
                 run_key=f"graph:{interval}:{first}..{last}:{newest}",
                 job_name=GRAPH_JOB,
@@ -114,19 +114,19 @@ def _stretches(days: list[tuple[date, int]]) -> list[list[tuple[date, int]]]:
 
 
 @dg.sensor(
-    name="graph_trigger_sensor",
+    name=GRAPH_TRIGGER_SENSOR,
     job_name=GRAPH_JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a day's correlation_graph once candles_<STREAMFORGE_INTERVAL> of that day "
     "are materialized and complete for every symbol of the universe.",
 )
-def graph_trigger_sensor(context: dg.SensorEvaluationContext, store: StoreResource):
-    settings = resolve_settings(store)
+def graph_trigger_sensor(
+    context: dg.SensorEvaluationContext, settings: dg.ResourceParam[Settings], store: dg.ResourceParam[Store]
+):
     cursor = int(context.cursor) if context.cursor else None
-    with store.open(settings) as db:
-        tick = graph_requests(context.instance, settings, db, cursor)
+    tick = graph_requests(context.instance, settings, store, cursor)
     for day, missing in tick.waiting.items():
         incomplete = ", ".join(missing)
-        context.log.info(f"graph {day} waits: candles_{settings.interval} incomplete for {incomplete}")
+        context.log.info(f"graph {day} waits: {candles_asset(settings.interval)} incomplete for {incomplete}")
     return dg.SensorResult(run_requests=tick.requests, cursor=str(tick.cursor))

@@ -1,67 +1,129 @@
-"""``queue_events_sensor``: follows ``queue-events`` with Kafka offsets as its cursor.
+"""``queue_events_sensor``: follows ``queue-events`` with Kafka offsets as its cursor, and only reads.
 
-Each tick reads a bounded slice of new events (never blocking the daemon for long), updates the
-task records, marks tasks whose workers went silent as ``stalled``, and requests the downstream
-coverage run for every Dagster run whose tasks are all ``complete``. It records no
-materialization: the candles step owns that (see ``docs/materialization.md``).
+Each tick reads a bounded slice of new events (never blocking the daemon for long) and the task
+records, and
+
+* reports the tasks that went **silent** — a task record still active (``started``, ``loading``,
+  ``finished``, ``interrupted``) with no telemetry for ``TASK_STALL_S``: one warning per task in the
+  tick's log, and their ids in the cursor (both shown with the sensor in the UI);
+* requests the downstream ``candle_coverage`` run for every Dagster run whose tasks are all
+  ``complete`` (run key ``coverage:<run_id>:<interval>``: each is requested once).
+
+It writes no task record and records no materialization: the step that runs a load is the one
+writer of its task records and owns its materialization (``docs/materialization.md`` says why).
+A task's last sign of life is the newer of its record's ``updated_at`` and the newest event the
+sensor read for it; the step writes a record only when its status changes, so the event times are
+kept in the cursor (for active tasks only) between ticks.
 """
+
+from __future__ import annotations
 
 import asyncio
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 import dagster as dg
 import orjson
 
+from ..names import (
+    CANDLE_COVERAGE,
+    COVERAGE_JOB,
+    PARTITION_RANGE_END,
+    PARTITION_RANGE_START,
+    QUEUE_EVENTS_SENSOR,
+    SOURCE_RUN_TAG,
+)
+from ..protocol import Event
 from ..queue_manager.telemetry import read_events
-from ..queue_manager.tracking import COMPLETE, STALLED, record_update
-from ..resources import KafkaResource, StoreResource, resolve_settings
+from ..queue_manager.tracking import COMPLETE, FINAL_STATUSES, STALLED
 from ..settings import Settings
-from ..store import Store
+from ..store import Store, TaskRecord
 
-COVERAGE_JOB = "candle_coverage_job"
 #: Statuses of tasks still expected to report (an interrupted one is resumed by the next loader).
 ACTIVE = ("started", "loading", "finished", "interrupted")
 
 
-def _load_cursor(raw: str | None) -> tuple[dict[int, int], float]:
-    if not raw:
-        return {}, 0.0
-    data = orjson.loads(raw)
-    return {int(p): int(o) for p, o in data.get("offsets", {}).items()}, float(data.get("since", 0.0))
+@dataclass
+class Cursor:
+    """The sensor's state between ticks: Kafka offsets, the time of the last tick, the last sign of
+    life of each active task seen in events, and the silent tasks already reported."""
+
+    offsets: dict[int, int] = field(default_factory=dict)
+    since: float = 0.0
+    seen: dict[str, float] = field(default_factory=dict)
+    silent: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, raw: str | None) -> Cursor:
+        if not raw:
+            return cls()
+        data = orjson.loads(raw)
+        return cls(
+            offsets={int(p): int(o) for p, o in data.get("offsets", {}).items()},
+            since=float(data.get("since", 0.0)),
+            seen={q: float(t) for q, t in data.get("seen", {}).items()},
+            silent=[str(q) for q in data.get("silent", [])],
+        )
+
+    def dump(self) -> str:
+        offsets = {str(p): o for p, o in self.offsets.items()}
+        data = {"offsets": offsets, "since": self.since, "seen": self.seen, "silent": self.silent}
+        return orjson.dumps(data).decode()
 
 
-def _dump_cursor(offsets: dict[int, int], since: float) -> str:
-    return orjson.dumps({"offsets": {str(p): o for p, o in offsets.items()}, "since": since}).decode()
+@dataclass
+class QueueTick:
+    """One evaluation: run requests, the new cursor, events read, and the silent tasks (queue_id ->
+    why), of which ``newly_silent`` were not reported before."""
+
+    requests: list[dg.RunRequest]
+    cursor: str
+    events: int
+    silent: dict[str, str]
+    newly_silent: list[str]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"events": self.events, "silent": len(self.silent), "requested": len(self.requests)}
 
 
-def process_tick(
-    settings: Settings, db: Store, cursor: str | None, *, now: float | None = None
-) -> tuple[list[dg.RunRequest], str, dict[str, int]]:
-    """One sensor evaluation as a plain function: (run requests, new cursor, counts)."""
+def process_tick(settings: Settings, db: Store, cursor: str | None, *, now: float | None = None) -> QueueTick:
+    """One sensor evaluation as a plain function; reads the store and ``queue-events``, writes nothing."""
     now = time.time() if now is None else now
-    offsets, since = _load_cursor(cursor)
-    events, offsets = asyncio.run(
-        read_events(settings.kafka_bootstrap_servers or "", settings.topic_events, offsets)
+    state = Cursor.load(cursor)
+    events, state.offsets = asyncio.run(
+        read_events(settings.kafka_bootstrap_servers or "", settings.topic_events, state.offsets)
     )
-    counts = {"events": len(events), "updated": 0, "stalled": 0, "requested": 0}
     for event in events:
-        record = db.get_task(event.queue_id)
-        if record is None:
-            continue  # a task this instance did not create (another deployment, a dummy)
-        fields = record_update(record.status, event)
-        if fields:
-            db.update_task(event.queue_id, **fields)
-            counts["updated"] += 1
-    for record in db.list_tasks():
-        if record.status in ACTIVE and now - record.updated_at > settings.task_stall_s:
-            db.update_task(
-                record.queue_id, status=STALLED, message=f"no telemetry for {settings.task_stall_s:.0f}s"
+        state.seen[event.queue_id] = max(state.seen.get(event.queue_id, 0.0), _event_time(event, now))
+    records = db.list_tasks()
+    silent = _silent([r for r in records if r.status in ACTIVE], state.seen, now, settings.task_stall_s)
+    newly = [q for q in silent if q not in state.silent]
+    # (pending tasks too: their first events may come before the step records `started`)
+    live = {r.queue_id for r in records if r.status not in FINAL_STATUSES and r.status != STALLED}
+    state.seen = {q: t for q, t in state.seen.items() if q in live and q not in silent}
+    state.silent = sorted(silent)
+    requests = _downstream_requests(db, state.since)
+    state.since = now
+    return QueueTick(requests, state.dump(), len(events), silent, newly)
+
+
+def _event_time(event: Event, now: float) -> float:
+    """When the event was emitted (its own timestamp, epoch seconds), else when it was read."""
+    return float(event.timestamp) if isinstance(event.timestamp, int | float) else now
+
+
+def _silent(active: list[TaskRecord], seen: dict[str, float], now: float, stall_s: float) -> dict[str, str]:
+    """The active tasks without a sign of life for ``stall_s`` (record update or event)."""
+    out: dict[str, str] = {}
+    for r in active:
+        quiet = now - max(r.updated_at, seen.get(r.queue_id, 0.0))
+        if quiet > stall_s:
+            out[r.queue_id] = (
+                f"{r.symbol} {r.type} {r.status}: no telemetry for {quiet:.0f}s (run {r.run_id})"
             )
-            counts["stalled"] += 1
-    requests = _downstream_requests(db, since)
-    counts["requested"] = len(requests)
-    return requests, _dump_cursor(offsets, now), counts
+    return out
 
 
 def _downstream_requests(db: Store, since: float) -> list[dg.RunRequest]:
@@ -83,31 +145,30 @@ def _downstream_requests(db: Store, since: float) -> list[dg.RunRequest]:
                     job_name=COVERAGE_JOB,
                     run_config={
                         "ops": {
-                            "candle_coverage": {"config": {"interval": interval, "symbols": sorted(symbols)}}
+                            CANDLE_COVERAGE: {"config": {"interval": interval, "symbols": sorted(symbols)}}
                         }
                     },
-                    tags={
-                        "dagster/asset_partition_range_start": first,
-                        "dagster/asset_partition_range_end": last,
-                        "streamforge/source_run": run_id,
-                    },
+                    tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last, SOURCE_RUN_TAG: run_id},
                 )
             )
     return requests
 
 
 @dg.sensor(
-    name="queue_events_sensor",
+    name=QUEUE_EVENTS_SENSOR,
     job_name=COVERAGE_JOB,
     minimum_interval_seconds=15,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Follows queue-events: task records, stalled tasks, downstream coverage runs.",
+    description="Follows queue-events (reads only): reports silent tasks, requests the coverage run "
+    "after a load whose tasks are all complete.",
 )
-def queue_events_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource, store: StoreResource):
-    settings = resolve_settings(kafka, store)
+def queue_events_sensor(
+    context: dg.SensorEvaluationContext, settings: dg.ResourceParam[Settings], store: dg.ResourceParam[Store]
+):
     if settings.kafka_bootstrap_servers is None:
         return dg.SkipReason("KAFKA_BOOTSTRAP_SERVERS is not set: no queue-events to follow")
-    with store.open(settings) as db:
-        requests, cursor, counts = process_tick(settings, db, context.cursor)
-    context.log.info(f"queue-events: {counts}")
-    return dg.SensorResult(run_requests=requests, cursor=cursor)
+    tick = process_tick(settings, store, context.cursor)
+    for queue_id in tick.newly_silent:
+        context.log.warning(f"task {queue_id} is silent: {tick.silent[queue_id]}")
+    context.log.info(f"queue-events: {tick.counts}")
+    return dg.SensorResult(run_requests=tick.requests, cursor=tick.cursor)

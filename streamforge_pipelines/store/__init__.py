@@ -1,8 +1,14 @@
-"""The StreamForge store: candles, task records and graph snapshots behind one interface.
+"""The StreamForge store: every dataset, task records, the ledger, graph snapshots and the model
+registry behind one interface.
 
 :func:`open_store` picks the adapter from configuration: ArangoDB when a URL is given, else the
-embedded SQLite file. Code that uses the store depends only on :class:`Store`.
+embedded SQLite file. Code that uses the store depends only on :class:`Store`; dataset calls take the
+dataset's :class:`~streamforge_pipelines.datasets.DatasetSpec` (see :mod:`.base`).
 ``ArangoStore`` is imported lazily so that the embedded path does not load the ArangoDB driver.
+
+Rooms: :mod:`.base` (the interface), :mod:`.documents` (a spec's documents: checks, layout),
+:mod:`.records` (task, ledger and model records), :mod:`.names` and :mod:`.errors`; the adapters
+:mod:`.sqlite` and :mod:`.arango`, each split into a connection, a datasets and a records part.
 """
 
 from __future__ import annotations
@@ -10,38 +16,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from streamforge_pipelines.store.base import (
-    CANDLE_FIELDS,
-    DEFAULT_CANDLE_COLLECTION,
-    TASK_FIELDS,
-    TASK_STATUSES,
-    InvalidNameError,
-    Store,
-    StoreError,
-    TaskNotFound,
-    TaskRecord,
-    candle_key,
-    validate_collection_name,
-)
-from streamforge_pipelines.store.sqlite import SqliteStore
+from .base import Store
+from .errors import InvalidNameError, StoreError, TaskNotFound
+from .names import LEDGER_COLLECTION, validate_collection_name
+from .records import TASK_FIELDS, TASK_STATUSES, LedgerRecord, ModelRecord, TaskRecord
+from .sqlite import SqliteStore
 
 if TYPE_CHECKING:
-    from streamforge_pipelines.settings import Settings
-    from streamforge_pipelines.store.arango import ArangoStore
+    from ..settings import Settings
+    from .arango import ArangoStore
 
 __all__ = [
-    "CANDLE_FIELDS",
-    "DEFAULT_CANDLE_COLLECTION",
+    "LEDGER_COLLECTION",
     "TASK_FIELDS",
     "TASK_STATUSES",
     "ArangoStore",
     "InvalidNameError",
+    "LedgerRecord",
+    "ModelRecord",
     "SqliteStore",
     "Store",
     "StoreError",
     "TaskNotFound",
     "TaskRecord",
-    "candle_key",
     "open_store",
     "store_from_settings",
     "validate_collection_name",
@@ -58,7 +55,7 @@ def open_store(
 ) -> Store:
     """Open the configured store: :class:`ArangoStore` when ``arango_url`` is set, else SQLite."""
     if arango_url:
-        from streamforge_pipelines.store.arango import ArangoStore
+        from .arango import ArangoStore
 
         return ArangoStore(arango_url, db_name=arango_db, username=arango_username, password=arango_password)
     return SqliteStore(sqlite_path)
@@ -79,7 +76,7 @@ def store_from_settings(settings: Settings) -> Store:
 
 def __getattr__(name: str) -> Any:
     if name == "ArangoStore":
-        from streamforge_pipelines.store.arango import ArangoStore
+        from .arango import ArangoStore
 
         return ArangoStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,28 +1,33 @@
 """arango-connector: data topics -> store, idempotent, offsets committed only after the write.
 
-One consumer-group member. Each poll takes a batch (``getmany``), decodes it (single candles and
-candle pages alike; trades pages go to ``upsert_trades``), upserts the valid records with their
-deterministic keys in one store call per collection and kind (off the event loop), copies every
-record it cannot store to the topic's dead-letter topic (``<topic>.dlq``) with its reason, and only
-then commits the offsets. End markers in the batch are acknowledged on ``queue-events`` after the
-commit: by then every record before the marker on that partition is stored or dead-lettered. A
-crash between write and commit replays the batch; the upsert makes that harmless. Batches are
-pipelined one deep: batch N+1 is fetched and decoded while batch N is written in a worker thread;
-N+1 is written only after N is committed, so offsets are committed in order.
+One consumer-group member, consuming the topic of every dataset
+(:func:`streamforge_pipelines.datasets.all_specs`, registered ones included: each spec names its
+topic). Each poll takes a batch (``getmany``), decodes each record with its topic's dataset codec
+(``spec.codec.check``: candle pages and single candles on a candle topic, trades pages on the trades
+topic, a registered dataset's pages on its own), upserts the valid pages with their deterministic
+keys in one store call per dataset (:meth:`~streamforge_pipelines.store.Store.upsert_pages`, off the
+event loop), copies every record it cannot store to the topic's dead-letter topic (``<topic>.dlq``)
+with its reason, and only then commits the offsets. End markers in the batch are acknowledged on
+``queue-events`` after the commit: by then every record before the marker on that partition is
+stored or dead-lettered. A crash between write and commit replays the batch; the upsert makes that
+harmless. Batches are pipelined one deep: batch N+1 is fetched and decoded while batch N is written
+in a worker thread; N+1 is written only after N is committed, so offsets are committed in order.
 
 **Every record is stored or dead-lettered; no record stops the connector.**
 
-* *Refused by the decoder* (:func:`~streamforge_pipelines.protocol.decode_record`): not JSON, an
-  unknown kind, a missing field or a wrong type, and whatever the store cannot hold or would hold as
-  right although it is wrong: times, ids and counts outside 0 .. 2**63-1, ``close_time`` before
-  ``open_time``, prices that are not positive decimal strings (``67890.12000000``; at most 20 digits
-  each side of the point: no sign, exponent or NaN), volumes and quantities that are not
-  non-negative ones, ``low <= open, close <= high`` broken, a symbol that is not 2-20 of ``A-Z0-9``,
-  an unknown interval, open times or trade ids not increasing, ``source`` / ``queue_id`` empty or
-  over 200 characters; and a trades page on a candle topic or a candle on the trades topic. The
+* *Refused by the decoder* (the topic's codec; :func:`~streamforge_pipelines.protocol.decode_record`
+  for what no codec reads): not JSON, an unknown kind, a missing field or a wrong type, and whatever
+  the store cannot hold or would hold as right although it is wrong: times, ids and counts outside
+  0 .. 2**63-1, ``close_time`` before ``open_time``, prices that are not positive decimal strings
+  (``67890.12000000``; at most 20 digits each side of the point: no sign, exponent or NaN), volumes
+  and quantities that are not non-negative ones, ``low <= open, close <= high`` broken, a symbol
+  that is not 2-20 of ``A-Z0-9``, an unknown interval, open times or trade ids not increasing,
+  ``source`` / ``queue_id`` empty or over 200 characters; and a record of another dataset on a topic
+  (a trades page on a candle topic, a candle on the trades topic: ``record.record: a trades record
+  on the candles topic``, after the other dataset's codec found nothing else wrong with it). The
   dead letter's reason is the decoder's one line naming the field and quoting at most a bounded
-  excerpt of the value, e.g. ``candles.rows[3].high: 67000.5 is below low 67010.0`` (a page with
-  one bad row goes whole). Metric: ``streamforge_errors_total{kind="invalid_record"}``.
+  excerpt of the value, e.g. ``candles.rows[3].high: 67000.5 is below low 67010.0`` (a page with one
+  bad row goes whole). Metric: ``streamforge_errors_total{kind="invalid_record"}``.
 * *Refused by the store* although decoded: when a write fails for a reason that lies in the data,
   the batch is written again in halves, down to single records, so that only the records the store
   still refuses are dead-lettered, with the reason ``store: <exception type>: <message>``, e.g.
@@ -73,13 +78,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
+from .. import datasets
+from ..datasets import DatasetSpec
 from ..kafka import make_producer, stop_within
 from ..kafka import monitor as broker_monitor
 from ..protocol import (
     CONNECTOR,
-    RECORD_CANDLES,
+    RECORD_CANDLE,
     RECORD_END,
-    RECORD_TRADES,
     Event,
     PartitionCount,
     ProtocolError,
@@ -88,9 +94,8 @@ from ..protocol import (
     new_suffix,
     now_s,
 )
-from ..settings import TRADES_COLLECTION, Settings, candle_collection
+from ..settings import Settings
 from ..store import Store, StoreError, store_from_settings, validate_collection_name
-from ..store.base import CandlePageRows
 from .observability import (
     BATCHES,
     ERRORS,
@@ -119,7 +124,7 @@ REASON_CHARS = 500
 
 @dataclass
 class ConnectorStats:
-    #: Candles and trades stored.
+    #: Documents stored (candles, trades, ...).
     stored: int = 0
     #: Records dead-lettered (refused by the decoder or by the store).
     dead_lettered: int = 0
@@ -131,15 +136,14 @@ class ConnectorStats:
 
 @dataclass(eq=False)
 class _Item:
-    """One decoded data record to write: a candle document, a checked candle page or a trades page."""
+    """One decoded data record to write: a page its dataset's codec checked."""
 
     rec: ConsumerRecord
-    collection: str
-    kind: str
-    #: The candle document, the page (:data:`CandlePageRows`) or the trade documents.
-    payload: Any
+    spec: DatasetSpec
+    #: What ``spec.codec.check`` returned.
+    page: Any
     queue_id: str
-    #: Candles or trades it holds.
+    #: Documents it holds.
     count: int
 
 
@@ -210,6 +214,33 @@ def write_error_reason(exc: BaseException) -> str:
     return text if len(text) <= REASON_CHARS else f"{text[:REASON_CHARS]}…"
 
 
+def decode_data_record(spec: DatasetSpec, raw: bytes) -> tuple[str, Any]:
+    """``(kind, checked page)`` of a record on ``spec``'s topic, or ``(RECORD_END, marker)``; raises a
+    one-line :class:`ProtocolError` for a record to dead-letter.
+
+    A record of a kind the topic's codec reads (``record``; none means a single ``candle``, as older
+    producers wrote) is checked by that codec. A record another dataset's codec reads is checked by
+    that codec first (so a bad one gets its reason) and then refused as off its topic. Anything else
+    (not JSON, not an object, an end marker, a kind no dataset reads) goes to the protocol's own
+    decoder, which returns a checked end marker or says why not."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        value = None
+    kind = value.get("record", RECORD_CANDLE) if type(value) is dict else None
+    codec = spec.codec
+    if kind in codec.kinds:
+        return kind, codec.check(value)
+    reader = None if kind is None or kind == RECORD_END else datasets.for_kind(kind)
+    if reader is None:
+        marker = decode_record(raw)
+        if marker.get("record") != RECORD_END:  # pragma: no cover - every other kind is a dataset's
+            raise ProtocolError(f"record.record: a {kind} record on the {spec.name} topic")
+        return RECORD_END, marker
+    reader.codec.check(value)
+    raise ProtocolError(f"record.record: a {kind} record on the {spec.name} topic")
+
+
 def _dead_letter_body(
     rec: ConsumerRecord, reason: str, connector: str, *, truncate: bool = False
 ) -> tuple[bytes, bytes | None]:
@@ -237,33 +268,24 @@ def _dead_letter_body(
 
 
 class Connector:
-    """Consumes ``collections`` (topic -> store collection) into ``store`` until stopped."""
+    """Consumes the topic of every dataset into ``store`` until stopped."""
 
     def __init__(
         self,
         settings: Settings,
         store: Store,
         *,
-        collections: Mapping[str, str] | None = None,
         max_batch: int = 10_000,
         producer_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        # Spot and USD-M futures candles of a symbol share keys: each market has its own topic and collection.
-        self.collections = dict(
-            collections
-            or {
-                settings.candle_topic("spot"): candle_collection("spot"),
-                settings.candle_topic("usdm"): candle_collection("usdm"),
-                settings.topic_trades: TRADES_COLLECTION,
-            }
-        )
-        for collection in self.collections.values():  # a bad name would fail every write, not one record's
-            validate_collection_name(collection)
-        # Trades pages belong on the trades topic, candles on candle topics: written into a table of the
-        # other shape, a stray record would fail as the store's fault ("no column named kind").
-        self._trade_topics = frozenset(t for t, c in self.collections.items() if c == TRADES_COLLECTION)
+        #: topic -> dataset, for every dataset known now (built-in and registered). Spot and USD-M
+        #: futures candles of a symbol share keys: each market is a dataset with its own topic and
+        #: collection.
+        self.specs: dict[str, DatasetSpec] = {spec.topic(settings): spec for spec in datasets.all_specs()}
+        for spec in self.specs.values():  # a bad name would fail every write, not one record's
+            validate_collection_name(spec.collection)
         self.max_batch = max_batch
         self.producer_id = producer_id or make_producer_id(WORKER, new_suffix())
         self.stats = ConnectorStats()
@@ -277,7 +299,7 @@ class Connector:
         """Consume until ``stop`` is set; the batch in hand is finished and committed first."""
         bootstrap = self.settings.kafka_bootstrap_servers or ""
         self._consumer = AIOKafkaConsumer(
-            *self.collections,
+            *self.specs,
             bootstrap_servers=bootstrap,
             group_id=self.settings.consumer_group,
             enable_auto_commit=False,
@@ -291,7 +313,7 @@ class Connector:
         health = broker_monitor(bootstrap, down_after_s=self.settings.kafka_unavailable_s)
         await self._producer.start()
         await self._consumer.start()
-        log.info("connector %s consuming %s", self.producer_id, sorted(self.collections))
+        log.info("connector %s consuming %s", self.producer_id, sorted(self.specs))
         self.ready.set()
         pending: asyncio.Task[None] | None = None
         try:
@@ -327,10 +349,10 @@ class Connector:
         out = _Prepared(offsets={tp: records[-1].offset + 1 for tp, records in batch.items() if records})
         with Timer(LATENCY.labels(WORKER, "decode")):
             for tp, records in batch.items():
-                collection = self.collections[tp.topic]
+                spec = self.specs[tp.topic]
                 for rec in records:
                     try:
-                        value = decode_record(rec.value or b"", page_as_docs=False)
+                        kind, page = decode_data_record(spec, rec.value or b"")
                     except ProtocolError as exc:
                         out.dead.append((rec, str(exc)))
                         continue
@@ -340,22 +362,11 @@ class Connector:
                             (rec, f"record: cannot be decoded ({type(exc).__name__}: {exc})"[:REASON_CHARS])
                         )
                         continue
-                    kind = value.get("record")
                     if kind == RECORD_END:
-                        out.markers.append((rec, value))
-                    elif (kind == RECORD_TRADES) != (tp.topic in self._trade_topics):
-                        topic = "trades" if tp.topic in self._trade_topics else "candle"
-                        out.dead.append(
-                            (rec, f"record.record: a {kind or 'candle'} record on the {topic} topic")
-                        )
-                    elif kind == RECORD_CANDLES:
-                        item = _Item(rec, collection, kind, value["page"], value["queue_id"], value["count"])
-                        out.items.append(item)
-                    elif kind == RECORD_TRADES:
-                        docs = value["docs"]
-                        out.items.append(_Item(rec, collection, kind, docs, value["queue_id"], len(docs)))
+                        out.markers.append((rec, page))
                     else:
-                        out.items.append(_Item(rec, collection, "candle", value, value["queue_id"], 1))
+                        codec = spec.codec
+                        out.items.append(_Item(rec, spec, page, codec.queue_id(page), codec.count(page)))
         return out
 
     async def _apply(self, batch: _Prepared) -> None:
@@ -421,23 +432,12 @@ class Connector:
         return self._write(items[:half], depth + 1) + self._write(items[half:], depth + 1)
 
     def _write_items(self, items: list[_Item]) -> None:
-        """One store call per collection and kind (single candles, candle pages, trades)."""
-        docs: dict[str, list[dict[str, Any]]] = {}
-        pages: dict[str, list[CandlePageRows]] = {}
-        trades: dict[str, list[dict[str, Any]]] = {}
+        """One store call per dataset: its checked pages, in the order they came."""
+        by_dataset: dict[int, tuple[DatasetSpec, list[Any]]] = {}
         for item in items:
-            if item.kind == RECORD_CANDLES:
-                pages.setdefault(item.collection, []).append(item.payload)
-            elif item.kind == RECORD_TRADES:
-                trades.setdefault(item.collection, []).extend(item.payload)
-            else:
-                docs.setdefault(item.collection, []).append(item.payload)
-        for collection, candles in docs.items():
-            self.store.upsert_candles(candles, collection)
-        for collection, page_list in pages.items():
-            self.store.upsert_candle_pages(page_list, collection)
-        for collection, trade_docs in trades.items():
-            self.store.upsert_trades(trade_docs, collection)
+            by_dataset.setdefault(id(item.spec), (item.spec, []))[1].append(item.page)
+        for spec, pages in by_dataset.values():
+            self.store.upsert_pages(spec, pages)
 
     async def _dead_letter(self, dead: list[tuple[ConsumerRecord, str]], kind: str) -> None:
         """Copy ``dead`` (record, reason) to their topics' dead-letter topics and wait for the broker."""

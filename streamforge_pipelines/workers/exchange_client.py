@@ -27,12 +27,12 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
 import orjson
 
-from ..intervals import count_open_times
+from ..intervals import Market, check_market, check_market_interval, count_open_times
 from .backoff import Backoff
 from .errors import ExchangeError, ExchangeRejected, ExchangeUnavailable, RateLimited, WafBlocked
 from .governor import WeightGovernor, default_governor
@@ -47,8 +47,6 @@ from .observability import (
 
 log = logging.getLogger(__name__)
 
-Market = Literal["spot", "usdm"]
-MARKETS: tuple[str, ...] = ("spot", "usdm")
 #: REST path prefix of each market.
 API_PREFIX: dict[str, str] = {"spot": "/api/v3", "usdm": "/fapi/v1"}
 #: Default REQUEST_WEIGHT per minute of each market (reference sections 2 and 3).
@@ -134,19 +132,6 @@ def request_weight(path: str, params: Mapping[str, str] | None = None) -> int:
         raw = (params or {}).get("limit", "")
         return weight_of(int(raw) if raw.isdigit() else default)
     return REQUEST_WEIGHTS.get(path, 1)
-
-
-def check_market(market: str) -> str:
-    """``market`` unchanged, or ValueError naming the markets."""
-    if market not in MARKETS:
-        raise ValueError(f"unknown market {market!r}; choose one of {', '.join(MARKETS)}")
-    return market
-
-
-def check_market_interval(market: str, interval: str) -> None:
-    """ValueError (one line) for an interval the market has no klines of: 1s exists only on spot."""
-    if check_market(market) == "usdm" and interval == "1s":
-        raise ValueError("USD-M futures have no 1s klines (1s candles exist only on spot)")
 
 
 def _error_msg(body: bytes) -> str | None:

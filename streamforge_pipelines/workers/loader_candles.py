@@ -54,30 +54,33 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from .. import datasets
+from ..datasets import DatasetSpec
+from ..datasets.candles import CANDLE_TASK_TYPES
 from ..intervals import (
     DAY_MS,
     check_interval,
+    check_market_interval,
     day_range_ms,
     day_start_ms,
     floor_open_time,
     merge_ranges,
     ms_to_day,
     next_open_time,
-    now_ms,
     open_times,
 )
 from ..kafka import EventEmitter
 from ..protocol import (
     LOADER_CANDLES,
     Command,
-    PartitionCount,
     candle_page,
     encode_record,
     end_marker,
@@ -86,12 +89,13 @@ from ..protocol import (
 )
 from ..settings import Settings
 from .archive_client import DAILY_INTERVALS, ArchiveClient
+from .binance_clients import BinanceClients, binance_clients, rest_url_of
 from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid
-from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient, check_market_interval
-from .governor import WeightGovernor, default_governor
+from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient
+from .governor import WeightGovernor
+from .loader_task import ARCHIVE, REST, LoadResult, TaskRun
 from .observability import BATCHES, LATENCY, RECORDS, Timer
-from .task_io import task_channel, task_outcome
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +106,6 @@ CHECKPOINT_EVERY_S = 1.0
 
 Source = Literal["auto", "rest", "archive"]
 SOURCES: tuple[str, ...] = ("auto", "rest", "archive")
-ARCHIVE, REST = "archive", "rest"
 #: ``days_by_source`` key of the days a repair task (``command.ranges``) re-fetched from REST: kept
 #: apart, since the load that left the gaps already counted those days under their source.
 REPAIR = "repair"
@@ -116,41 +119,6 @@ RECORD_SOURCES = {
 #: In ``auto``, a day is read from the archive once it ended at least this long ago: real Binance
 #: publishes daily files the next day after several hours (docs: BINANCE_API.md section 6).
 ARCHIVE_MIN_AGE_MS = DAY_MS
-
-
-@dataclass
-class LoadResult:
-    """What one task did."""
-
-    queue_id: str
-    records: int = 0
-    partitions: dict[int, int] = field(default_factory=dict)
-    pages: int = 0
-    requests: int = 0
-    retries: int = 0
-    http_429: int = 0
-    http_418: int = 0
-    #: Peak share (0-1) of the governor's per-minute budget used.
-    weight_budget_used: float = 0.0
-    seconds: float = 0.0
-    #: Days read from each source: {"archive": n, "rest": m}.
-    days_by_source: dict[str, int] = field(default_factory=lambda: {ARCHIVE: 0, REST: 0})
-    archive_requests: int = 0
-    #: Repair tasks (``command.ranges``): the fetched sub-ranges the exchange returned no candles for.
-    empty_ranges: list[tuple[int, int]] | None = None
-
-    def partition_counts(self) -> list[PartitionCount]:
-        """Records written per partition, as the ``finished`` event carries them."""
-        return [PartitionCount(partition=p, records=n) for p, n in sorted(self.partitions.items())]
-
-    def exchange_fields(self) -> dict[str, Any]:
-        """The exchange figures as :class:`~streamforge_pipelines.protocol.Event` fields."""
-        return {
-            "http_429": self.http_429,
-            "http_418": self.http_418,
-            "retries": self.retries,
-            "weight_used_peak": round(self.weight_budget_used, 4),
-        }
 
 
 def plan_windows(
@@ -190,19 +158,6 @@ def task_range_ms(command: Command, clock_ms: int) -> tuple[int, int]:
     first, last = command.days()
     start, end = day_range_ms(first, last)
     return start, min(end, floor_open_time(clock_ms, command.interval()))
-
-
-def governor_for(command: Command, settings: Settings) -> WeightGovernor:
-    """The command's own slice of the limit when it names one, else the process-wide governor.
-
-    Of its market's limit: Binance counts USD-M futures weight (``EXCHANGE_FUTURES_WEIGHT_LIMIT``)
-    apart from spot (``EXCHANGE_WEIGHT_LIMIT``), so a usdm task never shares a spot governor.
-    """
-    market = command.market or "spot"
-    limit = settings.weight_limit(market)
-    if command.weight_share is not None:
-        return WeightGovernor(limit, command.weight_share, pool=market)
-    return default_governor(limit, settings.exchange_weight_share, pool=market)
 
 
 @dataclass
@@ -472,90 +427,49 @@ def _range_jobs(
     return [rest_job(w) for w in windows]
 
 
-async def run_candle_task(
-    command: Command,
-    settings: Settings,
-    *,
-    producer: AIOKafkaProducer | None = None,
-    clock_ms: Callable[[], int] = now_ms,
-    governor: WeightGovernor | None = None,
-    checkpoints: CheckpointStore | None = None,
-) -> LoadResult:
-    """Carry out one ``api_candles_<interval>`` start command. Raises the error it reported.
+class CandleLoader:
+    """loader-api-candles as a :class:`~.loader_task.Loader`: validation, clients, the load and its
+    ``finished`` message; :func:`~.loader_task.run_loader_task` does the rest."""
 
-    Every outcome is reported on ``queue-events``, a command that cannot be carried out included
-    (``error`` with the reason), so nobody waits for a task that will never run.
+    worker = WORKER
+    task_types = CANDLE_TASK_TYPES
 
-    With ``checkpoints`` (the standalone loader's), the task writes checkpoints as it goes and, when
-    the store holds one for its ``queue_id``, resumes from it (:func:`resume_point`); without, it
-    loads the whole range and writes none.
-    """
-    market = command.market or "spot"
-    topic = command.kafka_topic or settings.candle_topic(market)
-    result = LoadResult(queue_id=command.queue_id)
-    t0 = time.perf_counter()
+    def dataset(self, command: Command) -> DatasetSpec:
+        return datasets.candles(command.market or "spot")
 
-    async with task_channel(
-        producer, settings.kafka_bootstrap_servers or "", settings.topic_events, command, WORKER
-    ) as (producer, events):
-        async with task_outcome(producer, events, result, WORKER):
-            if command.symbol is None:
-                raise TaskInvalid("command.symbol: required for a candle task")
-            interval = check_interval(command.interval())
-            try:
-                check_market_interval(market, interval)
-            except ValueError as exc:
-                raise TaskInvalid(f"command.market: {exc}") from None
-            rest_url = settings.rest_url(market)
-            if rest_url is None:
-                raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
-            resume = resume_point(command, topic, checkpoints)
-            resumed = "" if resume is None else f", resumed from {_iso(resume.done_until_ms)}"
-            await events.emit("started", message=f"{command.symbol} {interval} {command.time_range}{resumed}")
-            gov = governor if governor is not None else governor_for(command, settings)
-            archive_url = settings.archive_url or rest_url
-            async with (
-                BinanceRestClient(
-                    rest_url, governor=gov, market=market, waf_pause_s=settings.exchange_waf_pause_s
-                ) as client,
-                ArchiveClient(
-                    archive_url, market=market, max_member_bytes=settings.archive_max_member_bytes
-                ) as archive,
-            ):
-                try:
-                    await _load(
-                        command,
-                        settings,
-                        producer,
-                        client,
-                        archive,
-                        events,
-                        topic,
-                        interval,
-                        result,
-                        clock_ms,
-                        checkpoints,
-                        resume,
-                    )
-                finally:
-                    result.archive_requests = archive.requests
-                    result.requests, result.retries = client.requests, client.retries + archive.retries
-                    result.http_429, result.http_418 = client.http_429, client.http_418
-                    result.weight_budget_used = gov.peak_share
-            await events.emit(
-                "finished",
-                finished=True,
-                records_written=result.records,
-                partitions=[
-                    PartitionCount(partition=p, records=n) for p, n in sorted(result.partitions.items())
-                ],
-                message=f"{result.records} candles in {result.pages} pages",
-                days_by_source=dict(result.days_by_source),
-                empty_ranges=None if result.empty_ranges is None else merge_ranges(result.empty_ranges),
-                **result.exchange_fields(),
-            )
-    result.seconds = time.perf_counter() - t0
-    return result
+    def prepare(
+        self, command: Command, settings: Settings, topic: str, checkpoints: CheckpointStore | None
+    ) -> tuple[str, Resume | None]:
+        if command.symbol is None:
+            raise TaskInvalid("command.symbol: required for a candle task")
+        interval = check_interval(command.interval())
+        try:
+            check_market_interval(command.market or "spot", interval)
+        except ValueError as exc:
+            raise TaskInvalid(f"command.market: {exc}") from None
+        rest_url_of(settings, command.market or "spot")
+        resume = resume_point(command, topic, checkpoints)
+        resumed = "" if resume is None else f", resumed from {_iso(resume.done_until_ms)}"
+        return f"{command.symbol} {interval} {command.time_range}{resumed}", resume
+
+    def clients(
+        self, command: Command, settings: Settings, governor: WeightGovernor
+    ) -> AbstractAsyncContextManager[BinanceClients]:
+        return binance_clients(settings, command.market or "spot", governor)
+
+    async def load(self, run: TaskRun) -> None:
+        await _load(
+            run.command, run.settings, run.producer, run.clients.rest, run.clients.archive, run.events,
+            run.topic, run.command.interval(), run.result, run.clock_ms, run.checkpoints, run.resume,
+        )  # fmt: skip
+
+    def finished(self, run: TaskRun) -> tuple[str, dict[str, Any]]:
+        result = run.result
+        empty = None if result.empty_ranges is None else merge_ranges(result.empty_ranges)
+        return f"{result.records} candles in {result.pages} pages", {"empty_ranges": empty}
+
+
+CANDLE_LOADER = CandleLoader()
 
 
 async def _load(

@@ -1,7 +1,8 @@
 """loader-producer: the universal entry point for start commands.
 
-``dispatch`` maps a command's ``type`` to the specialised loader (``api_candles_<interval>`` →
-loader-api-candles; the trades and WebSocket loaders join here as they are built). ``serve_loader``
+:func:`.dispatcher.run_task` (the one dispatcher, which the queue-manager's in-process path uses too)
+maps a command's ``type`` to its loader (``api_candles_<interval>`` → loader-api-candles,
+``api_agg_trades`` / ``api_trades`` → loader-api-trades). ``serve_loader``
 is the standalone worker: a consumer-group member on ``queue-control`` that carries out the start
 commands addressed to it, several at a time, and commits a command's offset only once it and every
 command before it have ended (at-least-once: a crash re-runs the unfinished tasks, whose records
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -32,7 +32,6 @@ from ..protocol import (
     LOADER_PRODUCER,
     LOADER_TRADES,
     MAX_ID_CHARS,
-    TRADE_TASK_TYPES,
     Command,
     ErrorInfo,
     ProtocolError,
@@ -43,32 +42,13 @@ from ..protocol import (
 )
 from ..settings import Settings
 from .checkpoint import CheckpointStore
+from .dispatcher import run_task
 from .errors import TaskInvalid
-from .loader_candles import LoadResult, run_candle_task
-from .loader_trades import run_trades_task
 from .observability import ERRORS
 
 log = logging.getLogger(__name__)
 
 TARGETS = frozenset({LOADER_PRODUCER, LOADER_CANDLES, LOADER_TRADES})
-Handler = Callable[[Command, Settings, AIOKafkaProducer], Awaitable[LoadResult]]
-
-
-def handler_for(command: Command, checkpoints: CheckpointStore | None = None) -> Handler:
-    """The loader that carries out ``command``; :class:`TaskInvalid` for an unknown type (which
-    :class:`Command` refuses first: only a command built around the validator reaches it).
-
-    ``checkpoints``: the standalone loader's store (tasks checkpoint and resume); None = neither.
-    """
-    task_type = command.type or ""
-    if task_type.startswith("api_candles_"):
-        return lambda c, s, p: run_candle_task(c, s, producer=p, checkpoints=checkpoints)
-    if task_type in TRADE_TASK_TYPES:
-        return lambda c, s, p: run_trades_task(c, s, producer=p, checkpoints=checkpoints)
-    raise TaskInvalid(
-        f"command.type: no loader for {task_type!r} (supported: api_candles_<interval>, "
-        f"{', '.join(TRADE_TASK_TYPES)})"
-    )
 
 
 def refused_start(raw: bytes) -> tuple[str, str | None, str | None] | None:
@@ -104,15 +84,6 @@ async def report_refused(
         ).emit("error", message=reason, error=ErrorInfo(type="CommandInvalid", detail=reason))
     except Exception as exc:  # noqa: BLE001 - the refusal is logged already; the worker goes on
         log.warning("reporting the refused command %s: %s", queue_id, exc)
-
-
-async def dispatch(
-    command: Command,
-    settings: Settings,
-    producer: AIOKafkaProducer,
-    checkpoints: CheckpointStore | None = None,
-) -> LoadResult:
-    return await handler_for(command, checkpoints)(command, settings, producer)
 
 
 async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.Event | None = None) -> None:
@@ -158,7 +129,7 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
             except Exception as exc:  # noqa: BLE001 - resuming saves work; without it the task still runs
                 log.warning("reading checkpoints before %s: %s", command.queue_id, exc)
             try:
-                await dispatch(command, settings, producer, checkpoints)
+                await run_task(command, settings, producer=producer, checkpoints=checkpoints)
             except TaskInvalid as exc:  # no loader took it: say so, or the task waits forever
                 log.error("%s", exc, extra={"queue_id": command.queue_id})
                 await EventEmitter(

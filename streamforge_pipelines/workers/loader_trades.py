@@ -40,7 +40,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import aclosing
+from contextlib import AbstractAsyncContextManager, aclosing
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -48,12 +48,12 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from ..intervals import DAY_MS, day_range_ms, day_start_ms, merge_ranges, now_ms
+from ..datasets import TRADES, DatasetSpec
+from ..intervals import DAY_MS, day_range_ms, day_start_ms, merge_ranges
 from ..kafka import EventEmitter
 from ..protocol import (
     LOADER_TRADES,
     Command,
-    PartitionCount,
     encode_record,
     end_marker,
     make_producer_id,
@@ -62,21 +62,14 @@ from ..protocol import (
 )
 from ..settings import Settings
 from .archive_client import ArchiveClient
+from .binance_clients import BinanceClients, binance_clients, rest_url_of
 from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid
 from .exchange_client import TRADES_MAX_LIMIT, BinanceRestClient
 from .governor import WeightGovernor
-from .loader_candles import (
-    ARCHIVE,
-    ARCHIVE_MIN_AGE_MS,
-    REST,
-    SOURCES,
-    LoadResult,
-    governor_for,
-    task_fingerprint,
-)
+from .loader_candles import ARCHIVE_MIN_AGE_MS, SOURCES, task_fingerprint
+from .loader_task import ARCHIVE, REST, LoadResult, TaskRun
 from .observability import BATCHES, LATENCY, RECORDS, Timer
-from .task_io import task_channel, task_outcome
 
 log = logging.getLogger(__name__)
 
@@ -223,65 +216,46 @@ def resume_point(command: Command, topic: str, checkpoints: CheckpointStore | No
         return None
 
 
-async def run_trades_task(
-    command: Command,
-    settings: Settings,
-    *,
-    producer: AIOKafkaProducer | None = None,
-    clock_ms: Callable[[], int] = now_ms,
-    governor: WeightGovernor | None = None,
-    checkpoints: CheckpointStore | None = None,
-) -> LoadResult:
-    """Carry out one ``api_agg_trades`` / ``api_trades`` start command. Raises the error it reported;
-    every outcome is reported on ``queue-events`` (as :func:`.loader_candles.run_candle_task`)."""
-    topic = command.kafka_topic or settings.topic_trades
-    result = LoadResult(queue_id=command.queue_id)
-    t0 = time.perf_counter()
-    async with task_channel(
-        producer, settings.kafka_bootstrap_servers or "", settings.topic_events, command, WORKER
-    ) as (producer, events):
-        async with task_outcome(producer, events, result, WORKER):
-            if command.symbol is None:
-                raise TaskInvalid("command.symbol: required for a trades task")
-            kind = command.trade_kind()
-            if (command.market or "spot") != "spot":
-                raise TaskInvalid("command.market: the trades loader reads spot trades only")
-            if settings.exchange_url is None:
-                raise TaskInvalid("EXCHANGE_URL is not set: no exchange to load from")
-            resume = resume_point(command, topic, checkpoints)
-            note = "" if resume is None else f", resumed at id {resume.next_id}"
-            await events.emit("started", message=f"{command.symbol} {kind} {command.time_range}{note}")
-            gov = governor if governor is not None else governor_for(command, settings)
-            archive_url = settings.archive_url or settings.exchange_url
-            async with (
-                BinanceRestClient(
-                    settings.exchange_url, governor=gov, waf_pause_s=settings.exchange_waf_pause_s
-                ) as client,
-                ArchiveClient(archive_url, max_member_bytes=settings.archive_max_member_bytes) as archive,
-            ):
-                try:
-                    await _load(
-                        command, settings, producer, client, archive, events, topic, kind, result, clock_ms,
-                        checkpoints, resume,
-                    )  # fmt: skip
-                finally:
-                    result.archive_requests = archive.requests
-                    result.requests, result.retries = client.requests, client.retries + archive.retries
-                    result.http_429, result.http_418 = client.http_429, client.http_418
-                    result.weight_budget_used = gov.peak_share
-            await events.emit(
-                "finished",
-                finished=True,
-                records_written=result.records,
-                partitions=[
-                    PartitionCount(partition=p, records=n) for p, n in sorted(result.partitions.items())
-                ],
-                message=f"{result.records} {kind} trades in {result.pages} pages",
-                days_by_source=dict(result.days_by_source),
-                **result.exchange_fields(),
-            )
-    result.seconds = time.perf_counter() - t0
-    return result
+class TradesLoader:
+    """loader-api-trades as a :class:`~.loader_task.Loader`: validation, clients, the load and its
+    ``finished`` message; :func:`~.loader_task.run_loader_task` does the rest."""
+
+    worker = WORKER
+    task_types = TRADES.task_types
+
+    def dataset(self, command: Command) -> DatasetSpec:
+        return TRADES
+
+    def prepare(
+        self, command: Command, settings: Settings, topic: str, checkpoints: CheckpointStore | None
+    ) -> tuple[str, TradeResume | None]:
+        if command.symbol is None:
+            raise TaskInvalid("command.symbol: required for a trades task")
+        kind = command.trade_kind()
+        if (command.market or "spot") != "spot":
+            raise TaskInvalid("command.market: the trades loader reads spot trades only")
+        rest_url_of(settings, "spot")
+        resume = resume_point(command, topic, checkpoints)
+        note = "" if resume is None else f", resumed at id {resume.next_id}"
+        return f"{command.symbol} {kind} {command.time_range}{note}", resume
+
+    def clients(
+        self, command: Command, settings: Settings, governor: WeightGovernor
+    ) -> AbstractAsyncContextManager[BinanceClients]:
+        return binance_clients(settings, "spot", governor)
+
+    async def load(self, run: TaskRun) -> None:
+        await _load(
+            run.command, run.settings, run.producer, run.clients.rest, run.clients.archive, run.events,
+            run.topic, run.command.trade_kind(), run.result, run.clock_ms, run.checkpoints, run.resume,
+        )  # fmt: skip
+
+    def finished(self, run: TaskRun) -> tuple[str, dict[str, Any]]:
+        result = run.result
+        return f"{result.records} {run.command.trade_kind()} trades in {result.pages} pages", {}
+
+
+TRADES_LOADER = TradesLoader()
 
 
 def _segments(plan: list[tuple[date, str]]) -> list[tuple[str, date, date]]:

@@ -23,8 +23,9 @@ from streamforge_pipelines.analytics.training import _splits_fit, required_snaps
 from streamforge_pipelines.assets.gnn import gnn_model
 from streamforge_pipelines.intervals import day_start_ms
 from streamforge_pipelines.models import ModelIntegrityError, from_settings
-from streamforge_pipelines.resources import StoreResource, resolve_settings
+from streamforge_pipelines.resources import resources_for
 from streamforge_pipelines.settings import Settings
+from streamforge_pipelines.store import store_from_settings
 
 DAY = date(2025, 3, 1)
 DAYS = 4  # snapshots stored for four days; the asset trains on the first three
@@ -42,7 +43,7 @@ def range_tags(first: date, last: date) -> dict[str, str]:
 
 
 @pytest.fixture
-def stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[StoreResource, Settings]]:
+def stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """A SQLite store with hourly planted snapshots (``as_of`` every hour of DAYS days), stored as
     the graph-builder stores them, and the local model store under the same data directory."""
     monkeypatch.delenv("ARANGO_URL", raising=False)
@@ -53,24 +54,23 @@ def stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[St
         ASSETS, DAYS * 24, planted=True, window=window, start_ms=start, period_ms=HOUR_MS, seed=3
     )
     params = GraphParams(interval="1m", measure="pearson")
-    resource = StoreResource(data_dir=str(tmp_path / "data"))
-    settings = resolve_settings(resource)
-    with resource.open(settings) as db:
+    settings = Settings.from_env(data_dir=tmp_path / "data")
+    with store_from_settings(settings) as db:
         for s in snaps:
             sid = snapshot_id(params, s.as_of_ms)
             write_snapshot(
                 db, dataclasses.replace(s, snapshot_id=sid, params={**s.params, "measure": "pearson"})
             )
         assert len(list_snapshot_ids(db)) == DAYS * 24
-    yield resource, settings
+    yield settings
 
 
 def materialize(
-    resource: StoreResource, first: date, last: date, instance: dg.DagsterInstance, **config: Any
+    settings: Settings, first: date, last: date, instance: dg.DagsterInstance, **config: Any
 ) -> dg.ExecuteInJobResult:
     return dg.materialize(
         [gnn_model],
-        resources={"store": resource},
+        resources=resources_for(settings),
         run_config={"ops": {"gnn_model": {"config": {**TRAIN, **config}}}},
         tags=range_tags(first, last),
         instance=instance,
@@ -86,11 +86,11 @@ def failure_message(result: dg.ExecuteInJobResult) -> str:
     return str(data.error.message).removeprefix("dagster._core.definitions.events.Failure: ").strip()
 
 
-def test_a_range_trains_saves_and_registers_the_gnn(stored: tuple[StoreResource, Settings]) -> None:
-    resource, settings = stored
+def test_a_range_trains_saves_and_registers_the_gnn(stored: Settings) -> None:
+    settings = stored
     last = DAY + timedelta(days=2)
     with dg.instance_for_test() as instance:
-        result = materialize(resource, DAY, last, instance)
+        result = materialize(settings, DAY, last, instance)
         assert result.success, failure_message(result)
         # One run for the range: a materialization of every partition, with the same metadata.
         mats = result.asset_materializations_for_node("gnn_model")
@@ -143,7 +143,7 @@ def test_a_range_trains_saves_and_registers_the_gnn(stored: tuple[StoreResource,
     assert len(saved["symbols"]) == ASSETS and len(saved["feature_mean"]) == saved["in_features"]
 
     # The registry record in the store carries the same metrics and data range.
-    with resource.open(settings) as db:
+    with store_from_settings(settings) as db:
         (record,) = db.list_model_records("gnn")
     assert record.uri == uri and record.sha256 == manifest.sha256
     assert record.metrics["test"] == test and record.data_range == manifest.data_range
@@ -156,25 +156,25 @@ def test_a_range_trains_saves_and_registers_the_gnn(stored: tuple[StoreResource,
         model_store.load(uri)
 
 
-def test_too_few_snapshots_fail_with_one_clear_line(stored: tuple[StoreResource, Settings]) -> None:
-    resource, settings = stored
+def test_too_few_snapshots_fail_with_one_clear_line(stored: Settings) -> None:
+    settings = stored
     need = required_snapshots(GNNConfig(window=4))
     assert need > 24
     with dg.instance_for_test() as instance:
-        result = materialize(resource, DAY, DAY, instance)
+        result = materialize(settings, DAY, DAY, instance)
         message = failure_message(result)
         assert "\n" not in message, message
         assert message.startswith(f"gnn_model {DAY.isoformat()}: 24 corr:1m:pearson:* snapshots")
         assert f"need at least {need}" in message
         # An empty range (no snapshots of spearman) says so too; a bad config is one line as well.
         last = DAY + timedelta(days=2)
-        empty = failure_message(materialize(resource, DAY, last, instance, measure="spearman"))
+        empty = failure_message(materialize(settings, DAY, last, instance, measure="spearman"))
         assert "\n" not in empty and ": 0 corr:1m:spearman:* snapshots" in empty
-        bad = failure_message(materialize(resource, DAY, last, instance, conv="cheb"))
+        bad = failure_message(materialize(settings, DAY, last, instance, conv="cheb"))
         assert bad == f"gnn_model {DAY.isoformat()}..{last.isoformat()}: " + (
             "conv must be one of graph, gcn, gat, not 'cheb'"
         )
-    with resource.open(settings) as db:
+    with store_from_settings(settings) as db:
         assert db.list_model_records("gnn") == []
 
 

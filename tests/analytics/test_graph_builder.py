@@ -35,13 +35,15 @@ from streamforge_pipelines.analytics.graph_store import (
 )
 from streamforge_pipelines.analytics.snapshot import GraphSnapshot
 from streamforge_pipelines.assets.graph import correlation_graph
+from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import day_start_ms
 from streamforge_pipelines.protocol import page_docs
 from streamforge_pipelines.queue_manager.ledger import build_ledger, save_ledger
-from streamforge_pipelines.resources import StoreResource, resolve_settings
+from streamforge_pipelines.resources import resources_for
+from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.simulator.config import config_from_mapping
 from streamforge_pipelines.simulator.market import Market
-from streamforge_pipelines.store import SqliteStore
+from streamforge_pipelines.store import SqliteStore, store_from_settings
 
 DAY = date(2024, 8, 1)
 D0 = day_start_ms(DAY)
@@ -294,7 +296,7 @@ def test_snapshots_round_trip_through_the_store(planted: tuple[Market, Candles],
     _, candles = planted
     params = GraphParams()
     with SqliteStore(tmp_path / "store.sqlite") as store:
-        store.upsert_candles([d for docs in candles.values() for d in docs])
+        store.upsert(CANDLES, [d for docs in candles.values() for d in docs])
         result = build_day(store, SYMBOLS, DAY, params)
         assert len(result.snapshots) == 24 and result.lead_lag_edges > 0
         ids = list_snapshot_ids(store, D0, D0 + DAY_MS)
@@ -337,17 +339,16 @@ def test_asset_materializes_with_metadata_and_a_picture(
     monkeypatch.delenv("ARANGO_URL", raising=False)  # the embedded store under tmp_path, always
     _, candles = planted  # the partition's day and the day before it (the first windows reach into it)
     data_dir = tmp_path / "data"
-    store_resource = StoreResource(data_dir=str(data_dir))
-    settings = resolve_settings(store_resource)
-    with store_resource.open(settings) as db:
-        db.upsert_candles([d for docs in candles.values() for d in docs])
+    settings = Settings.from_env(data_dir=data_dir)
+    with store_from_settings(settings) as db:
+        db.upsert(CANDLES, [d for docs in candles.values() for d in docs])
         save_ledger(db, build_ledger(db, SYMBOLS, "1m", DAY, DAY, D0 + 2 * DAY_MS))
     run_config = {"ops": {"correlation_graph": {"config": {"symbols": SYMBOLS, "cadence_minutes": 120}}}}
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [correlation_graph],
             partition_key=DAY.isoformat(),
-            resources={"store": store_resource},
+            resources=resources_for(settings),
             run_config=run_config,
             instance=instance,
         )
@@ -368,7 +369,7 @@ def test_asset_materializes_with_metadata_and_a_picture(
         failed = dg.materialize(
             [correlation_graph],
             partition_key="2024-08-02",
-            resources={"store": store_resource},
+            resources=resources_for(settings),
             run_config=run_config,
             instance=instance,
             raise_on_error=False,
@@ -376,7 +377,7 @@ def test_asset_materializes_with_metadata_and_a_picture(
         assert not failed.success
         failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE")
         assert "not complete" in str(failure.event_specific_data)
-    with store_resource.open(settings) as db:
+    with store_from_settings(settings) as db:
         assert len(list_snapshot_ids(db)) == 12
         assert list_snapshot_ids(db, D0 + DAY_MS) == []
     assert candle_range(day_snapshot_times(DAY, GraphParams()), GraphParams()) == (

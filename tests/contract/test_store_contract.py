@@ -6,6 +6,7 @@ Every test runs against each adapter through the ``store`` / ``make_store`` fixt
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -15,21 +16,26 @@ from typing import Any
 
 import pytest
 
+from streamforge_pipelines.datasets import CANDLES, TRADES, DatasetSpec
+from streamforge_pipelines.protocol import candle_key
 from streamforge_pipelines.store import (
-    CANDLE_FIELDS,
     InvalidNameError,
     SqliteStore,
     Store,
     StoreError,
     TaskNotFound,
     TaskRecord,
-    candle_key,
     open_store,
 )
 
 T0 = 1_722_470_400_000  # 2024-08-01T00:00:00Z
 FIVE_MIN = 300_000
 HOUR = 3_600_000
+
+
+def placed(spec: DatasetSpec, collection: str) -> DatasetSpec:
+    """The same dataset kept in another collection."""
+    return dataclasses.replace(spec, collection=collection)
 
 
 def ms(text: str) -> int:
@@ -74,47 +80,51 @@ def series(symbol: str, start: int, count: int, interval: str = "5m", step: int 
 
 def test_upsert_is_idempotent_and_updates(store: Store) -> None:
     docs = series("BTCUSDT", T0, 300)
-    assert store.upsert_candles(docs) == 300
-    assert store.upsert_candles(docs) == 300
-    assert store.count_candles("BTCUSDT", "5m", T0, T0 + 300 * FIVE_MIN) == 300
+    assert store.upsert(CANDLES, docs) == 300
+    assert store.upsert(CANDLES, docs) == 300
+    assert store.count(CANDLES, ("BTCUSDT", "5m"), T0, T0 + 300 * FIVE_MIN) == 300
 
     changed = [candle("BTCUSDT", T0 + i * FIVE_MIN, close="70000.01000000") for i in range(0, 300, 3)]
-    assert store.upsert_candles(changed) == 100
-    assert store.count_candles("BTCUSDT", "5m", T0, T0 + 300 * FIVE_MIN) == 300
-    stored = store.read_candles("BTCUSDT", "5m", T0, T0 + 300 * FIVE_MIN)
+    assert store.upsert(CANDLES, changed) == 100
+    assert store.count(CANDLES, ("BTCUSDT", "5m"), T0, T0 + 300 * FIVE_MIN) == 300
+    stored = store.read(CANDLES, ("BTCUSDT", "5m"), T0, T0 + 300 * FIVE_MIN)
     assert [d["close"] == "70000.01000000" for d in stored] == [i % 3 == 0 for i in range(300)]
     assert stored[1] == docs[1]
-    assert store.upsert_candles([]) == 0
+    assert store.upsert(CANDLES, []) == 0
 
 
 def test_read_is_ordered_half_open_and_keeps_exact_shape(store: Store) -> None:
     docs = series("ETHUSDT", T0, 20)
     shuffled = list(docs)
     random.Random(7).shuffle(shuffled)
-    store.upsert_candles(shuffled)
-    store.upsert_candles(series("BTCUSDT", T0, 20))  # other symbol
-    store.upsert_candles(series("ETHUSDT", T0, 20, interval="1m", step=60_000))  # other interval
+    store.upsert(CANDLES, shuffled)
+    store.upsert(CANDLES, series("BTCUSDT", T0, 20))  # other symbol
+    store.upsert(CANDLES, series("ETHUSDT", T0, 20, interval="1m", step=60_000))  # other interval
 
-    got = store.read_candles("ETHUSDT", "5m", T0 + 5 * FIVE_MIN, T0 + 10 * FIVE_MIN)
+    got = store.read(CANDLES, ("ETHUSDT", "5m"), T0 + 5 * FIVE_MIN, T0 + 10 * FIVE_MIN)
     assert got == docs[5:10]  # start included, end excluded, ordered by open_time
     for doc in got:
-        assert set(doc) == set(CANDLE_FIELDS)
+        assert set(doc) == set(CANDLES.field_names)
         assert all(isinstance(doc[f], str) for f in ("open", "high", "low", "close", "volume"))
         assert all(type(doc[f]) is int for f in ("open_time", "close_time", "trades"))
-    assert store.read_candles("ETHUSDT", "5m", T0 + FIVE_MIN, T0 + FIVE_MIN) == []
-    assert store.read_candles("ETHUSDT", "5m", 0, T0) == []
-    assert store.count_candles("ETHUSDT", "5m", T0 + 5 * FIVE_MIN, T0 + 10 * FIVE_MIN) == 5
-    assert store.read_candles("NOPEUSDT", "5m", 0, 2**53) == []
+    assert store.read(CANDLES, ("ETHUSDT", "5m"), T0 + FIVE_MIN, T0 + FIVE_MIN) == []
+    assert store.read(CANDLES, ("ETHUSDT", "5m"), 0, T0) == []
+    assert store.count(CANDLES, ("ETHUSDT", "5m"), T0 + 5 * FIVE_MIN, T0 + 10 * FIVE_MIN) == 5
+    assert store.read(CANDLES, ("NOPEUSDT", "5m"), 0, 2**53) == []
 
 
 def test_counts_by_day_across_utc_boundary(store: Store) -> None:
     start = ms("2024-07-31T20:00:00")
-    store.upsert_candles(series("BTCUSDT", start, 8, "1h", HOUR))  # 20:00 .. 03:00
-    store.upsert_candles(series("ETHUSDT", start + HOUR, 5, "1h", HOUR))  # 21:00 .. 01:00
-    store.upsert_candles(series("SOLUSDT", start, 8, "1h", HOUR))  # not asked for
+    store.upsert(CANDLES, series("BTCUSDT", start, 8, "1h", HOUR))  # 20:00 .. 03:00
+    store.upsert(CANDLES, series("ETHUSDT", start + HOUR, 5, "1h", HOUR))  # 21:00 .. 01:00
+    store.upsert(CANDLES, series("SOLUSDT", start, 8, "1h", HOUR))  # not asked for
 
-    counts = store.candle_counts_by_day(
-        ["BTCUSDT", "ETHUSDT", "XRPUSDT"], "1h", ms("2024-07-31T00:00:00"), ms("2024-08-02T00:00:00")
+    counts = store.counts_by_day(
+        CANDLES,
+        ["BTCUSDT", "ETHUSDT", "XRPUSDT"],
+        ("1h",),
+        ms("2024-07-31T00:00:00"),
+        ms("2024-08-02T00:00:00"),
     )
     assert counts == {
         ("BTCUSDT", "2024-07-31"): 4,
@@ -123,28 +133,28 @@ def test_counts_by_day_across_utc_boundary(store: Store) -> None:
         ("ETHUSDT", "2024-08-01"): 2,
     }
     # The range is half-open on open_time: [22:00, 02:00) holds 22:00, 23:00, 00:00, 01:00.
-    counts = store.candle_counts_by_day(
-        ["BTCUSDT"], "1h", ms("2024-07-31T22:00:00"), ms("2024-08-01T02:00:00")
+    counts = store.counts_by_day(
+        CANDLES, ["BTCUSDT"], ("1h",), ms("2024-07-31T22:00:00"), ms("2024-08-01T02:00:00")
     )
     assert counts == {("BTCUSDT", "2024-07-31"): 2, ("BTCUSDT", "2024-08-01"): 2}
-    assert store.candle_counts_by_day([], "1h", 0, 2**53) == {}
-    assert store.candle_counts_by_day(["BTCUSDT"], "5m", 0, 2**53) == {}
+    assert store.counts_by_day(CANDLES, [], ("1h",), 0, 2**53) == {}
+    assert store.counts_by_day(CANDLES, ["BTCUSDT"], ("5m",), 0, 2**53) == {}
 
 
 def test_duplicate_candle_keys_is_zero_after_reupserts_and_exposes_bad_keys(store: Store) -> None:
     docs = series("BTCUSDT", T0, 50) + series("ETHUSDT", T0, 50)
     for _ in range(3):
-        store.upsert_candles(docs)
-    assert store.duplicate_candle_keys(["BTCUSDT", "ETHUSDT"], "5m", T0, T0 + 50 * FIVE_MIN) == 0
+        store.upsert(CANDLES, docs)
+    assert store.duplicates(CANDLES, ["BTCUSDT", "ETHUSDT"], ("5m",), T0, T0 + 50 * FIVE_MIN) == 0
 
     # A writer with a broken key function stores the same candle twice: the figure must show it.
     bad = candle("BTCUSDT", T0 + 7 * FIVE_MIN, key=f"BTCUSDT:5m:{T0 + 7 * FIVE_MIN}:again")
-    store.upsert_candles([bad])
-    assert store.duplicate_candle_keys(["BTCUSDT", "ETHUSDT"], "5m", T0, T0 + 50 * FIVE_MIN) == 1
-    assert store.duplicate_candle_keys(["ETHUSDT"], "5m", T0, T0 + 50 * FIVE_MIN) == 0
-    assert store.duplicate_candle_keys(["BTCUSDT"], "5m", T0, T0 + 7 * FIVE_MIN) == 0
-    assert store.duplicate_candle_keys([], "5m", T0, T0 + 50 * FIVE_MIN) == 0
-    assert store.count_candles("BTCUSDT", "5m", T0, T0 + 50 * FIVE_MIN) == 51
+    store.upsert(CANDLES, [bad])
+    assert store.duplicates(CANDLES, ["BTCUSDT", "ETHUSDT"], ("5m",), T0, T0 + 50 * FIVE_MIN) == 1
+    assert store.duplicates(CANDLES, ["ETHUSDT"], ("5m",), T0, T0 + 50 * FIVE_MIN) == 0
+    assert store.duplicates(CANDLES, ["BTCUSDT"], ("5m",), T0, T0 + 7 * FIVE_MIN) == 0
+    assert store.duplicates(CANDLES, [], ("5m",), T0, T0 + 50 * FIVE_MIN) == 0
+    assert store.count(CANDLES, ("BTCUSDT", "5m"), T0, T0 + 50 * FIVE_MIN) == 51
 
 
 @pytest.mark.parametrize(
@@ -153,21 +163,21 @@ def test_duplicate_candle_keys_is_zero_after_reupserts_and_exposes_bad_keys(stor
 def test_invalid_collection_names_are_rejected(store: Store, name: str) -> None:
     doc = candle("BTCUSDT", T0)
     with pytest.raises(InvalidNameError):
-        store.upsert_candles([doc], collection=name)
+        store.upsert(placed(CANDLES, name), [doc])
     with pytest.raises(InvalidNameError):
-        store.read_candles("BTCUSDT", "5m", 0, 2**53, collection=name)
+        store.read(placed(CANDLES, name), ("BTCUSDT", "5m"), 0, 2**53)
     with pytest.raises(InvalidNameError):
-        store.count_candles("BTCUSDT", "5m", 0, 2**53, collection=name)
+        store.count(placed(CANDLES, name), ("BTCUSDT", "5m"), 0, 2**53)
     with pytest.raises(InvalidNameError):
-        store.candle_counts_by_day(["BTCUSDT"], "5m", 0, 2**53, collection=name)
+        store.counts_by_day(placed(CANDLES, name), ["BTCUSDT"], ("5m",), 0, 2**53)
     with pytest.raises(InvalidNameError):
-        store.duplicate_candle_keys(["BTCUSDT"], "5m", 0, 2**53, collection=name)
+        store.duplicates(placed(CANDLES, name), ["BTCUSDT"], ("5m",), 0, 2**53)
 
 
 def test_other_collections_are_separate(store: Store) -> None:
-    store.upsert_candles(series("BTCUSDT", T0, 10), collection="candles_sim")
-    assert store.count_candles("BTCUSDT", "5m", T0, T0 + 10 * FIVE_MIN, collection="candles_sim") == 10
-    assert store.count_candles("BTCUSDT", "5m", T0, T0 + 10 * FIVE_MIN) == 0
+    store.upsert(placed(CANDLES, "candles_sim"), series("BTCUSDT", T0, 10))
+    assert store.count(placed(CANDLES, "candles_sim"), ("BTCUSDT", "5m"), T0, T0 + 10 * FIVE_MIN) == 10
+    assert store.count(CANDLES, ("BTCUSDT", "5m"), T0, T0 + 10 * FIVE_MIN) == 0
 
 
 @pytest.mark.parametrize(
@@ -178,17 +188,17 @@ def test_bad_candles_are_refused_whole(store: Store, field: str, value: Any) -> 
     docs = series("BTCUSDT", T0, 3)
     docs[1] = {**docs[1], field: value}
     with pytest.raises(StoreError):
-        store.upsert_candles(docs)
+        store.upsert(CANDLES, docs)
     missing = {k: v for k, v in candle("BTCUSDT", T0).items() if k != "volume"}
     with pytest.raises(StoreError, match="volume"):
-        store.upsert_candles([missing])
-    assert store.count_candles("BTCUSDT", "5m", 0, 2**53) == 0
+        store.upsert(CANDLES, [missing])
+    assert store.count(CANDLES, ("BTCUSDT", "5m"), 0, 2**53) == 0
 
 
 def test_extra_fields_are_dropped(store: Store) -> None:
     doc = {**candle("BTCUSDT", T0), "ignored": True}
-    store.upsert_candles([doc])
-    assert store.read_candles("BTCUSDT", "5m", T0, T0 + 1) == [candle("BTCUSDT", T0)]
+    store.upsert(CANDLES, [doc])
+    assert store.read(CANDLES, ("BTCUSDT", "5m"), T0, T0 + 1) == [candle("BTCUSDT", T0)]
 
 
 # -- task records ----------------------------------------------------------------------------------
@@ -352,8 +362,8 @@ def test_concurrent_use_from_a_thread_pool(store: Store) -> None:
         if index < 4:
             barrier.wait()
         symbol, docs = batches[index]
-        written = store.upsert_candles(docs)
-        store.count_candles(symbol, "5m", T0, T0 + 10**10)  # reads interleave with writes
+        written = store.upsert(CANDLES, docs)
+        store.count(CANDLES, (symbol, "5m"), T0, T0 + 10**10)  # reads interleave with writes
         return written
 
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -361,8 +371,8 @@ def test_concurrent_use_from_a_thread_pool(store: Store) -> None:
     assert written == 10_000
     end = T0 + 2500 * FIVE_MIN
     for symbol in symbols:
-        assert store.count_candles(symbol, "5m", T0, end) == 2500
-    assert store.duplicate_candle_keys(symbols, "5m", T0, end) == 0
+        assert store.count(CANDLES, (symbol, "5m"), T0, end) == 2500
+    assert store.duplicates(CANDLES, symbols, ("5m",), T0, end) == 0
 
     store.put_task(task(1, records_written=0))
     queue_id = task(1).queue_id
@@ -379,16 +389,16 @@ def test_concurrent_use_from_a_thread_pool(store: Store) -> None:
 def test_durable_after_close_and_reopen(make_store: Any) -> None:
     first: Store = make_store()
     docs = series("BTCUSDT", T0, 100)
-    first.upsert_candles(docs)
+    first.upsert(CANDLES, docs)
     first.put_task(task(1, status="complete"))
     first.write_graph_snapshot("2024-08-01", [{"key": "BTCUSDT"}], [])
     first.close()
     first.close()  # closing twice is harmless
     with pytest.raises(StoreError):
-        first.count_candles("BTCUSDT", "5m", 0, 2**53)
+        first.count(CANDLES, ("BTCUSDT", "5m"), 0, 2**53)
 
     with make_store() as second:
-        assert second.read_candles("BTCUSDT", "5m", T0, T0 + 100 * FIVE_MIN) == docs
+        assert second.read(CANDLES, ("BTCUSDT", "5m"), T0, T0 + 100 * FIVE_MIN) == docs
         assert second.get_task(task(1).queue_id) == task(1, status="complete")
         assert second.read_graph_snapshot("2024-08-01") == ([{"key": "BTCUSDT"}], [])
 
@@ -400,11 +410,11 @@ def test_open_store_defaults_to_sqlite(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "store.sqlite"
     with open_store(arango_url=None, sqlite_path=path) as store:
         assert isinstance(store, SqliteStore)
-        store.upsert_candles(series("BTCUSDT", T0, 3))
+        store.upsert(CANDLES, series("BTCUSDT", T0, 3))
     assert path.exists()
     with open_store(arango_url="", sqlite_path=str(path)) as store:
         assert isinstance(store, SqliteStore)
-        assert store.count_candles("BTCUSDT", "5m", 0, 2**53) == 3
+        assert store.count(CANDLES, ("BTCUSDT", "5m"), 0, 2**53) == 3
 
 
 # -- completeness ledger ---------------------------------------------------------------------------
@@ -413,20 +423,20 @@ def test_open_store_defaults_to_sqlite(tmp_path: Path) -> None:
 def test_candle_open_times_are_sorted_distinct_and_ranged(store: Store) -> None:
     docs = series("BTCUSDT", T0, 12)
     random.Random(7).shuffle(docs)
-    store.upsert_candles(docs)
-    store.upsert_candles(series("ETHUSDT", T0, 3))
-    store.upsert_candles(series("BTCUSDT", T0, 2))  # re-upserts: still one open time each
-    got = store.candle_open_times("BTCUSDT", "5m", T0 + FIVE_MIN, T0 + 10 * FIVE_MIN)
+    store.upsert(CANDLES, docs)
+    store.upsert(CANDLES, series("ETHUSDT", T0, 3))
+    store.upsert(CANDLES, series("BTCUSDT", T0, 2))  # re-upserts: still one open time each
+    got = store.order_values(CANDLES, ("BTCUSDT", "5m"), T0 + FIVE_MIN, T0 + 10 * FIVE_MIN, by="time")
     assert got == [T0 + i * FIVE_MIN for i in range(1, 10)]
-    assert store.candle_open_times("BTCUSDT", "1h", T0, T0 + HOUR) == []
-    assert store.candle_open_times("NOPEUSDT", "5m", 0, 2**53) == []
+    assert store.order_values(CANDLES, ("BTCUSDT", "1h"), T0, T0 + HOUR, by="time") == []
+    assert store.order_values(CANDLES, ("NOPEUSDT", "5m"), 0, 2**53, by="time") == []
 
 
 def test_ledger_round_trip_replace_and_range(store: Store) -> None:
-    from streamforge_pipelines.store.base import LEDGER_COLLECTION, LedgerRecord
+    from streamforge_pipelines.store import LEDGER_COLLECTION, LedgerRecord
 
     with pytest.raises(InvalidNameError, match="reserved"):
-        store.upsert_candles(series("BTCUSDT", T0, 1), collection=LEDGER_COLLECTION)
+        store.upsert(placed(CANDLES, LEDGER_COLLECTION), series("BTCUSDT", T0, 1))
     a = LedgerRecord(
         symbol="BTCUSDT",
         interval="5m",
@@ -501,21 +511,21 @@ def test_trades_upsert_read_count_span_and_ids(store: Store) -> None:
     other = [trade_doc("ETHUSDT", "agg", 100 + i, T0 + 10 * i) for i in range(5)]
     shuffled = aggs + trades + other
     random.Random(3).shuffle(shuffled)
-    assert store.upsert_trades(shuffled) == 85
-    assert store.upsert_trades(aggs[:10]) == 10  # idempotent by key
-    assert store.upsert_trades([]) == 0
-    assert store.read_trades("BTCUSDT", "agg", T0, T0 + 500) == aggs  # exact shape, ordered by id
-    assert store.read_trades("BTCUSDT", "trade", T0 + 100, T0 + 200) == trades[10:20]  # half-open
-    assert store.count_trades("BTCUSDT", "agg", T0, T0 + 10**9) == 50
-    assert store.count_trades("ETHUSDT", "agg", T0, T0 + 10**9) == 5
-    assert store.count_trades("BTCUSDT", "trade", T0 + 100, T0 + 200) == 10
-    assert store.trade_id_span("BTCUSDT", "agg", T0 + 100, T0 + 200) == (110, 119, 10)
-    assert store.trade_id_span("BTCUSDT", "agg", T0 - 100, T0) is None
-    store.upsert_trades([trade_doc("BTCUSDT", "agg", 105, T0 + 50, price="1.00000000")])  # updates
-    assert store.read_trades("BTCUSDT", "agg", T0 + 50, T0 + 51)[0]["price"] == "1.00000000"
-    assert store.trade_ids("BTCUSDT", "agg", 140, 1000) == list(range(140, 150))
-    assert store.trade_ids("BTCUSDT", "trade", 0, 105) == list(range(100, 105))
-    assert store.count_trades("BTCUSDT", "agg", T0, T0 + 10**9, collection="trades_other") == 0
+    assert store.upsert(TRADES, shuffled) == 85
+    assert store.upsert(TRADES, aggs[:10]) == 10  # idempotent by key
+    assert store.upsert(TRADES, []) == 0
+    assert store.read(TRADES, ("BTCUSDT", "agg"), T0, T0 + 500) == aggs  # exact shape, ordered by id
+    assert store.read(TRADES, ("BTCUSDT", "trade"), T0 + 100, T0 + 200) == trades[10:20]  # half-open
+    assert store.count(TRADES, ("BTCUSDT", "agg"), T0, T0 + 10**9) == 50
+    assert store.count(TRADES, ("ETHUSDT", "agg"), T0, T0 + 10**9) == 5
+    assert store.count(TRADES, ("BTCUSDT", "trade"), T0 + 100, T0 + 200) == 10
+    assert store.order_span(TRADES, ("BTCUSDT", "agg"), T0 + 100, T0 + 200) == (110, 119, 10)
+    assert store.order_span(TRADES, ("BTCUSDT", "agg"), T0 - 100, T0) is None
+    store.upsert(TRADES, [trade_doc("BTCUSDT", "agg", 105, T0 + 50, price="1.00000000")])  # updates
+    assert store.read(TRADES, ("BTCUSDT", "agg"), T0 + 50, T0 + 51)[0]["price"] == "1.00000000"
+    assert store.order_values(TRADES, ("BTCUSDT", "agg"), 140, 1000, by="order") == list(range(140, 150))
+    assert store.order_values(TRADES, ("BTCUSDT", "trade"), 0, 105, by="order") == list(range(100, 105))
+    assert store.count(placed(TRADES, "trades_other"), ("BTCUSDT", "agg"), T0, T0 + 10**9) == 0
 
 
 @pytest.mark.parametrize(
@@ -533,25 +543,27 @@ def test_bad_trades_are_refused_whole(store: Store, field: str, value: Any) -> N
     good = trade_doc("BTCUSDT", "trade", 1, T0)
     bad = {**trade_doc("BTCUSDT", "trade", 2, T0 + 1), field: value}
     with pytest.raises(StoreError):
-        store.upsert_trades([good, bad])
-    assert store.count_trades("BTCUSDT", "trade", T0, T0 + 10) == 0
+        store.upsert(TRADES, [good, bad])
+    assert store.count(TRADES, ("BTCUSDT", "trade"), T0, T0 + 10) == 0
     with pytest.raises(StoreError, match="lacks fields"):
-        store.upsert_trades([{k: v for k, v in good.items() if k != "qty"}])
+        store.upsert(TRADES, [{k: v for k, v in good.items() if k != "qty"}])
 
 
 def test_candle_pages_store_exactly_what_their_documents_store(store: Store) -> None:
-    """upsert_candle_pages (the connector's path for candle pages) == upsert_candles of the documents."""
+    """upsert_pages (the connector's path for candle pages) == upsert of the documents."""
     docs = series("ETHUSDT", ms("2024-08-01T00:00:00"), 30)
     fields = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades")
     rows = [[d[f] for f in fields] + [d["taker_buy_base"], d["taker_buy_quote"]] for d in docs]
     page = ("ETHUSDT", "5m", docs[0]["source"], docs[0]["queue_id"], rows)
-    assert store.upsert_candle_pages([(*page[:4], rows[:10]), (*page[:4], rows[10:])], "paged") == 30
-    store.upsert_candles(docs, "plain")
+    assert (
+        store.upsert_pages(placed(CANDLES, "paged"), [(*page[:4], rows[:10]), (*page[:4], rows[10:])]) == 30
+    )
+    store.upsert(placed(CANDLES, "plain"), docs)
     start, end = ms("2024-08-01T00:00:00"), ms("2024-08-02T00:00:00")
-    paged = store.read_candles("ETHUSDT", "5m", start, end, "paged")
-    assert paged == store.read_candles("ETHUSDT", "5m", start, end, "plain") and len(paged) == 30
-    assert store.upsert_candle_pages([page], "paged") == 30  # a replayed page changes nothing
-    assert store.count_candles("ETHUSDT", "5m", start, end, "paged") == 30
+    paged = store.read(placed(CANDLES, "paged"), ("ETHUSDT", "5m"), start, end)
+    assert paged == store.read(placed(CANDLES, "plain"), ("ETHUSDT", "5m"), start, end) and len(paged) == 30
+    assert store.upsert_pages(placed(CANDLES, "paged"), [page]) == 30  # a replayed page changes nothing
+    assert store.count(placed(CANDLES, "paged"), ("ETHUSDT", "5m"), start, end) == 30
 
 
 def test_candle_pages_with_any_text_in_their_constants_store_it_exactly(store: Store) -> None:
@@ -560,15 +572,17 @@ def test_candle_pages_with_any_text_in_their_constants_store_it_exactly(store: S
     fields = ("open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades")
     rows = [[d[f] for f in fields] + [d["taker_buy_base"], d["taker_buy_quote"]] for d in docs]
     odd = 'it\'s a "test"; DROP TABLE x; --'
-    assert store.upsert_candle_pages([("ETHUSDT", "5m", odd, odd, rows)], "odd") == 3
-    got = store.read_candles("ETHUSDT", "5m", ms("2024-08-01T00:00:00"), ms("2024-08-02T00:00:00"), "odd")
+    assert store.upsert_pages(placed(CANDLES, "odd"), [("ETHUSDT", "5m", odd, odd, rows)]) == 3
+    got = store.read(
+        placed(CANDLES, "odd"), ("ETHUSDT", "5m"), ms("2024-08-01T00:00:00"), ms("2024-08-02T00:00:00")
+    )
     assert [(c["source"], c["queue_id"], c["open_time"]) for c in got] == [
         (odd, odd, d["open_time"]) for d in docs
     ]
 
 
 def test_model_registry_records_round_trip_and_list_in_version_order(make_store: Any) -> None:
-    from streamforge_pipelines.store.base import ModelRecord
+    from streamforge_pipelines.store import ModelRecord
 
     store = make_store()
     assert store.list_model_records() == [] and store.list_model_records("gnn") == []
@@ -597,7 +611,7 @@ def test_model_registry_records_round_trip_and_list_in_version_order(make_store:
     with pytest.raises(InvalidNameError):
         store.put_model_record(ModelRecord(name="bad name", version="v", uri="file:///x"))
     with pytest.raises(InvalidNameError, match="reserved"):
-        store.upsert_candles([candle("BTCUSDT", T0)], "models")
+        store.upsert(placed(CANDLES, "models"), [candle("BTCUSDT", T0)])
 
 
 def test_list_graph_snapshots_by_prefix_and_range(store: Store) -> None:

@@ -6,40 +6,101 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from streamforge_pipelines import names
 from streamforge_pipelines.definitions import defs
+from streamforge_pipelines.names import (
+    AGG_TRADES,
+    AGG_TRADES_JOB,
+    CANDLE_COVERAGE,
+    COMPLETE_CHECK,
+    CORRELATION_GRAPH,
+    COVERAGE_JOB,
+    DAILY_CANDLES_SCHEDULE,
+    GNN_JOB,
+    GNN_MODEL,
+    GRAPH_JOB,
+    PARTITION_RANGE_END,
+    PARTITION_RANGE_START,
+    WEEKLY_GNN_SCHEDULE,
+    candles_asset,
+    candles_job,
+)
 from streamforge_pipelines.partitions import CANDLE_INTERVALS, DAILY
 from streamforge_pipelines.sensors.queue_events import queue_events_sensor
+
+
+def test_names_are_the_published_ones() -> None:
+    """Asset keys, job, group, check and schedule names are what the UI, saved run configs, launched
+    runs and users' scripts know: names.py defines them once, and here they are pinned."""
+    assert [candles_asset(i) for i in ("1m", "5m")] == ["candles_1m", "candles_5m"]
+    assert candles_job("5m") == "candles_5m_job"
+    assert (AGG_TRADES, CANDLE_COVERAGE, CORRELATION_GRAPH, GNN_MODEL) == (
+        "agg_trades",
+        "candle_coverage",
+        "correlation_graph",
+        "gnn_model",
+    )
+    assert (AGG_TRADES_JOB, COVERAGE_JOB, GRAPH_JOB, GNN_JOB) == (
+        "agg_trades_job",
+        "candle_coverage_job",
+        "correlation_graph_job",
+        "gnn_model_job",
+    )
+    assert (names.MARKET_DATA_GROUP, names.ANALYTICS_GROUP, COMPLETE_CHECK) == (
+        "market_data",
+        "analytics",
+        "complete",
+    )
+    assert (DAILY_CANDLES_SCHEDULE, WEEKLY_GNN_SCHEDULE) == ("daily_candles_5m", "weekly_gnn")
+    assert (names.QUEUE_EVENTS_SENSOR, names.GRAPH_TRIGGER_SENSOR) == (
+        "queue_events_sensor",
+        "graph_trigger_sensor",
+    )
+    assert (PARTITION_RANGE_START, PARTITION_RANGE_END) == (
+        "dagster/asset_partition_range_start",
+        "dagster/asset_partition_range_end",
+    )
+    groups = {
+        **{candles_asset(i): "market_data" for i in CANDLE_INTERVALS},
+        CANDLE_COVERAGE: "market_data",
+        AGG_TRADES: "market_data",
+        CORRELATION_GRAPH: "analytics",
+        GNN_MODEL: "analytics",
+    }
+    for key, group in groups.items():
+        assert defs.resolve_assets_def(key).group_names_by_key[dg.AssetKey(key)] == group, key
 
 
 def test_everything_loads() -> None:
     repo = defs.get_repository_def()
     keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
-    assert keys == {f"candles_{i}" for i in CANDLE_INTERVALS} | {
-        "candle_coverage",
-        "agg_trades",
-        "correlation_graph",
-        "gnn_model",
+    assert keys == {candles_asset(i) for i in CANDLE_INTERVALS} | {
+        CANDLE_COVERAGE,
+        AGG_TRADES,
+        CORRELATION_GRAPH,
+        GNN_MODEL,
     }
     for i in CANDLE_INTERVALS:
-        assert defs.resolve_job_def(f"candles_{i}_job") is not None
-        checks = defs.resolve_assets_def(f"candles_{i}").check_keys
-        assert {c.name for c in checks} == {"complete"}
-    assert defs.resolve_job_def("candle_coverage_job") is not None
-    assert defs.resolve_job_def("agg_trades_job") is not None
-    assert defs.resolve_job_def("correlation_graph_job") is not None
-    assert defs.resolve_job_def("gnn_model_job") is not None
-    assert defs.resolve_assets_def("gnn_model").backfill_policy == dg.BackfillPolicy.single_run()
+        assert defs.resolve_job_def(candles_job(i)) is not None
+        checks = defs.resolve_assets_def(candles_asset(i)).check_keys
+        assert {c.name for c in checks} == {COMPLETE_CHECK}
+    assert {c.name for c in defs.resolve_assets_def(AGG_TRADES).check_keys} == {COMPLETE_CHECK}
+    assert defs.resolve_job_def(COVERAGE_JOB) is not None
+    assert defs.resolve_job_def(AGG_TRADES_JOB) is not None
+    assert defs.resolve_job_def(GRAPH_JOB) is not None
+    assert defs.resolve_job_def(GNN_JOB) is not None
+    assert defs.resolve_assets_def(GNN_MODEL).backfill_policy == dg.BackfillPolicy.single_run()
 
 
 def test_partitions_stay_few_and_backfills_are_single_runs() -> None:
     # Dagster advises <= ~100k partitions per asset; days since Binance opened stay in the thousands.
     assert 3_000 < DAILY.get_num_partitions() < 10_000
-    asset = defs.resolve_assets_def("candles_5m")
-    assert asset.backfill_policy == dg.BackfillPolicy.single_run()
+    for key in [candles_asset("5m"), AGG_TRADES]:
+        assert defs.resolve_assets_def(key).backfill_policy == dg.BackfillPolicy.single_run()
 
 
 def test_daily_schedule_requests_yesterday() -> None:
-    schedule = defs.resolve_schedule_def("daily_candles_5m")
+    schedule = defs.resolve_schedule_def(DAILY_CANDLES_SCHEDULE)
     at = datetime(2024, 8, 2, 0, 30, tzinfo=UTC)
     with dg.instance_for_test() as instance:
         ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=at)
@@ -64,7 +125,7 @@ def test_weekly_gnn_schedule_requests_two_weeks_ending_yesterday(
     monkeypatch.delenv("ARANGO_URL", raising=False)
     monkeypatch.setenv("STREAMFORGE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("STREAMFORGE_INTERVAL", "1m")
-    schedule = defs.resolve_schedule_def("weekly_gnn")
+    schedule = defs.resolve_schedule_def(WEEKLY_GNN_SCHEDULE)
     assert (
         schedule.cron_schedule == "0 2 * * 1" and schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     )
@@ -75,11 +136,11 @@ def test_weekly_gnn_schedule_requests_two_weeks_ending_yesterday(
             instance=instance, scheduled_execution_time=at, resources=defs.resources
         ) as ctx:
             (req,) = schedule.evaluate_tick(ctx).run_requests or []
-        assert req.tags["dagster/asset_partition_range_start"] == "2024-07-22"
-        assert req.tags["dagster/asset_partition_range_end"] == "2024-08-04"
-        assert req.run_config == {"ops": {"gnn_model": {"config": {"interval": "1m"}}}}
+        assert req.tags[PARTITION_RANGE_START] == "2024-07-22"
+        assert req.tags[PARTITION_RANGE_END] == "2024-08-04"
+        assert req.run_config == {"ops": {GNN_MODEL: {"config": {"interval": "1m"}}}}
         # The request runs as it is: on a store without graphs it fails with the one-line reason.
-        result = defs.resolve_job_def("gnn_model_job").execute_in_process(
+        result = defs.resolve_job_def(GNN_JOB).execute_in_process(
             instance=instance, run_config=req.run_config, tags=req.tags, raise_on_error=False
         )
     assert not result.success

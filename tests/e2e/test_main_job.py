@@ -21,15 +21,29 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from streamforge_pipelines.cli import main
+from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.definitions import defs
 from streamforge_pipelines.intervals import DAY_MS, day_range_ms
 from streamforge_pipelines.models import from_settings
+from streamforge_pipelines.names import (
+    CANDLE_COVERAGE,
+    CORRELATION_GRAPH,
+    COVERAGE_JOB,
+    GNN_MODEL,
+    MAIN_RUN_TAG,
+    PARTITION_RANGE_END,
+    PARTITION_RANGE_START,
+    QUEUE_EVENTS_SENSOR,
+    candles_asset,
+    candles_job,
+)
+from streamforge_pipelines.partitions import range_tags
 from streamforge_pipelines.preflight import PreflightError
 from streamforge_pipelines.queue_manager import LoadRequest
 from streamforge_pipelines.queue_manager.tracking import COMPLETE
 from streamforge_pipelines.report import print_summary
-from streamforge_pipelines.runner import MAIN_RUN_TAG, prepare_dagster_home, run_analytics, run_main_job
-from streamforge_pipelines.sensors.queue_events import COVERAGE_JOB, process_tick
+from streamforge_pipelines.runner import prepare_dagster_home, run_analytics, run_main_job
+from streamforge_pipelines.sensors.queue_events import process_tick
 from streamforge_pipelines.simulator.market import Market
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
@@ -83,7 +97,7 @@ def test_main_job_end_to_end(make_settings) -> None:
 
     # Dagster recorded the materialization of both partitions once, with the figures.
     instance = dg.DagsterInstance.get()
-    records = instance.fetch_materializations(dg.AssetKey("candles_5m"), limit=10).records
+    records = instance.fetch_materializations(dg.AssetKey(candles_asset("5m")), limit=10).records
     assert sorted(r.partition_key for r in records) == [request.first.isoformat(), request.last.isoformat()]
     meta = records[0].asset_materialization.metadata
     assert meta["stored_candles"].value == summary.stored
@@ -91,30 +105,35 @@ def test_main_job_end_to_end(make_settings) -> None:
     assert meta["http_429"].value == 0 and meta["http_418"].value == 0
     assert records[0].run_id == summary.dagster_run_id
 
-    # Task records are complete; the sensor folds the same telemetry and requests coverage once.
+    # The step wrote its task records complete; the sensor reads the same telemetry and the records
+    # and requests coverage once, writing no record.
     with store_from_settings(settings) as db:
         tasks = db.list_tasks(run_id=summary.dagster_run_id)
         assert len(tasks) == 3 and {t.status for t in tasks} == {COMPLETE}
         assert all(t.records_written == 2 * 288 for t in tasks)
-    # The sensor as the daemon runs it: resources from the definitions, settings from the environment.
-    sensor = defs.resolve_sensor_def("queue_events_sensor")
+        records = {t.queue_id: t.to_dict() for t in db.list_tasks()}
+    # The sensor as the daemon runs it: resources from the definitions, settings from the
+    # environment (the daemon's: `streamforge run` hands its settings to its own runs, not to it).
+    os.environ.update(settings.to_env())
+    sensor = defs.resolve_sensor_def(QUEUE_EVENTS_SENSOR)
     with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as ctx:
         data = sensor.evaluate_tick(ctx)
     assert [r.job_name for r in data.run_requests or []] == [COVERAGE_JOB]
     (req,) = data.run_requests or []
-    assert req.tags["dagster/asset_partition_range_start"] == request.first.isoformat()
-    assert req.tags["dagster/asset_partition_range_end"] == request.last.isoformat()
+    assert req.tags[PARTITION_RANGE_START] == request.first.isoformat()
+    assert req.tags[PARTITION_RANGE_END] == request.last.isoformat()
     assert req.run_key == f"coverage:{summary.dagster_run_id}:5m"
     with store_from_settings(settings) as db:
-        again, _, counts = process_tick(settings, db, data.cursor)
-    assert counts["events"] == 0 and again == []
+        again = process_tick(settings, db, data.cursor)
+        assert again.events == 0 and again.requests == [] and again.silent == {}
+        assert {t.queue_id: t.to_dict() for t in db.list_tasks()} == records
 
     # The requested coverage run materializes the downstream asset with the same figures.
     result = defs.resolve_job_def(COVERAGE_JOB).execute_in_process(
         instance=instance, run_config=req.run_config, tags=req.tags
     )
     assert result.success
-    (cov,) = instance.fetch_materializations(dg.AssetKey("candle_coverage"), limit=5).records[:1]
+    (cov,) = instance.fetch_materializations(dg.AssetKey(CANDLE_COVERAGE), limit=5).records[:1]
     assert cov.asset_materialization.metadata["stored_candles"].value == summary.stored
     assert cov.asset_materialization.metadata["missing_candles"].value == 0
 
@@ -130,8 +149,8 @@ def test_rerun_idempotent_and_overlap_adds_only_new(make_settings) -> None:
     assert s3.ok and s3.stored == 72
     with store_from_settings(settings) as db:
         start, end = day_range_ms(wider.first, wider.last)
-        assert db.count_candles("BNBUSDT", "1h", start, end) == 72
-        assert db.duplicate_candle_keys(["BNBUSDT"], "1h", start, end) == 0
+        assert db.count(CANDLES, ("BNBUSDT", "1h"), start, end) == 72
+        assert db.duplicates(CANDLES, ["BNBUSDT"], ("1h",), start, end) == 0
 
 
 def test_malformed_record_goes_to_dead_letter_and_load_completes(make_settings) -> None:
@@ -203,13 +222,12 @@ def test_unknown_symbol_fails_the_step_with_the_exchange_error(make_settings) ->
     prepare_dagster_home(settings)
     with Stack(settings) as stack:
         os.environ.update(stack.settings.to_env())
-        result = defs.resolve_job_def("candles_5m_job").execute_in_process(
+        result = defs.resolve_job_def(candles_job("5m")).execute_in_process(
             instance=dg.DagsterInstance.get(),
-            run_config={"ops": {"candles_5m": {"config": {"symbols": ["NOPEUSDT"], "source": "rest"}}}},
-            tags={
-                "dagster/asset_partition_range_start": str(D6),
-                "dagster/asset_partition_range_end": str(D6),
+            run_config={
+                "ops": {candles_asset("5m"): {"config": {"symbols": ["NOPEUSDT"], "source": "rest"}}}
             },
+            tags=range_tags(D6, D6),
             raise_on_error=False,
         )
         assert not result.success
@@ -272,11 +290,11 @@ def test_main_job_with_analytics_graph_and_gnn_beside_baselines(make_settings) -
     assert len(runs) == 3 and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
     assert len({r.tags[MAIN_RUN_TAG] for r in runs}) == 1
     assert {r.run_id for r in runs} == {out["dagster_run_id"], *info["dagster_run_ids"]}
-    graphs = instance.fetch_materializations(dg.AssetKey("correlation_graph"), limit=10).records
+    graphs = instance.fetch_materializations(dg.AssetKey(CORRELATION_GRAPH), limit=10).records
     days = [(request.first + timedelta(d)).isoformat() for d in range(3)]
     assert sorted(r.partition_key for r in graphs) == days
     assert {r.run_id for r in graphs} == set(a.graph_run_ids) and len(a.graph_run_ids) == 1
-    gnn = instance.fetch_materializations(dg.AssetKey("gnn_model"), limit=10).records
+    gnn = instance.fetch_materializations(dg.AssetKey(GNN_MODEL), limit=10).records
     assert len(gnn) == 3 and {r.run_id for r in gnn} == {a.gnn_run_id}
     assert gnn[0].asset_materialization.metadata["model_uri"].value == out["model_uri"]
 

@@ -32,17 +32,20 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import day_start_ms
+from streamforge_pipelines.names import CORRELATION_GRAPH, candles_asset
 from streamforge_pipelines.protocol import page_docs
 from streamforge_pipelines.runner import prepare_dagster_home
 from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.simulator.market import Market
+from streamforge_pipelines.store import store_from_settings
 
 pytestmark = pytest.mark.browser
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT_DIR = REPO_ROOT / "test-artifacts" / "ui"
-ASSET = "candles_5m"
+ASSET = candles_asset("5m")
 DESCRIPTION = "5m candles of the symbol universe"
 SERVER_START_S = 120.0
 PAGE_RENDER_S = 60.0
@@ -213,26 +216,26 @@ def _materialize_graph(data_dir: Path) -> None:
     import dagster as dg
 
     from streamforge_pipelines.assets.graph import correlation_graph
-    from streamforge_pipelines.resources import StoreResource, resolve_settings
+    from streamforge_pipelines.resources import resources_for
 
-    store = StoreResource(data_dir=str(data_dir))
+    settings = Settings.from_env(data_dir=data_dir)
     market = Market(42)
     start = day_start_ms(GRAPH_DAY - timedelta(days=1))
     end = start + 2 * 86_400_000
-    with store.open(resolve_settings(store)) as db:
+    with store_from_settings(settings) as db:
         for symbol in GRAPH_SYMBOLS:
             t = start
             while t < end:
                 rows = market.klines(symbol, "5m", t, end - 1, 1000, now_ms=end + 86_400_000)
-                db.upsert_candles(page_docs(symbol, "5m", "sim", "ui-test", rows))
+                db.upsert(CANDLES, page_docs(symbol, "5m", "sim", "ui-test", rows))
                 t = rows[-1][0] + 300_000
     config = {"interval": "5m", "symbols": GRAPH_SYMBOLS}
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize(
             [correlation_graph],
             partition_key=GRAPH_DAY.isoformat(),
-            resources={"store": store},
-            run_config={"ops": {"correlation_graph": {"config": config}}},
+            resources=resources_for(settings),
+            run_config={"ops": {CORRELATION_GRAPH: {"config": config}}},
             instance=instance,
         )
     assert result.success
@@ -357,7 +360,7 @@ def test_correlation_graph_picture_in_the_ui(
 ) -> None:
     """The ``graph`` metadata of a materialized day is a picture the Dagster UI shows (its markdown
     keeps data: images) - opened the way a user does, from the asset's overview."""
-    url = f"{dagster_ui}/assets/correlation_graph?partition={GRAPH_DAY.isoformat()}"
+    url = f"{dagster_ui}/assets/{CORRELATION_GRAPH}?partition={GRAPH_DAY.isoformat()}"
     with browse(chromium_executable, tmp_path, url, "correlation_graph.png") as (page, shot):
         buttons = _wait_for(page, f"{SHOW_MARKDOWN}.length")
         text = page.evaluate("document.body ? document.body.innerText : ''") or ""

@@ -8,7 +8,7 @@ loader-producer and the queue-manager all check commands with. The tables below 
   ``validate-command`` with exit status 2;
 * the rules that mirror a loader's own refusals are shown to be the loader's: the same content,
   slipped past the validator (``model_construct``), is refused by the real loader;
-* every good command is accepted and then carried out by the real loader (``dispatch``, as the
+* every good command is accepted and then carried out by the real loader (``dispatcher.run_task``, as the
   loader-producer does) against the exchange simulator and the session broker, with the number of
   candles the interval arithmetic says (counted by hand below, not by the code under test).
 """
@@ -31,8 +31,9 @@ from streamforge_pipelines.intervals import DAY_MS, FIRST_DAY, HOUR_MS, MINUTE_M
 from streamforge_pipelines.kafka import make_producer
 from streamforge_pipelines.protocol import Command, ProtocolError, decode_command, excerpt
 from streamforge_pipelines.simulator.server import SimulatorServer
+from streamforge_pipelines.workers.dispatcher import loader_for, run_task
 from streamforge_pipelines.workers.errors import TaskInvalid
-from streamforge_pipelines.workers.loader_producer import dispatch, handler_for, refused_start
+from streamforge_pipelines.workers.loader_producer import refused_start
 
 DAY = date(2024, 8, 1)
 D0 = day_start_ms(DAY)
@@ -231,7 +232,7 @@ def test_what_the_validator_refuses_the_loader_refuses_too(case: LoaderRefusal, 
         producer = make_producer(settings.kafka_bootstrap_servers or "")
         await producer.start()
         try:
-            await dispatch(command, settings, producer)
+            await run_task(command, settings, producer=producer)
         finally:
             await producer.stop()
 
@@ -241,7 +242,7 @@ def test_what_the_validator_refuses_the_loader_refuses_too(case: LoaderRefusal, 
 
 def test_an_unknown_type_slipped_past_the_validator_has_no_loader() -> None:
     with pytest.raises(TaskInvalid, match="no loader for 'api_ticks'"):
-        handler_for(Command.model_construct(**{**BASE, "type": "api_ticks"}))
+        loader_for(Command.model_construct(**{**BASE, "type": "api_ticks"}).type)
 
 
 def test_a_refused_start_command_is_reported_to_its_task_when_it_names_one() -> None:
@@ -343,7 +344,7 @@ def test_what_the_validator_accepts_a_loader_runs(case: Good, make_settings) -> 
             producer = make_producer(settings.kafka_bootstrap_servers or "")
             await producer.start()
             try:
-                return await dispatch(command, settings, producer)
+                return await run_task(command, settings, producer=producer)
             finally:
                 await producer.stop()
 
@@ -365,10 +366,9 @@ def test_every_command_streamforge_builds_is_valid(make_settings) -> None:
         LoadRequest,
         TradesRequest,
         build_commands,
-        build_repair_commands,
-        build_trades_commands,
+        range_repairs,
     )
-    from streamforge_pipelines.queue_manager.trades_ledger import TradesDayLedger, repair_command
+    from streamforge_pipelines.queue_manager.trades_ledger import TradesDayLedger, repair_plan
 
     settings = make_settings(partitions=1)
     request = LoadRequest(
@@ -379,12 +379,19 @@ def test_every_command_streamforge_builds_is_valid(make_settings) -> None:
         symbol="BTCUSDT", kind="agg", day=DAY.isoformat(), first_id=1, last_id=100, expected=100, stored=90,
         missing_ranges=[(10, 20)],
     )  # fmt: skip
+    trades = TradesRequest(("BTCUSDT",), "agg", DAY, DAY, source="auto")
+    plan = repair_plan(ledger)
+    assert plan is not None and plan.id_ranges == ((10, 20),)
     built = [
         *build_commands(request, settings),
-        *build_repair_commands(request, repairs, settings),
-        *build_trades_commands(TradesRequest(("BTCUSDT",), "agg", DAY, DAY, source="auto"), settings),
-        repair_command(ledger),
+        *build_commands(request, settings, plans=range_repairs(repairs)),
+        *build_commands(trades, settings),
+        *build_commands(trades, settings, plans=[plan]),
     ]
+    assert len(built) == 5
+    assert [c.ranges for c in built] == [None, None, [(D0, D0 + HOUR_MS)], None, None]
+    assert [c.id_ranges for c in built] == [None, None, None, None, [(10, 20)]]
+    assert {c.collection_name for c in built} == {"candles", "trades"}
     for command in built:
         assert command is not None
         assert decode_command(command.encode()) == command

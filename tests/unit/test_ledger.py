@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import (
     DAY_MS,
     HOUR_MS,
@@ -19,6 +20,7 @@ from streamforge_pipelines.intervals import (
     day_start_ms,
     merge_ranges,
 )
+from streamforge_pipelines.protocol import candle_key
 from streamforge_pipelines.queue_manager.ledger import (
     COMPLETE,
     DOWNTIME,
@@ -30,7 +32,7 @@ from streamforge_pipelines.queue_manager.ledger import (
     runs,
     save_ledger,
 )
-from streamforge_pipelines.store import SqliteStore, candle_key
+from streamforge_pipelines.store import SqliteStore
 
 DAY = date(2024, 8, 1)
 D0 = day_start_ms(DAY)
@@ -128,7 +130,7 @@ def test_build_ledger_reads_the_store_and_remembers_confirmed_downtime(tmp_path:
     with SqliteStore(tmp_path / "s.sqlite") as store:
         full = [_candle("ETHUSDT", D0 + i * M5) for i in range(2 * 288)]  # two whole days
         holey = [_candle("BTCUSDT", D0 + i * M5) for i in range(2 * 288) if not 100 <= i < 110]
-        store.upsert_candles(full + holey)
+        store.upsert(CANDLES, full + holey)
         second = date(2024, 8, 2)
         entries = build_ledger(store, ["ETHUSDT", "BTCUSDT"], "5m", DAY, second, LATER)
         assert [(e.symbol, e.day, e.status) for e in entries] == [
@@ -148,7 +150,7 @@ def test_build_ledger_reads_the_store_and_remembers_confirmed_downtime(tmp_path:
         assert [e.status for e in again] == [DOWNTIME, COMPLETE, COMPLETE, COMPLETE]
         assert repair_ranges(again) == {}
         # Should the exchange deliver those candles after all, they count as stored, not downtime.
-        store.upsert_candles([_candle("BTCUSDT", D0 + i * M5) for i in range(100, 110)])
+        store.upsert(CANDLES, [_candle("BTCUSDT", D0 + i * M5) for i in range(100, 110)])
         (back,) = build_ledger(store, ["BTCUSDT"], "5m", DAY, DAY, LATER)
         assert (back.status, back.stored, back.downtime) == (COMPLETE, 288, 0)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 from datetime import date
+from pathlib import Path
 
 import orjson
 import pytest
@@ -146,3 +148,53 @@ def test_candle_type_checked() -> None:
 def test_end_marker() -> None:
     rec = p.decode_record(p.encode_record(p.end_marker("wf-q", "loader__abc", 3, 120)))
     assert rec["record"] == p.RECORD_END and rec["partition"] == 3 and rec["records"] == 120
+
+
+ROOT = Path(__file__).resolve().parents[2]
+PROTOCOL = "streamforge_pipelines.protocol"
+
+
+def _imports_of_protocol(path: Path) -> tuple[set[str], set[str]]:
+    """The names ``path`` imports from the package ``streamforge_pipelines.protocol`` (absolute or
+    relative) and the modules of the package it imports directly (``protocol.checks`` ...)."""
+    names: set[str] = set()
+    submodules: set[str] = set()
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+        module = f"{base}.{node.module}" if node.level and node.module else node.module or base
+        if module == PROTOCOL:
+            names.update(alias.name for alias in node.names)
+        elif module.startswith(f"{PROTOCOL}."):
+            submodules.add(module)
+    return names, submodules
+
+
+def test_public_face_is_the_package_all() -> None:
+    """Code outside the protocol package imports its names from the package, each of them listed in
+    ``__all__``, and, tests aside (they may import a private helper from its module), never reaches
+    into the package's modules (its layout may change); ``__all__`` holds no private name and nothing
+    the package does not define."""
+    assert len(p.__all__) == len(set(p.__all__))
+    assert [n for n in p.__all__ if n.startswith("_") or not hasattr(p, n)] == []
+    sources = [
+        f
+        for folder in ("streamforge_pipelines", "bench", "tests")
+        for f in (ROOT / folder).rglob("*.py")
+        if "protocol" not in f.relative_to(ROOT).parts[:2]
+    ]
+    imported: dict[str, set[str]] = {}
+    reaching_in: dict[str, set[str]] = {}
+    for f in sources:
+        names, submodules = _imports_of_protocol(f)
+        for name in names:
+            imported.setdefault(name, set()).add(str(f.relative_to(ROOT)))
+        if submodules and f.relative_to(ROOT).parts[0] != "tests":
+            reaching_in[str(f.relative_to(ROOT))] = submodules
+    assert len(imported) > 30, (
+        "the scan found too few imports of the protocol: is it looking in the right place?"
+    )
+    assert {n: files for n, files in imported.items() if n not in p.__all__} == {}
+    assert reaching_in == {}

@@ -12,7 +12,7 @@ from streamforge_pipelines.queue_manager import LoadRequest, build_commands, wei
 from streamforge_pipelines.queue_manager.tracking import ExchangeTotals, TaskTracker
 from streamforge_pipelines.runner import RunSummary
 from streamforge_pipelines.settings import Settings, SettingsError
-from streamforge_pipelines.workers.loader_candles import LoadResult, governor_for
+from streamforge_pipelines.workers.loader_task import LoadResult, governor_for
 
 # Messages as written before the rate-limit fields existed.
 ORIGINAL_COMMAND = {

@@ -34,6 +34,7 @@ from record_cases import (
 )
 
 from streamforge_pipelines import protocol as p
+from streamforge_pipelines.datasets import CANDLES, TRADES
 from streamforge_pipelines.simulator.market import Market
 from streamforge_pipelines.store import SqliteStore
 from streamforge_pipelines.workers.archive_client import parse_trades_csv
@@ -63,14 +64,14 @@ def _store_and_compare(store: SqliteStore, raw: bytes) -> None:
     if kind == "end":
         return
     if kind == "trades":
-        store.upsert_trades(p.decode_record(raw)["docs"])
+        store.upsert(TRADES, p.decode_record(raw)["docs"])
     else:
         decoded = p.decode_record(raw, page_as_docs=False)
         if kind == "candles":
-            store.upsert_candle_pages([decoded["page"]])
-            store.upsert_candles(p.decode_record(raw)["docs"])  # the documents' path too
+            store.upsert_pages(CANDLES, [decoded["page"]])
+            store.upsert(CANDLES, p.decode_record(raw)["docs"])  # the documents' path too
         else:
-            store.upsert_candles([decoded])
+            store.upsert(CANDLES, [decoded])
     table, expected = expected_documents(value)
     for doc in expected:
         assert stored_document(store.path, table, doc["key"]) == doc
@@ -107,7 +108,7 @@ def test_the_store_refuses_what_the_check_now_catches(tmp_path) -> None:
         row = klines(1_700_000_000_000, 1)[0]
         row[8] = 2**63
         with pytest.raises(OverflowError):
-            db.upsert_candle_pages([("BTCUSDT", "1m", "binance-rest", "q", [row])])
+            db.upsert_pages(CANDLES, [("BTCUSDT", "1m", "binance-rest", "q", [row])])
         with pytest.raises(
             p.ProtocolError, match=r"^candles\.rows\[0\]\.trades: expected an integer from 0 to 2\*\*63-1"
         ):

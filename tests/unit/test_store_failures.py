@@ -22,8 +22,9 @@ from arango.request import Request
 from arango.response import Response
 from record_cases import klines
 
+from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.store import SqliteStore, StoreError
-from streamforge_pipelines.store.arango import _arango_errors
+from streamforge_pipelines.store.arango.connection import arango_errors
 from streamforge_pipelines.workers.connector import store_failure_is_operational, write_error_reason
 
 PAGE = ("BTCUSDT", "1m", "binance-rest", "wf-q", klines(1_700_000_000_000, 3))
@@ -32,7 +33,7 @@ PAGE = ("BTCUSDT", "1m", "binance-rest", "wf-q", klines(1_700_000_000_000, 3))
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[SqliteStore]:
     db = SqliteStore(tmp_path / "store.sqlite", busy_timeout_s=0.2)
-    db.count_candles("BTCUSDT", "1m", 0, 1)  # creates the candles table
+    db.count(CANDLES, ("BTCUSDT", "1m"), 0, 1)  # creates the candles table
     yield db
     db.close()
 
@@ -46,7 +47,7 @@ def _failure(write: Callable[[], object]) -> BaseException:
 def test_a_value_sqlite_cannot_hold_is_the_datas_fault(store: SqliteStore) -> None:
     row = klines(1_700_000_000_000, 1)[0]
     row[8] = 2**63
-    exc = _failure(lambda: store.upsert_candle_pages([("BTCUSDT", "1m", "s", "q", [row])]))
+    exc = _failure(lambda: store.upsert_pages(CANDLES, [("BTCUSDT", "1m", "s", "q", [row])]))
     assert isinstance(exc, OverflowError)
     assert not store_failure_is_operational(exc)
     assert (
@@ -61,7 +62,7 @@ def test_a_constraint_is_the_datas_fault(store: SqliteStore) -> None:
         "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
     )
     conn.close()
-    exc = _failure(lambda: store.upsert_candle_pages([PAGE]))
+    exc = _failure(lambda: store.upsert_pages(CANDLES, [PAGE]))
     assert isinstance(exc, StoreError) and isinstance(exc.__cause__, sqlite3.IntegrityError)
     assert not store_failure_is_operational(exc)
     assert write_error_reason(exc) == "store: StoreError: SQLite write failed: refused by the test"
@@ -71,14 +72,14 @@ def test_a_locked_database_is_the_stores(store: SqliteStore) -> None:
     locker = sqlite3.connect(store.path)
     locker.execute("BEGIN IMMEDIATE")
     try:
-        exc = _failure(lambda: store.upsert_candle_pages([PAGE]))
+        exc = _failure(lambda: store.upsert_pages(CANDLES, [PAGE]))
     finally:
         locker.rollback()
         locker.close()
     assert "database is locked" in str(exc)
     assert store_failure_is_operational(exc)
-    store.upsert_candle_pages([PAGE])  # and once the lock is gone, the same write succeeds
-    assert store.count_candles("BTCUSDT", "1m", 0, 2**62) == 3
+    store.upsert_pages(CANDLES, [PAGE])  # and once the lock is gone, the same write succeeds
+    assert store.count(CANDLES, ("BTCUSDT", "1m"), 0, 2**62) == 3
 
 
 def test_a_full_database_is_the_stores(store: SqliteStore) -> None:
@@ -86,14 +87,14 @@ def test_a_full_database_is_the_stores(store: SqliteStore) -> None:
     (pages,) = conn.execute("PRAGMA page_count").fetchone()
     conn.execute(f"PRAGMA max_page_count = {pages}")
     rows = klines(1_700_000_000_000, 2000)
-    exc = _failure(lambda: store.upsert_candle_pages([("BTCUSDT", "1m", "s", "q", rows)]))
+    exc = _failure(lambda: store.upsert_pages(CANDLES, [("BTCUSDT", "1m", "s", "q", rows)]))
     assert "full" in str(exc)
     assert store_failure_is_operational(exc)
 
 
 def test_a_closed_store_is_the_stores(store: SqliteStore) -> None:
     store.close()
-    exc = _failure(lambda: store.upsert_candle_pages([PAGE]))
+    exc = _failure(lambda: store.upsert_pages(CANDLES, [PAGE]))
     assert store_failure_is_operational(exc)
 
 
@@ -107,10 +108,10 @@ def _arango_answer(status: int, error_num: int | None, message: str) -> Document
 
 
 def _through_adapter(exc: BaseException) -> BaseException:
-    """``exc`` as the ArangoDB adapter raises it (its ``_arango_errors`` wrapping)."""
+    """``exc`` as the ArangoDB adapter raises it (its ``arango_errors`` wrapping)."""
 
     def fail() -> None:
-        with _arango_errors("upsert into 'candles'"):
+        with arango_errors("upsert into 'candles'"):
             raise exc
 
     return _failure(fail)

@@ -1,9 +1,10 @@
-"""Task completion: loader finished + every partition's end marker acknowledged."""
+"""Task completion: loader finished + every partition's end marker acknowledged; and what the step,
+the one writer of task records, writes into them (:meth:`TaskState.record_fields`)."""
 
 from __future__ import annotations
 
 from streamforge_pipelines.protocol import ErrorInfo, Event, PartitionCount
-from streamforge_pipelines.queue_manager.tracking import COMPLETE, FAILED, TaskTracker, record_update
+from streamforge_pipelines.queue_manager.tracking import COMPLETE, FAILED, TaskTracker
 
 Q = "wf-btcusdt-api_candles_5m-20240801-a1b2c3"
 LOADER = "loader-api-candles__a1b2c3"
@@ -52,15 +53,41 @@ def test_duplicates_ignored_and_late_progress_does_not_reopen() -> None:
     assert t.tasks[Q].error == "ExchangeRejected: Invalid symbol."
 
 
-def test_record_update_never_changes_final_status() -> None:
-    assert record_update(COMPLETE, ev(LOADER, "loading")) is None
-    assert record_update("loading", ev(CONN, "loading")) is None
-    upd = record_update("loading", ev(LOADER, "interrupted", message="SIGTERM", records_written=7))
-    assert upd == {"status": "interrupted", "records_written": 7}  # not an end: a loader resumes it
-    upd = record_update(
-        "started", ev(LOADER, "finished", partitions=[PartitionCount(partition=3, records=9)])
-    )
-    assert upd is not None and upd["partitions"] == {"3": 9}
+def test_the_steps_record_fields_follow_loader_events_and_keep_final_statuses() -> None:
+    """The step writes ``record_fields()`` of its tasks (on every status change, and at its end);
+    the queue_events sensor writes no record. Moved here from the rules the sensor used to write by."""
+    t = TaskTracker()
+    t.watch([Q])
+    assert t.tasks[Q].record_fields() == {"status": "pending", "records_written": 0}
+    # A connector event carries no record change of its own (progress, not the task's status).
+    t.apply(ev(CONN, "loading", records_written=5))
+    assert t.tasks[Q].record_fields() == {"status": "pending", "records_written": 0}
+    # An interruption is no end: a loader resumes it.
+    t.apply(ev(LOADER, "interrupted", message="SIGTERM", records_written=7))
+    assert t.tasks[Q].record_fields() == {"status": "interrupted", "records_written": 7}
+    t.apply(ev(LOADER, "finished", records_written=9, partitions=[PartitionCount(partition=3, records=9)]))
+    fields = t.tasks[Q].record_fields()
+    assert fields["status"] == "finished" and fields["partitions"] == {"3": 9}
+    t.apply(ev(CONN, "finished", partitions=[PartitionCount(partition=3, records=9)]))
+    assert t.tasks[Q].record_fields() == {"status": COMPLETE, "records_written": 9, "partitions": {"3": 9}}
+    # Final statuses never change: late progress after the end is ignored.
+    t.apply(ev(LOADER, "loading", records_written=1))
+    t.apply(ev(LOADER, "started"))
+    assert t.tasks[Q].record_fields() == {"status": COMPLETE, "records_written": 9, "partitions": {"3": 9}}
+
+
+def test_the_steps_record_of_a_failed_task_names_the_error_and_stays_failed() -> None:
+    t = TaskTracker()
+    t.apply(ev(LOADER, "loading", records_written=4))
+    t.apply(ev(LOADER, "error", records_written=4, error=ErrorInfo(type="ExchangeRejected", detail="Bad.")))
+    expected = {"status": FAILED, "records_written": 4, "error": "ExchangeRejected: Bad."}
+    assert t.tasks[Q].record_fields() == expected
+    t.apply(ev(LOADER, "loading", records_written=6))
+    assert t.tasks[Q].record_fields() == expected
+    # An error without details: its message, else its status, is the record's error.
+    u = TaskTracker()
+    u.apply(ev(LOADER, "error", message="loader crashed"))
+    assert u.tasks[Q].record_fields()["error"] == "loader crashed"
 
 
 def test_an_interrupted_task_is_resumed_not_failed() -> None:

@@ -25,6 +25,7 @@ from aiohttp import web
 
 from streamforge_pipelines.protocol import Command, format_time_range
 from streamforge_pipelines.simulator.server import SimulatorServer
+from streamforge_pipelines.workers import run_task
 from streamforge_pipelines.workers.archive_client import (
     MAX_MEMBER_BYTES,
     ArchiveClient,
@@ -32,7 +33,6 @@ from streamforge_pipelines.workers.archive_client import (
     daily_klines_path,
     unzip_single,
 )
-from streamforge_pipelines.workers.loader_candles import run_candle_task
 
 DAY = date(2024, 6, 3)
 BOMB_BYTES = 10 * 1024 * 1024
@@ -143,9 +143,9 @@ def test_a_day_over_the_limit_is_read_from_rest_in_auto_and_fails_an_archive_tas
             assert compressed < member
             limit = (compressed + member) // 2  # the download passes, its member does not
             settings = make_settings(partitions=1, exchange_url=sim.base_url, archive_max_member_bytes=limit)
-            auto = await run_candle_task(_command("auto"), settings)
+            auto = await run_task(_command("auto"), settings)
             with pytest.raises(ArchiveTooLarge) as archive_only:
-                await run_candle_task(_command("archive"), settings)
+                await run_task(_command("archive"), settings)
             return auto, str(archive_only.value), limit, member
 
     auto, refused, limit, member = asyncio.run(main())

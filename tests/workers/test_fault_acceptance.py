@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import HOUR_MS, day_range_ms, day_start_ms
 from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, load_candles
 from streamforge_pipelines.queue_manager.tracking import COMPLETE
@@ -125,7 +126,7 @@ def _load(make_settings, source: str, faults: dict[str, Any]) -> tuple[LoadRepor
         report, deltas, seconds = asyncio.run(main(stack.settings))
         with store_from_settings(stack.settings) as db:
             start, end = day_range_ms(request.first, request.last)
-            stored = sum(db.candle_counts_by_day(list(SYMBOLS), "1m", start, end).values())
+            stored = sum(db.counts_by_day(CANDLES, list(SYMBOLS), ("1m",), start, end).values())
     return report, deltas, seconds, stored
 
 

@@ -20,8 +20,10 @@ import dagster as dg
 import orjson
 from simulator_process import simulator_process
 
-from streamforge_pipelines.assets.candles import COMPLETE_CHECK, complete_check_result
+from streamforge_pipelines.assets.datasets import complete_check
+from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import HOUR_MS, MINUTE_MS, day_start_ms
+from streamforge_pipelines.names import COMPLETE_CHECK
 from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, load_candles, repair_candles
 from streamforge_pipelines.queue_manager.ledger import COMPLETE, DOWNTIME, MISSING
 from streamforge_pipelines.runner import run_main_job
@@ -130,7 +132,7 @@ def test_repair_refetches_only_the_deleted_ranges(make_settings, tmp_path: Path)
                 before = _spot_requests(url)
                 outcome = asyncio.run(repair_candles(request, live, db))
                 requests = _spot_requests(url) - before
-                stored = db.count_candles("ETHUSDT", "5m", d0, d1 + 24 * HOUR_MS)
+                stored = db.count(CANDLES, ("ETHUSDT", "5m"), d0, d1 + 24 * HOUR_MS)
                 ledger = db.read_ledger(["ETHUSDT", "SOLUSDT"], "5m", first.isoformat(), last.isoformat())
     # One repair task (only ETHUSDT), one REST window per missing range: the midnight one is a
     # single range across the day boundary. Exactly the lost candles came back.
@@ -145,7 +147,7 @@ def test_repair_refetches_only_the_deleted_ranges(make_settings, tmp_path: Path)
         ("SOLUSDT", first.isoformat(), 0),
         ("SOLUSDT", last.isoformat(), 0),
     ]
-    assert complete_check_result(LoadReport(request=request, ledger=outcome.entries)).passed
+    assert complete_check(CANDLES, LoadReport(request=request, ledger=outcome.entries)).passed
 
 
 def test_check_fails_when_candles_are_missing_and_the_repair_cannot_fetch_them(
@@ -181,7 +183,7 @@ def test_check_fails_when_candles_are_missing_and_the_repair_cannot_fetch_them(
     start = day_start_ms(day) + 5 * HOUR_MS
     assert entry.missing_ranges == [(start, start + HOUR_MS)]
     assert persisted == entry
-    check = complete_check_result(LoadReport(request=request, ledger=outcome.entries))
+    check = complete_check(CANDLES, LoadReport(request=request, ledger=outcome.entries))
     assert check.passed is False
     assert check.severity == dg.AssetCheckSeverity.ERROR
     assert check.metadata["missing"].value == 4 and check.metadata["stored"].value == 92

@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from streamforge_pipelines.datasets import TRADES
 from streamforge_pipelines.intervals import DAY_MS, MINUTE_MS, day_start_ms
 from streamforge_pipelines.kafka import ensure_topics_sync, make_producer
 from streamforge_pipelines.protocol import (
@@ -38,28 +39,33 @@ from streamforge_pipelines.protocol import (
     format_time_range,
     trade_page,
 )
-from streamforge_pipelines.queue_manager import TradesReport, TradesRequest, load_trades
+from streamforge_pipelines.queue_manager import TradesReport, TradesRequest, build_commands, load_trades
 from streamforge_pipelines.queue_manager.telemetry import EventFollower
 from streamforge_pipelines.queue_manager.trades_ledger import (
-    check_trades_day,
+    check_id_day,
     exchange_day_span,
     missing_id_ranges,
-    repair_command,
+    repair_plan,
 )
-from streamforge_pipelines.settings import TRADES_COLLECTION, Settings
+from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.simulator.config import config_from_mapping
 from streamforge_pipelines.simulator.market import Market
 from streamforge_pipelines.simulator.server import SimulatorServer
 from streamforge_pipelines.store import store_from_settings
+from streamforge_pipelines.workers import run_task
 from streamforge_pipelines.workers.archive_client import ArchiveNotAvailable, parse_trades_csv, trades_path
 from streamforge_pipelines.workers.checkpoint import CheckpointStore
 from streamforge_pipelines.workers.connector import Connector
+from streamforge_pipelines.workers.dispatcher import loader_for
 from streamforge_pipelines.workers.errors import TaskInvalid
 from streamforge_pipelines.workers.exchange_client import BinanceRestClient
 from streamforge_pipelines.workers.governor import WeightGovernor
-from streamforge_pipelines.workers.loader_candles import LoadResult
-from streamforge_pipelines.workers.loader_producer import handler_for
-from streamforge_pipelines.workers.loader_trades import plan_trade_sources, run_trades_task, task_fingerprint
+from streamforge_pipelines.workers.loader_task import LoadResult
+from streamforge_pipelines.workers.loader_trades import (
+    TRADES_LOADER,
+    plan_trade_sources,
+    task_fingerprint,
+)
 
 SYMBOL = "TINYUSDT"
 DAY = date(2025, 3, 10)  # a microsecond archive file (spot files from 2025-01-01 on)
@@ -176,7 +182,7 @@ def loaded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, read_
                     for name, cmd in plan.items():
                         gov = WeightGovernor(1_000_000)
                         runs[name] = (
-                            await run_trades_task(cmd, settings, producer=producer, governor=gov),
+                            await run_task(cmd, settings, producer=producer, governor=gov),
                             gov,
                         )
                     await _wait_stored(follower, {plan["agg-rest"].queue_id, plan["trade-rest"].queue_id})
@@ -184,7 +190,7 @@ def loaded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, read_
                     again = _command("api_agg_trades", "rest")
                     gov = WeightGovernor(1_000_000)
                     runs["agg-rest-again"] = (
-                        await run_trades_task(again, settings, producer=producer, governor=gov),
+                        await run_task(again, settings, producer=producer, governor=gov),
                         gov,
                     )
                     await _wait_stored(follower, {again.queue_id})
@@ -221,7 +227,7 @@ def _minute_klines() -> dict[int, list[Any]]:
 def _stored(settings: Settings, kind: str) -> list[dict[str, Any]]:
     start = day_start_ms(DAY)
     with store_from_settings(settings) as store:
-        return store.read_trades(SYMBOL, kind, start, start + DAY_MS, TRADES_COLLECTION)
+        return store.read(TRADES, (SYMBOL, kind), start, start + DAY_MS)
 
 
 # ------------------------------------------------------------------------------------- reconcile
@@ -286,8 +292,9 @@ def test_rerun_adds_nothing_keys_are_deterministic(loaded: Loaded) -> None:
     assert again.records == end - first  # loaded again ...
     start = day_start_ms(DAY)
     with store_from_settings(loaded.settings) as store:
-        assert store.count_trades(SYMBOL, "agg", start, start + DAY_MS) == end - first  # ... stored once
-        assert store.trade_id_span(SYMBOL, "agg", start, start + DAY_MS) == (first, end - 1, end - first)
+        assert store.count(TRADES, (SYMBOL, "agg"), start, start + DAY_MS) == end - first  # ... stored once
+        span = store.order_span(TRADES, (SYMBOL, "agg"), start, start + DAY_MS)
+        assert span == (first, end - 1, end - first)
 
 
 @pytest.mark.parametrize(
@@ -328,10 +335,13 @@ def test_ledger_finds_a_gap_and_the_repair_fills_it(loaded: Loaded) -> None:
             async with BinanceRestClient(sim.base_url, governor=WeightGovernor(1_000_000)) as client:
                 span = await exchange_day_span(client, SYMBOL, "agg", DAY)
             with store_from_settings(live) as store:
-                ledger = check_trades_day(store, SYMBOL, "agg", DAY, span)
-                only_store = check_trades_day(store, SYMBOL, "agg", DAY)
-            command = repair_command(ledger, kafka_topic=live.topic_trades)
-            assert command is not None
+                ledger = check_id_day(store, TRADES, (SYMBOL, "agg"), DAY, span)
+                only_store = check_id_day(store, TRADES, (SYMBOL, "agg"), DAY)
+            plan = repair_plan(ledger)
+            assert plan is not None
+            (command,) = build_commands(TradesRequest((SYMBOL,), "agg", DAY, DAY), live, plans=[plan])
+            assert command.kafka_topic == live.topic_trades
+            assert command.id_ranges == list(plan.id_ranges or ())
             stop = asyncio.Event()
             store = store_from_settings(live)
             connector_task = asyncio.create_task(Connector(live, store).run(stop))
@@ -339,14 +349,14 @@ def test_ledger_finds_a_gap_and_the_repair_fills_it(loaded: Loaded) -> None:
                 async with EventFollower(
                     settings.kafka_bootstrap_servers or "", live.topic_events
                 ) as follower:
-                    result = await run_trades_task(command, live, governor=WeightGovernor(1_000_000))
+                    result = await run_task(command, live, governor=WeightGovernor(1_000_000))
                     await _wait_stored(follower, {command.queue_id})
             finally:
                 stop.set()
                 await connector_task
                 store.close()
             with store_from_settings(live) as store:
-                after = check_trades_day(store, SYMBOL, "agg", DAY, span)
+                after = check_id_day(store, TRADES, (SYMBOL, "agg"), DAY, span)
             return (span, ledger, only_store), result, after
 
     (span, ledger, only_store), result, after = asyncio.run(main())
@@ -428,15 +438,15 @@ def test_missing_id_ranges_and_source_plan() -> None:
 def test_dispatch_and_command_kinds() -> None:
     assert _command("api_agg_trades", "rest").trade_kind() == "agg"
     assert _command("api_trades", "rest").trade_kind() == "trade"
-    assert handler_for(_command("api_trades", "rest")) is not None
+    assert loader_for(_command("api_trades", "rest").type) is TRADES_LOADER
     candles = _command("api_agg_trades", "rest").model_dump() | {"type": "api_candles_1m"}
     with pytest.raises(ProtocolError, match=r"command\.type: expected api_agg_trades or api_trades"):
         Command(**candles).trade_kind()
-    # the validator refuses a type no loader has, first; handler_for still does for one built around it
+    # the validator refuses a type no loader has, first; loader_for still does for one built around it
     with pytest.raises(ProtocolError, match=r"^command\.type: no loader for this type.*got 'api_ticks'$"):
         Command(**(candles | {"type": "api_ticks"}))
     with pytest.raises(TaskInvalid, match="api_agg_trades, api_trades"):
-        handler_for(Command.model_construct(**(candles | {"type": "api_ticks"})))
+        loader_for(Command.model_construct(**(candles | {"type": "api_ticks"})).type)
 
 
 def test_resume_from_a_checkpoint_fetches_only_the_rest(
@@ -467,7 +477,7 @@ def test_resume_from_a_checkpoint_fetches_only_the_rest(
     async def main() -> tuple[LoadResult, list[dict[str, Any]]]:
         async with SimulatorServer(config=CONFIG) as sim:
             live = settings.model_copy(update={"exchange_url": sim.base_url})
-            result = await run_trades_task(
+            result = await run_task(
                 command, live, governor=WeightGovernor(1_000_000), checkpoints=checkpoints
             )
         return result, await read_docs(kafka_bootstrap, topic)
@@ -511,19 +521,15 @@ def test_queue_manager_load_trades_reports_a_complete_ledger(kafka_bootstrap: st
     assert task.type == "api_agg_trades" and task.status == "complete"
 
 
-def test_agg_trades_asset_materializes_a_partition(
-    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_agg_trades_asset_materializes_a_partition(kafka_bootstrap: str, tmp_path: Path) -> None:
     """The Dagster asset end to end: simulator and connector on a background loop, the step in Dagster."""
     import dagster as dg
 
     from streamforge_pipelines.assets.trades import agg_trades
-    from streamforge_pipelines.resources import ExchangeResource, KafkaResource, LoaderResource, StoreResource
+    from streamforge_pipelines.resources import resources_for
 
     settings = _settings(kafka_bootstrap, tmp_path / "data")
     stack = contextlib.ExitStack()
-    monkeypatch.setenv("KAFKA_TOPIC_TRADES", settings.topic_trades)
-    monkeypatch.setenv("KAFKA_DATA_PARTITIONS", "2")
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -545,16 +551,7 @@ def test_agg_trades_asset_materializes_a_partition(
         result = dg.materialize(
             [agg_trades],
             partition_key=DAY.isoformat(),
-            resources={
-                "kafka": KafkaResource(
-                    bootstrap_servers=kafka_bootstrap,
-                    topic_control=settings.topic_control,
-                    topic_events=settings.topic_events,
-                ),
-                "store": StoreResource(data_dir=str(settings.data_dir)),
-                "exchange": ExchangeResource(base_url=sim.base_url),
-                "loaders": LoaderResource(),
-            },
+            resources=resources_for(settings.model_copy(update={"exchange_url": sim.base_url})),
             run_config={"ops": {"agg_trades": {"config": {"symbols": [SYMBOL], "source": "rest"}}}},
             instance=instance,
         )
@@ -590,9 +587,9 @@ def test_auto_falls_back_to_rest_for_a_day_the_archive_lacks_and_archive_mode_fa
             live = settings0.model_copy(
                 update={"exchange_url": sim.base_url, "exchange_archive_url": sim.base_url + "/nothing"}
             )
-            auto = await run_trades_task(_command("api_agg_trades", "auto"), live)
+            auto = await run_task(_command("api_agg_trades", "auto"), live)
             with pytest.raises(ArchiveNotAvailable) as err:
-                await run_trades_task(_command("api_agg_trades", "archive"), live)
+                await run_task(_command("api_agg_trades", "archive"), live)
             return auto, err.value
 
     auto, err = asyncio.run(main())

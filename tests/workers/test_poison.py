@@ -54,6 +54,7 @@ from record_cases import (
     trades_record,
 )
 
+from streamforge_pipelines.datasets import CANDLES, TRADES
 from streamforge_pipelines.kafka import ensure_topics_sync, make_producer
 from streamforge_pipelines.settings import ENV_VARS, Settings
 from streamforge_pipelines.store import SqliteStore
@@ -86,8 +87,8 @@ class Sent:
 def _refuse_in_store(path: Path) -> None:
     """Triggers that make SQLite refuse rows of ``STORE_REFUSES`` (the tables exist first)."""
     store = SqliteStore(path)
-    store.count_candles("BTCUSDT", "1m", 0, 1)
-    store.count_trades("BTCUSDT", "agg", 0, 1)
+    store.count(CANDLES, ("BTCUSDT", "1m"), 0, 1)
+    store.count(TRADES, ("BTCUSDT", "agg"), 0, 1)
     store.close()
     conn = sqlite3.connect(path)
     for table in ("candles", "trades"):
@@ -322,7 +323,7 @@ def test_store_down_dead_letters_nothing_and_the_batch_replays(make_settings) ->
     path = cfg.sqlite_path
     path.parent.mkdir(parents=True, exist_ok=True)
     with SqliteStore(path) as store:
-        store.count_candles("BTCUSDT", "1m", 0, 1)  # the table exists: the failure is the upsert's
+        store.count(CANDLES, ("BTCUSDT", "1m"), 0, 1)  # the table exists: the failure is the upsert's
     items = [
         (cfg.topic_candles, p, orjson.dumps(v)) for t, p, v in _good_records(3) if t == "candles" and p < 2
     ]

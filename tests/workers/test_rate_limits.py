@@ -22,9 +22,9 @@ from streamforge_pipelines.protocol import Command, decode_event, format_time_ra
 from streamforge_pipelines.queue_manager.telemetry import read_events
 from streamforge_pipelines.simulator.limits import LimitsConfig
 from streamforge_pipelines.simulator.server import SimulatorServer
+from streamforge_pipelines.workers import run_task
 from streamforge_pipelines.workers.exchange_client import BinanceRestClient
 from streamforge_pipelines.workers.governor import WeightGovernor
-from streamforge_pipelines.workers.loader_candles import run_candle_task
 
 WINDOW_MS = 2000
 LIMIT = 60
@@ -57,7 +57,7 @@ def test_governed_loader_with_high_concurrency_meets_no_429_and_no_418(make_sett
         async with SimulatorServer(seed=42, limits=_limits(), clock=clock.ms) as sim:
             settings = settings0.model_copy(update={"exchange_url": sim.base_url})
             governor = clock.governor(LIMIT, window_ms=WINDOW_MS)
-            result = await run_candle_task(command, settings, governor=governor, clock_ms=clock.ms)
+            result = await run_task(command, settings, governor=governor, clock_ms=clock.ms)
             return result, governor
 
     result, governor = asyncio.run(main())
@@ -204,7 +204,7 @@ def test_a_passing_waf_block_pauses_and_is_survived(make_settings) -> None:
     async def main():
         async with SimulatorServer(seed=42, faults=faults) as sim:
             settings = settings0.model_copy(update={"exchange_url": sim.base_url})
-            return await run_candle_task(command, settings, governor=WeightGovernor(6000))
+            return await run_task(command, settings, governor=WeightGovernor(6000))
 
     result = asyncio.run(main())
     assert result.records == 11 * 1440

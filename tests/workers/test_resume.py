@@ -33,6 +33,7 @@ import pytest
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import count_open_times, day_range_ms
 from streamforge_pipelines.kafka import ensure_topics_sync
 from streamforge_pipelines.protocol import (
@@ -49,9 +50,8 @@ from streamforge_pipelines.queue_manager.tracking import TaskTracker
 from streamforge_pipelines.simulator import SimulatorServer
 from streamforge_pipelines.simulator.faults import FaultConfig
 from streamforge_pipelines.stack import Stack
-from streamforge_pipelines.workers import loader_candles
+from streamforge_pipelines.workers import loader_candles, run_task
 from streamforge_pipelines.workers.checkpoint import CheckpointStore
-from streamforge_pipelines.workers.loader_candles import run_candle_task
 
 SEED = 42
 MINUTE_MS = 60_000
@@ -192,7 +192,7 @@ def test_resumed_task_produces_only_what_follows_its_checkpoint(
             live = settings.model_copy(update={"exchange_url": sim.base_url, "loader_concurrency": 2})
             store = await CheckpointStore.load(bootstrap, topic)
             qid = make_queue_id("ETHUSDT", "api_candles_1m", first)
-            full = await run_candle_task(command(qid), live, checkpoints=store)
+            full = await run_task(command(qid), live, checkpoints=store)
             assert full.records == total
             history = [orjson.loads(r.value) for r in await _read_topic(bootstrap, topic)]
             assert [h["done_until_ms"] for h in history] == sorted(h["done_until_ms"] for h in history)
@@ -218,7 +218,7 @@ def test_resumed_task_produces_only_what_follows_its_checkpoint(
                 qid2 = make_queue_id("ETHUSDT", "api_candles_1m", first)
                 cp2 = {**cp, "queue_id": qid2}
                 resumed_store = CheckpointStore(bootstrap, topic, {qid2: cp2})
-                got = await run_candle_task(command(qid2), live, checkpoints=resumed_store)
+                got = await run_task(command(qid2), live, checkpoints=resumed_store)
                 assert got.records == total and got.partitions == full.partitions
                 assert got.days_by_source == full.days_by_source
                 produced = _candle_open_times(await _read_topic(bootstrap, live.topic_candles), qid2)
@@ -403,4 +403,4 @@ def test_loader_killed_with_sigkill_resumes_from_its_checkpoint(
         from streamforge_pipelines.store import store_from_settings
 
         with store_from_settings(live) as db:
-            assert db.count_candles("BTCUSDT", "1m", start, end) == total
+            assert db.count(CANDLES, ("BTCUSDT", "1m"), start, end) == total

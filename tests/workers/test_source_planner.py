@@ -23,6 +23,7 @@ from streamforge_pipelines.queue_manager.tracking import ExchangeTotals, TaskSta
 from streamforge_pipelines.simulator.server import SimulatorServer
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
+from streamforge_pipelines.workers import run_task
 from streamforge_pipelines.workers.archive_client import (
     ArchiveChecksumMismatch,
     ArchiveNotAvailable,
@@ -34,7 +35,6 @@ from streamforge_pipelines.workers.governor import WeightGovernor
 from streamforge_pipelines.workers.loader_candles import (
     month_published_ms,
     plan_sources,
-    run_candle_task,
     whole_months,
 )
 
@@ -118,7 +118,7 @@ def test_archive_and_rest_records_are_identical_except_source_ms_and_micros_file
             for settings, source in ((s_archive, "archive"), (s_rest, "rest")):
                 live = settings.model_copy(update={"exchange_url": sim.base_url})
                 cmd = _command(first, last, "1m", source, topic=settings.topic_candles)
-                result = await run_candle_task(cmd, live, governor=WeightGovernor(100_000))
+                result = await run_task(cmd, live, governor=WeightGovernor(100_000))
                 out.append((result, await read_docs(bootstrap, settings.topic_candles)))
             return out
 
@@ -152,7 +152,7 @@ def test_auto_reads_old_days_from_archive_and_the_tail_from_rest(make_settings, 
     async def main():
         async with SimulatorServer(seed=42) as sim:
             live = settings0.model_copy(update={"exchange_url": sim.base_url})
-            return await run_candle_task(_command(first, last, "5m", "auto"), live, clock_ms=lambda: now)
+            return await run_task(_command(first, last, "5m", "auto"), live, clock_ms=lambda: now)
 
     result = asyncio.run(main())
     assert result.days_by_source == {"archive": 3, "rest": 1}
@@ -176,9 +176,9 @@ def test_archive_404_falls_back_to_rest_in_auto_and_fails_in_archive_mode(make_s
             live = settings0.model_copy(
                 update={"exchange_url": sim.base_url, "exchange_archive_url": sim.base_url + "/nothing"}
             )
-            auto = await run_candle_task(_command(first, last, "15m", "auto"), live, clock_ms=lambda: now)
+            auto = await run_task(_command(first, last, "15m", "auto"), live, clock_ms=lambda: now)
             with pytest.raises(ArchiveNotAvailable) as err:
-                await run_candle_task(_command(first, last, "15m", "archive"), live)
+                await run_task(_command(first, last, "15m", "archive"), live)
             return auto, err.value
 
     auto, err = asyncio.run(main())
@@ -216,9 +216,9 @@ def test_checksum_mismatch_falls_back_to_rest(make_settings, read_docs) -> None:
                 live = settings0.model_copy(
                     update={"exchange_url": sim.base_url, "exchange_archive_url": f"http://127.0.0.1:{port}"}
                 )
-                auto = await run_candle_task(_command(day, day, "1h", "auto"), live, clock_ms=lambda: now)
+                auto = await run_task(_command(day, day, "1h", "auto"), live, clock_ms=lambda: now)
                 with pytest.raises(ArchiveChecksumMismatch):
-                    await run_candle_task(_command(day, day, "1h", "archive"), live)
+                    await run_task(_command(day, day, "1h", "archive"), live)
                 return auto
         finally:
             await runner.cleanup()
@@ -330,7 +330,7 @@ def test_monthly_file_reads_a_whole_month_and_falls_back_to_daily_files(make_set
                         update={"exchange_url": sim.base_url, "exchange_archive_url": archive_url}
                     )
                     cmd = _command(first, last, "1h", source, topic=s.topic_candles)
-                    result = await run_candle_task(cmd, live, governor=WeightGovernor(100_000))
+                    result = await run_task(cmd, live, governor=WeightGovernor(100_000))
                     out.append((result, await read_docs(s.kafka_bootstrap_servers or "", s.topic_candles)))
             finally:
                 await runner.cleanup()

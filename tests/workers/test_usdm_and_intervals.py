@@ -24,6 +24,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from streamforge_pipelines import datasets
+from streamforge_pipelines.datasets import CANDLES, CANDLES_USDM
 from streamforge_pipelines.intervals import INTERVALS, count_open_times, day_range_ms, open_times
 from streamforge_pipelines.kafka import ensure_topics_sync, make_producer
 from streamforge_pipelines.protocol import (
@@ -34,10 +36,11 @@ from streamforge_pipelines.protocol import (
 )
 from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load_candles
 from streamforge_pipelines.queue_manager.telemetry import EventFollower
-from streamforge_pipelines.settings import Settings, candle_collection
+from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.simulator.limits import futures_klines_weight
 from streamforge_pipelines.simulator.server import SimulatorServer
 from streamforge_pipelines.store import store_from_settings
+from streamforge_pipelines.workers import run_task
 from streamforge_pipelines.workers.archive_client import ArchiveClient, daily_klines_path
 from streamforge_pipelines.workers.connector import Connector
 from streamforge_pipelines.workers.errors import TaskInvalid
@@ -47,7 +50,7 @@ from streamforge_pipelines.workers.exchange_client import (
     request_weight,
 )
 from streamforge_pipelines.workers.governor import WeightGovernor, default_governor
-from streamforge_pipelines.workers.loader_candles import LoadResult, governor_for, run_candle_task
+from streamforge_pipelines.workers.loader_task import LoadResult, governor_for
 
 SYMBOL = "BTCUSDT"
 SEED = 42
@@ -175,7 +178,7 @@ def matrix(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
                 async with EventFollower(kafka_bootstrap, settings.topic_events) as follower:
                     commands = {(m, i): _command(m, i) for m, i in MATRIX}
                     done = await asyncio.gather(
-                        *(run_candle_task(c, settings, producer=producer) for c in commands.values())
+                        *(run_task(c, settings, producer=producer) for c in commands.values())
                     )
                     results = dict(zip(commands, done, strict=True))
                     await _wait_stored(follower, {c.queue_id for c in commands.values()}, STORED_WITHIN_S)
@@ -202,9 +205,9 @@ def test_every_interval_reconciles_with_the_exchange(matrix: Matrix, market: str
     assert [r[0] for r in reference] == open_times(start, end, interval)
     assert matrix.results[(market, interval)].records == expected
     with store_from_settings(matrix.settings) as store:
-        docs = store.read_candles(SYMBOL, interval, start, end, candle_collection(market))
+        docs = store.read(datasets.candles(market), (SYMBOL, interval), start, end)
         other = "spot" if market == "usdm" else "usdm"
-        others = store.read_candles(SYMBOL, interval, start, end, candle_collection(other))
+        others = store.read(datasets.candles(other), (SYMBOL, interval), start, end)
     assert len(docs) == len(reference) == expected
     for doc, row in zip(docs, reference, strict=True):
         assert [doc[f] for f in KLINE_FIELDS] == row[:11], (market, interval, doc["open_time"])
@@ -321,7 +324,7 @@ def test_markets_have_their_own_topics_collections_and_commands(tmp_path: Path) 
     )
     assert old.market is None
     connector = Connector(settings, store_from_settings(settings))
-    assert {t: c for t, c in connector.collections.items() if "candles" in c} == {
+    assert {t: s.collection for t, s in connector.specs.items() if "candles" in s.collection} == {
         "sf.candles.v1": "candles",
         "fut.candles": "candles_usdm",
     }
@@ -373,7 +376,7 @@ def test_a_usdm_1s_command_built_around_validation_is_refused_by_the_loader(
     command = Command.model_construct(**{**_command("usdm", "1h").model_dump(), "type": "api_candles_1s"})
     settings = _settings(kafka_bootstrap, tmp_path, exchange_url="http://127.0.0.1:9")
     with pytest.raises(TaskInvalid, match=r"command\.market: USD-M futures have no 1s klines"):
-        asyncio.run(run_candle_task(command, settings))
+        asyncio.run(run_task(command, settings))
 
 
 # --------------------------------------------------------------------------------- archive vs REST
@@ -397,7 +400,7 @@ def test_usdm_archive_and_rest_records_are_identical_but_for_source(
                 # of a usdm task may go to the spot URL
                 urls = {"exchange_futures_url": sim.base_url, "exchange_archive_url": sim.base_url}
                 live = settings.model_copy(update={"exchange_url": "http://127.0.0.1:9", **urls})
-                result = await run_candle_task(
+                result = await run_task(
                     _command("usdm", "1m", source), live, governor=WeightGovernor(100_000, pool="usdm")
                 )
                 out.append((result, await read_docs(kafka_bootstrap, settings.topic_candles_usdm)))
@@ -450,9 +453,9 @@ def test_queue_manager_loads_usdm_into_its_collection(kafka_bootstrap: str, tmp_
     assert report.exchange.days_by_source == {"archive": 4, "rest": 0}
     with store_from_settings(settings0) as store:
         start, end = day_range_ms(first, last)
-        assert store.count_candles(SYMBOL, "1h", start, end, "candles_usdm") == 48
-        assert store.count_candles(SYMBOL, "1h", start, end, "candles") == 0
-        docs = store.read_candles(SYMBOL, "1h", start, end, "candles_usdm")
+        assert store.count(CANDLES_USDM, (SYMBOL, "1h"), start, end) == 48
+        assert store.count(CANDLES, (SYMBOL, "1h"), start, end) == 0
+        docs = store.read(CANDLES_USDM, (SYMBOL, "1h"), start, end)
     assert {d["source"] for d in docs} == {"binance-usdm-archive"}
     assert orjson.dumps(docs[0])  # plain JSON documents
 
@@ -470,8 +473,8 @@ def test_streamforge_run_main_job_with_market_usdm(make_settings) -> None:
     assert summary.to_json()["days_by_source"] == {"archive": 2, "rest": 0, "repair": 0}
     with store_from_settings(settings) as db:
         start, end = day_range_ms(first, last)
-        assert db.count_candles(SYMBOL, "15m", start, end, "candles_usdm") == 2 * 96
-        assert db.count_candles(SYMBOL, "15m", start, end, "candles") == 0
+        assert db.count(CANDLES_USDM, (SYMBOL, "15m"), start, end) == 2 * 96
+        assert db.count(CANDLES, (SYMBOL, "15m"), start, end) == 0
 
 
 def test_usdm_archive_month_matches_rest(kafka_bootstrap: str, tmp_path: Path, read_docs) -> None:
@@ -485,7 +488,7 @@ def test_usdm_archive_month_matches_rest(kafka_bootstrap: str, tmp_path: Path, r
     async def main() -> tuple[LoadResult, list[dict[str, Any]], list[list[Any]]]:
         async with SimulatorServer(seed=SEED) as sim:
             live = settings0.model_copy(update={"exchange_url": sim.base_url})
-            result = await run_candle_task(command, live)
+            result = await run_task(command, live)
             docs = await read_docs(kafka_bootstrap, settings0.topic_candles_usdm)
             return result, docs, await _rest_klines(sim.base_url, "usdm", "1h", *day_range_ms(first, last))
 

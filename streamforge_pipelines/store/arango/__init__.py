@@ -1,0 +1,5 @@
+"""The production (ArangoDB) adapter of the store: :class:`ArangoStore`."""
+
+from .store import ArangoStore
+
+__all__ = ["ArangoStore"]
