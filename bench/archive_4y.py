@@ -13,7 +13,7 @@ production) and then:
 2. **baseline, archive only**: the same files downloaded, checksum-verified and parsed into kline
    rows by :class:`~streamforge_pipelines.workers.archive_client.ArchiveClient` with the loader's
    concurrency, nothing produced: the floor any archive loader pays here before it writes anything.
-3. **end to end**: :func:`~streamforge_pipelines.queue_manager.load_candles` with
+3. **end to end**: :func:`~streamforge_pipelines.queue_manager.load` with
    ``source="archive"`` (one task; the loader reads the 48 monthly files, produces one Kafka message
    per page of 1000 candles, the connector upserts into an empty SQLite store); the clock runs until
    the connector acknowledged the end marker and the store was counted. ``--rounds`` times (fresh
@@ -48,7 +48,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.e2e_candles import CpuMeter, phase_settings, problems_of, scrape_connector
-from streamforge_pipelines.queue_manager import LoadRequest, load_candles
+from streamforge_pipelines.queue_manager import LoadRequest, load
 from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import store_from_settings
@@ -84,12 +84,12 @@ async def e2e_round(
 ) -> dict[str, Any]:
     """A one-day warm-up load (the connector joins its group), then the measured load."""
     with store_from_settings(settings) as store:
-        warm = await load_candles(warmup, settings, store)
+        warm = await load(warmup, settings, store)
         if not warm.ok:
             raise RuntimeError(f"warm-up load failed: {warm.tasks} {warm.errors}")
         before = scrape_connector(metrics_url)
         cpu.start()
-        report = await load_candles(request, settings, store)
+        report = await load(request, settings, store)
         cpu_s = cpu.stop()
         after = scrape_connector(metrics_url)
     out: dict[str, Any] = {

@@ -11,7 +11,7 @@ and the exchange simulator, as ``streamforge run`` does) and measures, on that s
    produce every page and read it back, one after the other — no exchange, no decoding, no store.
    (The real pipeline overlaps the two halves, so it may come close to or even beat that figure.)
 2. **end to end, loaders in-process** —
-   :func:`~streamforge_pipelines.queue_manager.load_candles` with ``launch="inprocess"`` (the
+   :func:`~streamforge_pipelines.queue_manager.load` with ``launch="inprocess"`` (the
    default), the connector a separate process as in production, into an empty SQLite store. The
    clock runs from the call until every task is stored (the connector acknowledged every end
    marker) and the store has been counted: ``LoadReport.seconds``; the rate is ``stored / seconds``.
@@ -21,7 +21,7 @@ and the exchange simulator, as ``streamforge run`` does) and measures, on that s
 3. **end to end through Dagster** — :func:`~streamforge_pipelines.runner.run_main_job` (the code
    path of ``streamforge run``), same workload, fresh data directory, once. Its clock includes
    starting a fresh connector (and its group join) and the Dagster run around the step; the step's
-   own ``load_candles`` time is read from the materialization it recorded.
+   own ``load`` time is read from the materialization it recorded.
 
 Phases 1 and 2 run ``--rounds`` times (default 5), each round with a fresh data directory, fresh
 topics, a fresh connector and consumer group; the table shows the median round and the range,
@@ -35,13 +35,13 @@ How to read the figures:
 
 * ``/ceil`` is the share of the raw pipeline ceiling the pipeline keeps (median over median).
 * **timeline** (median round), seconds since the load started. *Seen* is when the queue-manager
-  read the event on ``queue-events`` (what ``load_candles`` waits for); the other figures are the
+  read the event on ``queue-events`` (what ``load`` waits for); the other figures are the
   timestamps the workers put on their events, so the gap is telemetry latency (a stamp is exact
   when its event is read on its own, as in any load that lasts more than a moment). First loader
   started (the set-up before it: task records, producer, follower, commands); first candle stored
   (first kline pages fetched, produced, consumed, upserted); all loaders finished (every candle is
   on the broker); last end marker acknowledged (the connector caught up: its distance to the
-  previous figure is the connector's backlog); store counted (``load_candles`` returns).
+  previous figure is the connector's backlog); store counted (``load`` returns).
 * **CPU s** per process during the load beside what the machine's cores offered in that time: a
   total near the capacity means the run is CPU-bound and the processes compete (the bench process
   runs the loaders and the queue-manager). A process near one CPU second per second is bound by
@@ -49,7 +49,7 @@ How to read the figures:
 * **connector busy** is the time the connector spent in batches (decode, upsert, commit) as a
   share of the load: near 100% means the connector is the bottleneck; well below means it waited
   for the loaders (or for fetches).
-* **dagster**: the ``load_candles`` time inside the step includes the fresh connector's group
+* **dagster**: the ``load`` time inside the step includes the fresh connector's group
   join (about the *connector cold start* figure); the rest is starting the stack, the Dagster run
   around the step and counting the store.
 
@@ -94,7 +94,7 @@ import orjson
 from bench.broker_raw import measure_raw
 from streamforge_pipelines.intervals import day_range_ms, floor_open_time, now_ms
 from streamforge_pipelines.protocol import candle_page, encode_record
-from streamforge_pipelines.queue_manager import LoadRequest, expected_counts, load_candles
+from streamforge_pipelines.queue_manager import LoadRequest, expected_counts, load
 from streamforge_pipelines.queue_manager.tracking import TaskTracker
 from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.simulator.symbols import DEFAULT_SYMBOLS
@@ -178,7 +178,7 @@ def problems_of(figures: dict[str, Any]) -> list[str]:
 class Milestones:
     """When each stage of a load happened, in seconds since the load started.
 
-    ``*_seen`` is when the queue-manager saw it on ``queue-events`` (what ``load_candles`` waits
+    ``*_seen`` is when the queue-manager saw it on ``queue-events`` (what ``load`` waits
     for); ``*_stamped`` is the timestamp the worker put on the event when it sent it. The gap is
     telemetry latency. Wall-clock times: the workers are processes on the same host.
     """
@@ -334,14 +334,14 @@ async def e2e_round(
 ) -> dict[str, Any]:
     """Warm-up load, then the measured load, into the (empty) store of ``settings``."""
     with store_from_settings(settings) as store:
-        warm = await load_candles(warmup, settings, store)
+        warm = await load(warmup, settings, store)
         if not warm.ok or warm.missing:
             raise RuntimeError(f"warm-up load failed: {warm.tasks} {warm.errors}")
         before = scrape_connector(metrics_url)
         pages_before, page_s_before = loader_pages()
         marks = Milestones()
         cpu.start()
-        report = await load_candles(request, settings, store, on_progress=marks.observe)
+        report = await load(request, settings, store, on_progress=marks.observe)
         cpu_s = cpu.stop()
         after = scrape_connector(metrics_url)
     pages, page_s = loader_pages()
@@ -507,7 +507,7 @@ def print_report(result: dict[str, Any]) -> None:
     )
     print(
         f"      last end marker acked {_s(t['last_ack_stamped_s'])} (seen {_s(t['last_ack_seen_s'])}) "
-        f"| store counted, load_candles returned {_s(t['counted_s'])}"
+        f"| store counted, load returned {_s(t['counted_s'])}"
     )
     cpu = med["cpu_s"]
     if cpu:
@@ -531,7 +531,7 @@ def print_report(result: dict[str, Any]) -> None:
     if dag is not None:
         outside = dag["seconds"] - dag["step_load_s"] if dag["step_load_s"] is not None else None
         print(
-            f"    dagster: load_candles in the step {_s(dag['step_load_s'])} s (cold connector included), "
+            f"    dagster: load in the step {_s(dag['step_load_s'])} s (cold connector included), "
             f"step {_s(dag['step_wall_s'])} s, outside the load (stack start, run, count) {_s(outside)} s"
         )
     print()

@@ -116,18 +116,6 @@ DEFAULT_UNIVERSE = (
 )
 
 
-#: Store collection of each market's candles.
-CANDLE_COLLECTIONS: dict[str, str] = {"spot": "candles", "usdm": "candles_usdm"}
-
-
-#: Store collection of the trades (aggTrades and trades of every symbol; keys ``BTCUSDT:agg:<id>``).
-TRADES_COLLECTION = "trades"
-
-
-def candle_collection(market: str = "spot") -> str:
-    """The store collection of a market's candles (``candles``, ``candles_usdm``)."""
-    return CANDLE_COLLECTIONS[market]
-
 
 def redact_url(url: str) -> str:
     """A URL safe to print: ``http://user:secret@host:8529`` -> ``http://user:***@host:8529``."""

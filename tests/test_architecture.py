@@ -38,6 +38,7 @@ WORKERS_PUBLIC = {
     "register_loader",
     "run_loader_task",
     "run_task",
+    "send_end_markers",
     "serve_loader",
     "serve_metrics",
     "settings_secrets",

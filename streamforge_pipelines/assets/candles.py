@@ -4,7 +4,7 @@ Built by the dataset asset factory (:mod:`.datasets`, which says what every load
 does: queue-manager of its partitions, one run per date range, the completeness ledger with one
 round of targeted repair reported as the asset check ``complete``). What is the candles' own: the
 interval of each asset, the ``market`` of the run config (spot, or USD-M futures with their own
-topic and collection) and the call :func:`~streamforge_pipelines.queue_manager.load_candles`. The
+topic and collection) and its :class:`~streamforge_pipelines.queue_manager.LoadRequest`. The
 check passes when no candle is missing (candles absent in confirmed exchange downtime are not
 missing), with expected / stored / downtime / missing / repaired as metadata.
 """
@@ -18,7 +18,7 @@ from .. import queue_manager
 from ..datasets import CANDLES
 from ..names import candles_asset
 from ..partitions import CANDLE_INTERVALS
-from .datasets import Load, LoadCall, LoadConfig, dataset_asset
+from .datasets import LoadCall, LoadConfig, Request, dataset_asset
 
 
 class CandlesConfig(LoadConfig):
@@ -28,30 +28,15 @@ class CandlesConfig(LoadConfig):
     )
 
 
-def load_candles(interval: str) -> Load[CandlesConfig]:
-    """The queue-manager call of ``candles_<interval>``: one candles load over the run's span."""
+def candles_request(interval: str) -> Request[CandlesConfig]:
+    """The queue-manager request of a ``candles_<interval>`` run: the run's span and the market."""
 
-    async def load(call: LoadCall[CandlesConfig]) -> queue_manager.LoadReport:
-        request = queue_manager.LoadRequest(
-            symbols=call.symbols,
-            interval=interval,
-            first=call.span.first,
-            last=call.span.last,
-            run_id=call.run_id,
-            partition_key=call.span.label,
-            source=call.config.source,
-            market=call.config.market,
-        )
-        return await queue_manager.load_candles(
-            request,
-            call.settings,
-            call.store,
-            launch=call.launch,
-            max_parallel_tasks=call.max_parallel_tasks,
-            on_progress=call.on_progress,
+    def request(call: LoadCall[CandlesConfig]) -> queue_manager.LoadRequest:
+        return queue_manager.LoadRequest(
+            interval=interval, market=call.config.market, **call.request_fields()
         )
 
-    return load
+    return request
 
 
 def build_candles_asset(interval: str) -> dg.AssetsDefinition:
@@ -62,7 +47,7 @@ def build_candles_asset(interval: str) -> dg.AssetsDefinition:
         check_description="No candle missing per the completeness ledger (confirmed exchange "
         "downtime is not missing); one round of targeted repair runs first.",
         config_type=CandlesConfig,
-        load=load_candles(interval),
+        request=candles_request(interval),
         metadata={"interval": interval},
     )
 

@@ -13,10 +13,10 @@ missing).
 What the factory takes from the spec: the noun of the metadata keys (``expected_candles``,
 ``stored_trades``: the spec's name) and the ledger kind, which decides the figures the ledger adds
 and how ``complete`` is judged (:data:`LEDGER_VIEWS`: a time grid knows confirmed exchange downtime
-and duplicate keys, id ranges know each day's id span). What is the dataset's own: the queue-manager
-call (:data:`Load`) — which request it builds from the run's config and span, and which
-``queue_manager`` function carries it out. Config, partitions, resources, progress, failure
-handling, metadata and the check are the same for every dataset.
+and duplicate keys, id ranges know each day's id span). What is the dataset's own: its
+queue-manager request (:data:`Request`), built from the run's config and span
+(:func:`streamforge_pipelines.queue_manager.load` carries out any of them). Config, partitions,
+resources, progress, failure handling, metadata and the check are the same for every dataset.
 
 No ``from __future__ import annotations`` here: Dagster reads the asset function's config annotation
 (the factory's ``config`` class) as an object, not as a string it would resolve in this module.
@@ -24,13 +24,14 @@ No ``from __future__ import annotations`` here: Dagster reads the asset function
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import dagster as dg
 from pydantic import Field
 
+from .. import queue_manager
 from ..datasets import DatasetSpec, LedgerKind
 from ..names import COMPLETE_CHECK, MARKET_DATA_GROUP
 from ..partitions import DAILY, PartitionSpan, partition_span
@@ -98,9 +99,20 @@ class LoadCall(Generic[C]):
     max_parallel_tasks: int
     on_progress: Callable[[TaskTracker], None]
 
+    def request_fields(self) -> dict[str, Any]:
+        """What every dataset's request takes from the run: symbols, days, run, partition, source."""
+        return {
+            "symbols": self.symbols,
+            "first": self.span.first,
+            "last": self.span.last,
+            "run_id": self.run_id,
+            "partition_key": self.span.label,
+            "source": self.config.source,
+        }
 
-#: The dataset's own part of its asset: build the request, run it through the queue-manager.
-Load = Callable[[LoadCall[C]], Awaitable[LoadOutcome]]
+
+#: The dataset's own part of its asset: its queue-manager request for a run.
+Request = Callable[[LoadCall[C]], queue_manager.LoadRequest | queue_manager.TradesRequest]
 
 
 class ProgressLog:
@@ -267,10 +279,11 @@ def dataset_asset(
     description: str,
     check_description: str,
     config_type: type[C],
-    load: Load[C],
+    request: Request[C],
     metadata: Mapping[str, Any] | None = None,
 ) -> dg.AssetsDefinition:
-    """The daily-partitioned asset ``name`` that loads ``spec``'s records through ``load``."""
+    """The daily-partitioned asset ``name`` that loads ``spec``'s records: the run's ``request``,
+    carried out by :func:`streamforge_pipelines.queue_manager.load`."""
     noun, view = spec.name, LEDGER_VIEWS[spec.ledger]
 
     @dg.asset(
@@ -304,7 +317,16 @@ def dataset_asset(
             max_parallel_tasks=loaders.max_parallel_tasks,
             on_progress=ProgressLog(context.log.info, len(symbols), noun),
         )
-        report = asyncio.run(load(call))
+        report: LoadOutcome = asyncio.run(
+            queue_manager.load(
+                request(call),
+                settings,
+                store,
+                launch=call.launch,
+                max_parallel_tasks=call.max_parallel_tasks,
+                on_progress=call.on_progress,
+            )
+        )
         meta = load_metadata(spec, report)
         if report.failed:
             raise _failure(report, meta)

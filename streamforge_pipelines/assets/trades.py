@@ -5,8 +5,8 @@ queue-manager of its partitions (one ``api_agg_trades`` task per symbol for the 
 backfill is one run; loaders in the step or standalone; completion by the connector's end-marker
 acknowledgements), then the trades ledger (ids are consecutive, so a day is complete when every id
 of its span is stored) with one round of ``id_ranges`` repair, reported as the asset check
-``complete``. The trades' own part is the call
-:func:`~streamforge_pipelines.queue_manager.load_trades` with the trade kind ``agg``.
+``complete``. The trades' own part is the request: a
+:class:`~streamforge_pipelines.queue_manager.TradesRequest` of the trade kind ``agg``.
 """
 
 from .. import queue_manager
@@ -22,25 +22,9 @@ class TradesConfig(LoadConfig):
     """A trades load's run config: the symbols and the source (nothing beyond the common config)."""
 
 
-async def load_agg_trades(call: LoadCall[TradesConfig]) -> queue_manager.TradesReport:
-    """The queue-manager call of ``agg_trades``: one trades load of kind ``agg`` over the run's span."""
-    request = queue_manager.TradesRequest(
-        symbols=call.symbols,
-        kind=AGG_KIND,
-        first=call.span.first,
-        last=call.span.last,
-        run_id=call.run_id,
-        partition_key=call.span.label,
-        source=call.config.source,
-    )
-    return await queue_manager.load_trades(
-        request,
-        call.settings,
-        call.store,
-        launch=call.launch,
-        max_parallel_tasks=call.max_parallel_tasks,
-        on_progress=call.on_progress,
-    )
+def agg_trades_request(call: LoadCall[TradesConfig]) -> queue_manager.TradesRequest:
+    """The queue-manager request of an ``agg_trades`` run: trades of kind ``agg`` over the run's span."""
+    return queue_manager.TradesRequest(kind=AGG_KIND, **call.request_fields())
 
 
 agg_trades = dataset_asset(
@@ -50,5 +34,5 @@ agg_trades = dataset_asset(
     "store collection `trades`, keys `SYMBOL:agg:<id>`.",
     check_description="Every aggregate-trade id of each day's span is stored (one round of repair first).",
     config_type=TradesConfig,
-    load=load_agg_trades,
+    request=agg_trades_request,
 )

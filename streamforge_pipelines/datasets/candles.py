@@ -19,7 +19,7 @@ from ..protocol import (
     page_docs,
     validate_candle,
 )
-from .spec import DatasetSpec, FieldType, PageRows
+from .spec import DatasetSpec, FieldType, PageRows, TuplePageCodec
 
 #: A checked candle page: symbol, interval, source, queue_id and its kline rows.
 CandlePage = tuple[str, str, str, str, list[list[Any]]]
@@ -44,11 +44,12 @@ CANDLE_DOC_FIELDS: dict[str, FieldType] = {
 }
 
 
-class CandleCodec:
+class CandleCodec(TuplePageCodec):
     """Pages of kline arrays (``candles``) and, from older producers, single candles (``candle``,
     read as a page of one row) — :func:`~streamforge_pipelines.protocol.check_candle_page`."""
 
     kinds = (RECORD_CANDLES, RECORD_CANDLE)
+    queue_id_at, rows_at = 3, 4
 
     def check(self, value: dict[str, Any]) -> CandlePage:
         if value.get("record", RECORD_CANDLE) == RECORD_CANDLE:
@@ -56,12 +57,6 @@ class CandleCodec:
             row = [doc[f] for f in PAGE_ROW_FIELDS]
             return doc["symbol"], doc["interval"], doc["source"], doc["queue_id"], [row]
         return check_candle_page(value)
-
-    def count(self, page: CandlePage) -> int:
-        return len(page[4])
-
-    def queue_id(self, page: CandlePage) -> str:
-        return page[3]
 
     def docs(self, page: CandlePage) -> list[dict[str, Any]]:
         return page_docs(*page)

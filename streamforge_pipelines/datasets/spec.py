@@ -88,6 +88,22 @@ class PageRows:
     key_prefix: str
 
 
+class TuplePageCodec:
+    """A base for codecs whose checked page is a tuple: the ``queue_id`` at :attr:`queue_id_at`, the
+    page's rows (or documents) at :attr:`rows_at`; it supplies :meth:`PageCodec.count` and
+    :meth:`PageCodec.queue_id`."""
+
+    queue_id_at: int
+    rows_at: int
+
+    def count(self, page: tuple[Any, ...]) -> int:
+        return len(page[self.rows_at])
+
+    def queue_id(self, page: tuple[Any, ...]) -> str:
+        queue_id: str = page[self.queue_id_at]
+        return queue_id
+
+
 @dataclass(frozen=True, slots=True)
 class DatasetSpec:
     """One dataset, declared once (see the module docstring)."""

@@ -7,7 +7,7 @@ from operator import attrgetter
 from typing import Any
 
 from ..protocol import RECORD_TRADES, TRADE_KINDS, TRADE_TASK_TYPES, trade_key, validate_trade_page
-from .spec import DatasetSpec, FieldType
+from .spec import DatasetSpec, FieldType, TuplePageCodec
 
 #: A checked trades page: its queue_id and its store documents.
 TradesPage = tuple[str, list[dict[str, Any]]]
@@ -29,20 +29,15 @@ TRADE_DOC_FIELDS: dict[str, FieldType] = {
 }
 
 
-class TradesCodec:
+class TradesCodec(TuplePageCodec):
     """Pages of trade rows (``trades``) — :func:`~streamforge_pipelines.protocol.validate_trade_page`."""
 
     kinds = (RECORD_TRADES,)
+    queue_id_at, rows_at = 0, 1
 
     def check(self, value: dict[str, Any]) -> TradesPage:
         docs = validate_trade_page(value)
         return value["queue_id"], docs
-
-    def count(self, page: TradesPage) -> int:
-        return len(page[1])
-
-    def queue_id(self, page: TradesPage) -> str:
-        return page[0]
 
     def docs(self, page: TradesPage) -> list[dict[str, Any]]:
         return page[1]

@@ -16,6 +16,7 @@ from typing import Any
 
 from .checks import (
     MAX_RECORD_INT,
+    build_page,
     decimal_problem,
     got,
     int_problem,
@@ -106,15 +107,10 @@ def candle_page(
     rows: Sequence[Sequence[Any]], symbol: str, interval: str, source: str, queue_id: str
 ) -> dict[str, Any]:
     """A ``candles`` record: one page of kline arrays of one symbol and interval."""
-    return {
-        "record": RECORD_CANDLES,
-        "symbol": symbol,
-        "interval": interval,
-        "source": source,
-        "queue_id": queue_id,
-        # REST rows carry a 12th unused field; archive rows come without it
-        "rows": rows if not rows or len(rows[0]) == _PAGE_ROW_LEN else [row[:_PAGE_ROW_LEN] for row in rows],
-    }
+    header = {"symbol": symbol, "interval": interval, "source": source, "queue_id": queue_id}
+    # REST rows carry a 12th unused field; archive rows come without it
+    trimmed = rows if not rows or len(rows[0]) == _PAGE_ROW_LEN else [row[:_PAGE_ROW_LEN] for row in rows]
+    return build_page(RECORD_CANDLES, header, trimmed)
 
 
 def check_candle_page(value: dict[str, Any]) -> tuple[str, str, str, str, list[list[Any]]]:

@@ -142,3 +142,9 @@ def joined(column: Iterable[Any]) -> bytes | None:
         return ",".join(column).encode("ascii")
     except (TypeError, UnicodeEncodeError):
         return None
+
+
+def build_page(record: str, header: dict[str, str], rows: Any) -> dict[str, Any]:
+    """A data page: ``{"record": <kind>, <header fields>..., "rows": [...]}`` (what a loader produces
+    and :func:`record_header` reads back)."""
+    return {"record": record, **header, "rows": rows}

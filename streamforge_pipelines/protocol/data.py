@@ -44,7 +44,7 @@ def decode_record(raw: bytes, *, page_as_docs: bool = True) -> dict[str, Any]:
     ``{"record": "trades", "queue_id": ..., "kind": "agg" | "trade", "docs": [store documents]}``.
     With ``page_as_docs=False`` a candle page comes as ``{"record": "candles", "queue_id": ...,
     "page": (symbol, interval, source, queue_id, rows), "count": n}``: checked, but no documents
-    built, for :meth:`~streamforge_pipelines.store.base.Store.upsert_candle_pages`.
+    built (what :meth:`~streamforge_pipelines.store.base.Store.upsert_pages` takes for candles).
     """
     value = json_object("record", raw)
     kind = value.get("record", RECORD_CANDLE)

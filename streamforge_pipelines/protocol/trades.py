@@ -15,6 +15,7 @@ from typing import Any
 
 from .checks import (
     MAX_RECORD_INT,
+    build_page,
     decimal_problem,
     got,
     int_problem,
@@ -55,14 +56,8 @@ def trade_page(
     rows: Sequence[Sequence[Any]], symbol: str, kind: str, source: str, queue_id: str
 ) -> dict[str, Any]:
     """A ``trades`` record: one page of trade rows (:data:`AGG_ROW_FIELDS` / :data:`TRADE_ROW_FIELDS`)."""
-    return {
-        "record": RECORD_TRADES,
-        "symbol": symbol,
-        "kind": kind,
-        "source": source,
-        "queue_id": queue_id,
-        "rows": [list(r) for r in rows],
-    }
+    header = {"symbol": symbol, "kind": kind, "source": source, "queue_id": queue_id}
+    return build_page(RECORD_TRADES, header, [list(r) for r in rows])
 
 
 def validate_trade_page(value: dict[str, Any]) -> list[dict[str, Any]]:
@@ -73,8 +68,8 @@ def validate_trade_page(value: dict[str, Any]) -> list[dict[str, Any]]:
     times integers from 0 to 2**63-1, ids strictly increasing (a page is consecutive ids in id order),
     ``first_trade_id <= last_trade_id``; a positive ``price`` and non-negative ``qty`` /
     ``quote_qty`` (:data:`~.checks.DECIMAL_PATTERN`);
-    ``is_buyer_maker`` a bool. A document has the fields of
-    :data:`streamforge_pipelines.store.base.TRADE_FIELDS`; the kind's absent fields are ``None``
+    ``is_buyer_maker`` a bool. A document has
+    the fields of :data:`streamforge_pipelines.datasets.TRADES`; the kind's absent fields are ``None``
     (``quote_qty`` of an aggregate trade, ``first_trade_id`` / ``last_trade_id`` of a trade).
     """
     symbol, kind, source, queue_id = record_header("trades", value, _TRADE_HEADER)

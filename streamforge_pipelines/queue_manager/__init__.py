@@ -4,8 +4,8 @@
   reported (:class:`LoadReport`, :class:`TradesReport`, the per (symbol, day) figures);
 * :mod:`.commands` — the one command builder: task plans -> the start commands on ``queue-control``;
 * :mod:`.tasks` — running a load's tasks to the end (task records, loaders, ``queue-events``);
-* :mod:`.loads` — :func:`load_candles`, :func:`repair_candles`, :func:`load_trades`: a whole load
-  with its completeness check and one round of repair;
+* :mod:`.loads` — :func:`load`: a whole load of any dataset with its completeness check and one
+  round of repair;
 * :mod:`.ledger` (candles: a time grid per day) and :mod:`.trades_ledger` (trades: id spans per day)
   — the completeness ledgers;
 * :mod:`.tracking` (:class:`~.tracking.TaskTracker`: tasks through their telemetry) and
@@ -19,11 +19,11 @@ re-exported: at the package level that name is the trades ledger's module).
 
 from .commands import TaskPlan, build_commands, range_repairs, weight_share, whole_range
 from .loads import (
+    LoadRun,
     RepairOutcome,
     duplicate_keys,
     ledger_of,
-    load_candles,
-    load_trades,
+    load,
     measure,
     repair_candles,
 )
@@ -45,6 +45,7 @@ __all__ = [
     "Launch",
     "LoadReport",
     "LoadRequest",
+    "LoadRun",
     "RepairOutcome",
     "TaskPlan",
     "TradesReport",
@@ -54,8 +55,7 @@ __all__ = [
     "expected_counts",
     "figures",
     "ledger_of",
-    "load_candles",
-    "load_trades",
+    "load",
     "measure",
     "range_repairs",
     "repair_candles",

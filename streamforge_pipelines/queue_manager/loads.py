@@ -1,29 +1,34 @@
 """queue-manager: plan a load, write the task records, command the loaders, wait until stored.
 
-This is the logic behind the Dagster candles and trades assets, kept free of Dagster so it can be
-called and tested on its own. :func:`load_candles` returns only when every task is stored (or has
-failed, or stalled), which is what lets the asset step own the partition's materialization: it is
-recorded once, by the step, with the figures of :class:`~.requests.LoadReport`.
-:func:`load_trades` does the same for trades, with the trades ledger.
+This is the logic behind the Dagster dataset assets, kept free of Dagster so it can be called and
+tested on its own. :func:`load` runs any dataset's request: the one command builder, the tasks to
+the end (stored, failed or stalled) — which is what lets the asset step own the partition's
+materialization, recorded once by the step with the report's figures — and then the completeness
+check of the dataset's ledger kind with one round of targeted repair: a time grid
+(:func:`complete_time_grid`: candles, :class:`~.requests.LoadReport`) or id ranges
+(:func:`complete_id_ranges`: trades, :class:`~.requests.TradesReport`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
 
 from ..intervals import day_range_ms, days_between, now_ms
+from ..protocol import Command
 from ..settings import Settings
 from ..store import LedgerRecord, Store
-from ..workers import BinanceRestClient, WeightGovernor
-from .commands import build_commands, range_repairs
+from .commands import DatasetRequest, build_commands, range_repairs
 from .ledger import LedgerTotals, build_ledger, repair_ranges, save_ledger
-from .requests import DayFigure, LoadReport, LoadRequest, TradesReport, TradesRequest, figures
-from .tasks import Launch, run_tasks
+from .requests import DayFigure, LoadReport, LoadRequest, TradesReport, figures
+from .tasks import Launch, TasksOutcome, run_tasks
 from .tracking import COMPLETE, TaskTracker
-from .trades_ledger import TradesDayLedger, check_id_day, exchange_day_span, repair_plan
+from .trades_ledger import SpanFinder, TradesDayLedger, check_id_day, repair_plan
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +66,33 @@ def measure(request: LoadRequest, store: Store, clock_ms: int) -> tuple[list[Day
     return figures(entries), dups
 
 
-async def load_candles(
-    request: LoadRequest,
+@dataclass(frozen=True)
+class LoadRun:
+    """How a load's tasks run (the options of :func:`load`), for its repair round too."""
+
+    settings: Settings
+    store: Store
+    launch: Launch = "inprocess"
+    max_parallel_tasks: int = 4
+    on_progress: Callable[[TaskTracker], None] | None = None
+    clock_ms: Callable[[], int] = now_ms
+
+    async def tasks(self, commands: list[Command], request: DatasetRequest, **kw: Any) -> TasksOutcome:
+        return await run_tasks(
+            commands,
+            request,
+            self.settings,
+            self.store,
+            self.launch,
+            self.max_parallel_tasks,
+            self.on_progress,
+            clock_ms=self.clock_ms,
+            **kw,
+        )
+
+
+async def load(
+    request: DatasetRequest,
     settings: Settings,
     store: Store,
     *,
@@ -71,39 +101,41 @@ async def load_candles(
     on_progress: Callable[[TaskTracker], None] | None = None,
     repair: bool = True,
     clock_ms: Callable[[], int] = now_ms,
-) -> LoadReport:
-    """Run one load to the end: task records, commands, loaders, completion, then the completeness
-    ledger with one round of targeted repair (:func:`repair_candles`) when every task completed.
+) -> Any:
+    """Run one load to the end: task records, commands, loaders, completion; then the completeness
+    check of the request's dataset (its ledger kind) with one round of targeted repair when every
+    task completed (and ``repair``). Returns the request's report (``LoadReport``, ``TradesReport``).
 
     ``clock_ms`` (epoch ms; default the wall clock) is what "now" is for the in-process loaders
     (which days ``auto`` reads from the archive, where the still-open candle starts) and for the
     ledger: tests pass a fixed one so that a load of a fixed historical range plans the same way on
     any day. External loaders (``launch="external"``) read their own clock."""
     t0 = time.perf_counter()
+    run = LoadRun(settings, store, launch, max_parallel_tasks, on_progress, clock_ms)
     commands = build_commands(request, settings, parallel=max_parallel_tasks)
+    outcome = await run.tasks(commands, request)
+    complete = COMPLETIONS[request.spec.ledger]
+    report = await complete(request, outcome, run, repair)  # type: ignore[operator]
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+async def complete_time_grid(
+    request: LoadRequest, outcome: TasksOutcome, run: LoadRun, repair: bool
+) -> LoadReport:
+    """A time-grid dataset's report: the ledger after one round of range repair (when every task
+    completed), the per-day figures and the duplicate keys."""
     report = LoadReport(request=request)
-    outcome = await run_tasks(
-        commands, request, settings, store, launch, max_parallel_tasks, on_progress, clock_ms=clock_ms
-    )
     report.tasks, report.errors, report.loaded = outcome.tasks, outcome.errors, outcome.loaded
     report.exchange = outcome.exchange
     if repair and not report.failed:
-        fixed = await repair_candles(
-            request,
-            settings,
-            store,
-            launch=launch,
-            max_parallel_tasks=max_parallel_tasks,
-            on_progress=on_progress,
-            clock_ms=clock_ms,
-        )
+        fixed = await repair_candles(request, run)
         report.ledger, report.repair_tasks = fixed.entries, fixed.tasks
         report.errors.update(fixed.errors)
-        report.duplicate_keys = duplicate_keys(request, store)
+        report.duplicate_keys = duplicate_keys(request, run.store)
     else:
-        report.ledger, report.duplicate_keys = ledger_of(request, store, clock_ms(), save=True)
+        report.ledger, report.duplicate_keys = ledger_of(request, run.store, run.clock_ms(), save=True)
     report.days = figures(report.ledger)
-    report.seconds = time.perf_counter() - t0
     return report
 
 
@@ -120,21 +152,12 @@ class RepairOutcome:
     confirmed: int = 0
 
 
-async def repair_candles(
-    request: LoadRequest,
-    settings: Settings,
-    store: Store,
-    *,
-    launch: Launch = "inprocess",
-    max_parallel_tasks: int = 4,
-    on_progress: Callable[[TaskTracker], None] | None = None,
-    clock_ms: Callable[[], int] = now_ms,
-) -> RepairOutcome:
+async def repair_candles(request: LoadRequest, run: LoadRun) -> RepairOutcome:
     """Build the ledger of ``request``; if candles are missing, re-fetch only their ranges from REST
-    (one task per symbol, same launch mode), wait until stored, and rebuild the ledger with the
-    ranges the exchange returned nothing for as confirmed downtime. The ledger is persisted.
-    ``clock_ms`` as for :func:`load_candles`."""
-    clock = clock_ms()  # one clock for before and after: the same closed candles are expected
+    (one task per symbol, the run's launch mode), wait until stored, and rebuild the ledger with the
+    ranges the exchange returned nothing for as confirmed downtime. The ledger is persisted."""
+    store = run.store
+    clock = run.clock_ms()  # one clock for before and after: the same closed candles are expected
 
     def ledger(confirmed: dict[str, list[tuple[int, int]]] | None = None) -> list[LedgerRecord]:
         return build_ledger(
@@ -153,21 +176,13 @@ async def repair_candles(
     if not ranges:
         save_ledger(store, before)
         return RepairOutcome(entries=before)
-    commands = build_commands(request, settings, plans=range_repairs(ranges), parallel=max_parallel_tasks)
+    commands = build_commands(
+        request, run.settings, plans=range_repairs(ranges), parallel=run.max_parallel_tasks
+    )
     missing, n_ranges = LedgerTotals.of(before).missing, sum(map(len, ranges.values()))
     log.info("repair: %d candles missing, re-fetching %d ranges", missing, n_ranges)
     empty: dict[str, list[tuple[int, int]]] = {}
-    outcome = await run_tasks(
-        commands,
-        request,
-        settings,
-        store,
-        launch,
-        max_parallel_tasks,
-        on_progress,
-        empty_ranges=empty,
-        clock_ms=clock_ms,
-    )
+    outcome = await run.tasks(commands, request, empty_ranges=empty)
     confirmed: dict[str, list[tuple[int, int]]] = {}
     for c in commands:
         if outcome.tasks[c.queue_id] == COMPLETE and c.symbol is not None:
@@ -184,48 +199,49 @@ async def repair_candles(
     return result
 
 
-async def trades_ledger(request: TradesRequest, settings: Settings, store: Store) -> list[TradesDayLedger]:
-    """The trades ledger of every (symbol, day) of the request, with the day's id span from the
-    exchange (two weight-4 requests per symbol-day, through a governor of the deployment's share)."""
-    if settings.exchange_url is None:
-        raise ValueError("EXCHANGE_URL is not set: no exchange to take the id spans from")
-    governor = WeightGovernor(settings.exchange_weight_limit, settings.exchange_weight_share)
+@asynccontextmanager
+async def _spans_from_the_store() -> AsyncIterator[SpanFinder]:
+    async def none(symbol: str, day: date) -> None:
+        return None
+
+    yield none
+
+
+async def id_range_ledger(request: DatasetRequest, settings: Settings, store: Store) -> list[TradesDayLedger]:
+    """The id-range ledger of every (series, day) of the request (:func:`.trades_ledger.check_id_day`):
+    each day's id span from the request's own source when it has one (``day_spans``: a trades
+    request asks the exchange), else from what the store holds for the day."""
+    day_spans = getattr(request, "day_spans", None)
     out = []
-    async with BinanceRestClient(
-        settings.exchange_url, governor=governor, waf_pause_s=settings.exchange_waf_pause_s
-    ) as client:
+    async with day_spans(settings) if day_spans is not None else _spans_from_the_store() as span_of:
         for symbol in request.symbols:
             for day in days_between(request.first, request.last):
-                span = await exchange_day_span(client, symbol, request.kind, day)
-                out.append(check_id_day(store, request.spec, (symbol, request.kind), day, span))
+                span = await span_of(symbol, day)
+                out.append(check_id_day(store, request.spec, request.series(symbol), day, span))
     return out
 
 
-async def load_trades(
-    request: TradesRequest,
-    settings: Settings,
-    store: Store,
-    *,
-    launch: Launch = "inprocess",
-    max_parallel_tasks: int = 4,
-    on_progress: Callable[[TaskTracker], None] | None = None,
-    repair: bool = True,
+async def complete_id_ranges(
+    request: DatasetRequest, outcome: TasksOutcome, run: LoadRun, repair: bool
 ) -> TradesReport:
-    """Run one trades load to the end (task records, commands, loaders, completion), then the trades
-    ledger (:mod:`.trades_ledger`) with one round of ``id_ranges`` repair when anything is missing."""
-    t0 = time.perf_counter()
+    """An id-range dataset's report: its ledger (:func:`id_range_ledger`) after one round of
+    ``id_ranges`` repair when anything is missing and every task completed."""
     report = TradesReport(request=request)
-    commands = build_commands(request, settings, parallel=max_parallel_tasks)
-    outcome = await run_tasks(commands, request, settings, store, launch, max_parallel_tasks, on_progress)
     report.tasks, report.errors, report.loaded = outcome.tasks, outcome.errors, outcome.loaded
     report.exchange = outcome.exchange
-    report.ledger = await trades_ledger(request, settings, store)
+    report.ledger = await id_range_ledger(request, run.settings, run.store)
     plans = [p for p in map(repair_plan, report.ledger) if p is not None]
-    fixes = build_commands(request, settings, plans=plans, parallel=max_parallel_tasks)
-    if repair and fixes and not report.failed:
-        fixed = await run_tasks(fixes, request, settings, store, launch, max_parallel_tasks, on_progress)
+    if repair and plans and not report.failed:
+        fixes = build_commands(request, run.settings, plans=plans, parallel=run.max_parallel_tasks)
+        fixed = await run.tasks(fixes, request)
         report.errors.update(fixed.errors)
         report.repaired = fixed.loaded
-        report.ledger = await trades_ledger(request, settings, store)
-    report.seconds = time.perf_counter() - t0
+        report.ledger = await id_range_ledger(request, run.settings, run.store)
     return report
+
+
+#: The completeness check of each ledger kind (:attr:`~streamforge_pipelines.datasets.DatasetSpec.ledger`).
+COMPLETIONS: dict[str, Callable[..., Awaitable[Any]]] = {
+    "time_grid": complete_time_grid,
+    "id_ranges": complete_id_ranges,
+}

@@ -9,7 +9,8 @@ of the range. :func:`expected_counts` and :func:`figures` turn a request or a le
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -23,9 +24,11 @@ from ..intervals import (
     days_between,
     floor_open_time,
 )
+from ..settings import Settings
 from ..store import LedgerRecord
+from ..workers import BinanceRestClient, WeightGovernor
 from .tracking import COMPLETE, FAILED, STALLED, ExchangeTotals
-from .trades_ledger import KIND_TASK_TYPES, TradesDayLedger
+from .trades_ledger import KIND_TASK_TYPES, SpanFinder, TradesDayLedger, exchange_day_span
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class LoadRequest:
     @property
     def task_type(self) -> str:
         return f"api_candles_{self.interval}"
+
+    def series(self, symbol: str) -> tuple[str, ...]:
+        return (symbol, self.interval)
 
     @property
     def spec(self) -> DatasetSpec:
@@ -166,10 +172,30 @@ class TradesRequest:
     def spec(self) -> DatasetSpec:
         return datasets.TRADES
 
+    def series(self, symbol: str) -> tuple[str, ...]:
+        return (symbol, self.kind)
+
+    @asynccontextmanager
+    async def day_spans(self, settings: Settings) -> AsyncIterator[SpanFinder]:
+        """Each (symbol, day)'s id span from the exchange (:func:`.trades_ledger.exchange_day_span`:
+        two weight-4 requests, through a governor of the deployment's share of the limit)."""
+        if settings.exchange_url is None:
+            raise ValueError("EXCHANGE_URL is not set: no exchange to take the id spans from")
+        governor = WeightGovernor(settings.exchange_weight_limit, settings.exchange_weight_share)
+        async with BinanceRestClient(
+            settings.exchange_url, governor=governor, waf_pause_s=settings.exchange_waf_pause_s
+        ) as client:
+
+            async def span_of(symbol: str, day: date) -> tuple[int, int] | None:
+                return await exchange_day_span(client, symbol, self.kind, day)
+
+            yield span_of
+
 
 @dataclass
 class TradesReport:
-    """What :func:`load_trades` did: task outcomes, exchange figures and the trades ledger."""
+    """What :func:`.loads.load` did for a trades request: task outcomes, exchange figures, the trades
+    ledger."""
 
     request: TradesRequest
     tasks: dict[str, str] = field(default_factory=dict)

@@ -15,7 +15,7 @@ This module does not import Dagster (the asset layer calls it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -26,6 +26,9 @@ from ..protocol import TRADE_TASK_TYPES
 from ..store import Store
 from ..workers import BinanceRestClient, first_id
 from .commands import TaskPlan
+
+#: How a request finds a (symbol, day)'s id span: ``(first_id, last_id)``, or None (none known).
+SpanFinder = Callable[[str, date], Awaitable[tuple[int, int] | None]]
 
 #: Task type of each trade kind (``agg`` -> ``api_agg_trades``).
 KIND_TASK_TYPES: dict[str, str] = {kind: task for task, kind in TRADE_TASK_TYPES.items()}

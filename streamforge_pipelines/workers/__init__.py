@@ -13,7 +13,7 @@ from .errors import TaskInvalid, WorkerError
 from .exchange_client import BinanceRestClient
 from .governor import WeightGovernor
 from .loader_producer import serve_loader
-from .loader_task import Loader, LoadResult, TaskRun, run_loader_task
+from .loader_task import Loader, LoadResult, TaskRun, run_loader_task, send_end_markers
 from .loader_trades import first_id
 from .observability import configure_logging, redact_handlers, serve_metrics, settings_secrets
 
@@ -33,6 +33,7 @@ __all__ = [
     "register_loader",
     "run_loader_task",
     "run_task",
+    "send_end_markers",
     "serve_loader",
     "serve_metrics",
     "settings_secrets",

@@ -8,16 +8,12 @@ The built-in loaders are registered here; a new dataset's loader joins with :fun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Any
 
-from aiokafka import AIOKafkaProducer
-
-from ..intervals import now_ms
 from ..protocol import Command
 from ..settings import Settings
-from .checkpoint import CheckpointStore
 from .errors import TaskInvalid
-from .governor import WeightGovernor
 from .loader_candles import CANDLE_LOADER
 from .loader_task import Loader, LoadResult, run_loader_task
 from .loader_trades import TRADES_LOADER
@@ -51,25 +47,10 @@ def loader_for(task_type: str | None) -> Loader:
     return loader
 
 
-async def run_task(
-    command: Command,
-    settings: Settings,
-    *,
-    producer: AIOKafkaProducer | None = None,
-    clock_ms: Callable[[], int] = now_ms,
-    governor: WeightGovernor | None = None,
-    checkpoints: CheckpointStore | None = None,
-) -> LoadResult:
-    """Carry out ``command`` with its loader (:func:`~.loader_task.run_loader_task`)."""
-    return await run_loader_task(
-        loader_for(command.type),
-        command,
-        settings,
-        producer=producer,
-        clock_ms=clock_ms,
-        governor=governor,
-        checkpoints=checkpoints,
-    )
+async def run_task(command: Command, settings: Settings, **options: Any) -> LoadResult:
+    """Carry out ``command`` with its loader: :func:`~.loader_task.run_loader_task`, whose keyword
+    options (``producer``, ``clock_ms``, ``governor``, ``checkpoints``) pass through."""
+    return await run_loader_task(loader_for(command.type), command, settings, **options)
 
 
 register_loader(CANDLE_LOADER)

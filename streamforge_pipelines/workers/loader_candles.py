@@ -51,16 +51,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
-
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
 from .. import datasets
 from ..datasets import DatasetSpec
@@ -77,15 +73,11 @@ from ..intervals import (
     next_open_time,
     open_times,
 )
-from ..kafka import EventEmitter
 from ..protocol import (
     LOADER_CANDLES,
     Command,
     candle_page,
     encode_record,
-    end_marker,
-    make_producer_id,
-    queue_id_suffix,
 )
 from ..settings import Settings
 from .archive_client import DAILY_INTERVALS, ArchiveClient
@@ -94,8 +86,19 @@ from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid
 from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient
 from .governor import WeightGovernor
-from .loader_task import ARCHIVE, REST, LoadResult, TaskRun
-from .observability import BATCHES, LATENCY, RECORDS, Timer
+from .loader_task import (
+    ARCHIVE,
+    REST,
+    Every,
+    LoadResult,
+    ResumeCounts,
+    TaskRun,
+    resume_counts,
+    resume_from,
+    send_end_markers,
+    task_fingerprint,
+)
+from .observability import LATENCY, Timer
 
 log = logging.getLogger(__name__)
 
@@ -160,67 +163,28 @@ def task_range_ms(command: Command, clock_ms: int) -> tuple[int, int]:
     return start, min(end, floor_open_time(clock_ms, command.interval()))
 
 
-@dataclass
-class Resume:
+@dataclass(kw_only=True)
+class Resume(ResumeCounts):
     """Where a task resumes: its checkpoint's counts, all before ``done_until_ms``."""
 
     done_until_ms: int
-    records: int
-    pages: int
-    partitions: dict[int, int]
-    days_by_source: dict[str, int]
-
-
-def task_fingerprint(command: Command, topic: str) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed from (a queue_id reused for another task: not)."""
-    return {
-        "symbol": command.symbol,
-        "type": command.type,
-        "time_range": command.time_range,
-        "source": command.source or REST,
-        "market": command.market or "spot",
-        "topic": topic,
-    }
 
 
 def resume_point(command: Command, topic: str, checkpoints: CheckpointStore | None) -> Resume | None:
-    """The checkpoint of the command's task in ``checkpoints`` as a :class:`Resume`, else None.
+    """The checkpoint of the command's task in ``checkpoints`` as a :class:`Resume`, else None
+    (:func:`~.loader_task.resume_from`).
 
-    Checkpoint value (key = queue_id): ``queue_id``, ``task`` (:func:`task_fingerprint`),
+    Checkpoint value (key = queue_id): ``queue_id``, ``task`` (:func:`~.loader_task.task_fingerprint`),
     ``done_until_ms`` (every candle with an open time before it is acknowledged by Kafka),
     ``records``, ``pages``, ``partitions`` (partition -> records), ``days_by_source`` (days that
     ended by ``done_until_ms``, by source), ``complete`` (end markers written), ``written_at``.
-    Repair commands (``ranges``) never resume.
     """
-    if checkpoints is None or command.ranges is not None:
-        return None
-    value = checkpoints.get(command.queue_id)
-    if value is None:
-        return None
-    if value.get("task") != task_fingerprint(command, topic):
-        log.warning(
-            "checkpoint of %s is for another task (%s): loading from the start",
-            command.queue_id,
-            value.get("task"),
-            extra={"queue_id": command.queue_id},
-        )
-        return None
-    try:
-        return Resume(
-            done_until_ms=int(value["done_until_ms"]),
-            records=int(value["records"]),
-            pages=int(value["pages"]),
-            partitions={int(p): int(n) for p, n in dict(value["partitions"]).items()},
-            days_by_source={str(w): int(n) for w, n in dict(value["days_by_source"]).items()},
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning(
-            "malformed checkpoint of %s (%r): loading from the start",
-            command.queue_id,
-            exc,
-            extra={"queue_id": command.queue_id},
-        )
-        return None
+    return resume_from(
+        command,
+        topic,
+        checkpoints,
+        lambda value: Resume(done_until_ms=int(value["done_until_ms"]), **resume_counts(value)),
+    )
 
 
 def _iso(ms: int) -> str:
@@ -458,10 +422,7 @@ class CandleLoader:
         return binance_clients(settings, command.market or "spot", governor)
 
     async def load(self, run: TaskRun) -> None:
-        await _load(
-            run.command, run.settings, run.producer, run.clients.rest, run.clients.archive, run.events,
-            run.topic, run.command.interval(), run.result, run.clock_ms, run.checkpoints, run.resume,
-        )  # fmt: skip
+        await _load(run, run.command.interval())
 
     def finished(self, run: TaskRun) -> tuple[str, dict[str, Any]]:
         result = run.result
@@ -472,24 +433,11 @@ class CandleLoader:
 CANDLE_LOADER = CandleLoader()
 
 
-async def _load(
-    command: Command,
-    settings: Settings,
-    producer: AIOKafkaProducer,
-    client: BinanceRestClient,
-    archive: ArchiveClient,
-    events: EventEmitter,
-    topic: str,
-    interval: str,
-    result: LoadResult,
-    clock_ms: Callable[[], int],
-    checkpoints: CheckpointStore | None = None,
-    resume: Resume | None = None,
-) -> None:
-    assert command.symbol is not None
-    symbol = command.symbol
-    key = symbol.encode()
-    now = clock_ms()
+async def _load(run: TaskRun, interval: str) -> None:
+    command, result, checkpoints, resume = run.command, run.result, run.checkpoints, run.resume
+    producer, topic = run.producer, run.topic
+    symbol, key = run.symbol, run.key
+    now = run.clock_ms()
     start, end = task_range_ms(command, now)
     first, last = command.days()
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -504,7 +452,7 @@ async def _load(
     mode = command.source or REST
     repaired_days = 0
     if command.ranges is not None:  # targeted repair (ledger): only these ranges, from REST
-        jobs = _range_jobs(client, symbol, interval, command.ranges, start, end, result)
+        jobs = _range_jobs(run.clients.rest, symbol, interval, command.ranges, start, end, result)
         planned_rest = 0
         repaired_days = len({ms_to_day(a) for a, _ in command.ranges if a < end})
     else:
@@ -512,23 +460,29 @@ async def _load(
         planned_rest = sum(1 for _, where in plan if where == REST)
         months = whole_months(plan, now)
         jobs = _fetch_jobs(
-            client, archive, symbol, interval, plan, start, end, fallback=mode == "auto", months=months
+            run.clients.rest,
+            run.clients.archive,
+            symbol,
+            interval,
+            plan,
+            start,
+            end,
+            fallback=mode == "auto",
+            months=months,
         )
-    records_counter = RECORDS.labels(WORKER, "produced")
-    # All of a task's records share one key, so one partition: the one Kafka's default partitioner
-    # picks for the key (murmur2), exactly as a keyed send() would. One message per page of candles
-    # (protocol.candle_page) instead of one per candle: measured in bench/, see the module docstring.
-    partitions = sorted(await producer.partitions_for(topic))
-    partition = DefaultPartitioner()(key, partitions, partitions)
+    # All of a task's records share one key, so one partition (TaskRun.partition). One message per page
+    # of candles (protocol.candle_page) instead of one per candle: measured in bench/, see the module
+    # docstring.
+    partition = await run.partition()
     in_flight: list[asyncio.Future[Any]] = []
-    last_progress = time.monotonic()
+    progress = Every(PROGRESS_EVERY_S)
 
     days_by_source = {ARCHIVE: 0, REST: planned_rest}
     if command.ranges is not None:
         days_by_source[REPAIR] = repaired_days
     days_before = dict(resume.days_by_source) if resume is not None else {ARCHIVE: 0, REST: 0}
     task = task_fingerprint(command, topic)
-    last_checkpoint = time.monotonic()
+    checkpoint_every = Every(CHECKPOINT_EVERY_S)
 
     async def checkpoint(done_until: int, complete: bool = False) -> asyncio.Future[Any]:
         """Send a checkpoint; call only once everything before ``done_until`` is acknowledged."""
@@ -549,39 +503,26 @@ async def _load(
         }
         return await checkpoints.put(producer, command.queue_id, value)
 
-    async for whole in _in_order(jobs, settings.loader_concurrency):
+    async for whole in _in_order(jobs, run.settings.loader_concurrency):
         for chunk in whole.parts if whole.parts is not None else [whole]:
             if chunk.day_source is not None:
                 days_by_source[chunk.day_source] += chunk.days
-            source = RECORD_SOURCES[client.market][chunk.source]
+            source = RECORD_SOURCES[run.clients.rest.market][chunk.source]
             for lo in range(0, len(chunk.rows), KLINES_MAX_LIMIT):  # one message per <= 1000 candles
                 rows = chunk.rows[lo : lo + KLINES_MAX_LIMIT]
                 value = encode_record(candle_page(rows, symbol, interval, source, command.queue_id))
                 in_flight.append(await producer.send(topic, value, key=key, partition=partition))
-                result.partitions[partition] = result.partitions.get(partition, 0) + len(rows)
-                result.pages += 1
-                BATCHES.labels(WORKER).inc()
-                result.records += len(rows)
-                records_counter.inc(len(rows))
-        due = checkpoints is not None and time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY_S
+                run.sent_page(partition, len(rows), WORKER)
+        due = checkpoints is not None and checkpoint_every.due()
         if len(in_flight) >= 64 or due:
             await asyncio.gather(*in_flight)
             in_flight.clear()
             if checkpoints is not None:  # every page up to whole.until is acknowledged
                 in_flight.append(await checkpoint(whole.until))
-                last_checkpoint = time.monotonic()
-        if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
-            last_progress = time.monotonic()
-            await events.emit("loading", records_written=result.records)
+                checkpoint_every.reset()
+        await run.report_progress(progress)
     await asyncio.gather(*in_flight)
     result.days_by_source = {w: n + days_before.get(w, 0) for w, n in days_by_source.items()}
-    producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
-    markers = [
-        await producer.send(
-            topic, encode_record(end_marker(command.queue_id, producer_id, p, n)), key=key, partition=p
-        )
-        for p, n in sorted(result.partitions.items())
-    ]
-    await asyncio.gather(*markers)
+    await send_end_markers(run, WORKER, key)
     if checkpoints is not None:  # a crash before the command's offset is committed: markers only
         await (await checkpoint(end, complete=True))

@@ -22,24 +22,31 @@ A loader supplies only what differs: validation, clients, the load itself and it
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from ..datasets import DatasetSpec
 from ..intervals import now_ms
 from ..kafka import EventEmitter
-from ..protocol import Command, PartitionCount
+from ..protocol import Command, PartitionCount, encode_record, end_marker, make_producer_id, queue_id_suffix
 from ..settings import Settings
 from .checkpoint import CheckpointStore
 from .governor import WeightGovernor, default_governor
+from .observability import BATCHES, RECORDS
 from .task_io import task_channel, task_outcome
 
+log = logging.getLogger(__name__)
+
 ARCHIVE, REST = "archive", "rest"
+R = TypeVar("R")
 
 
 @dataclass
@@ -90,6 +97,72 @@ def governor_for(command: Command, settings: Settings) -> WeightGovernor:
     return default_governor(limit, settings.exchange_weight_share, pool=market)
 
 
+def task_fingerprint(command: Command, topic: str) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed from (a queue_id reused for another task: not)."""
+    return {
+        "symbol": command.symbol,
+        "type": command.type,
+        "time_range": command.time_range,
+        "source": command.source or REST,
+        "market": command.market or "spot",
+        "topic": topic,
+    }
+
+
+@dataclass(kw_only=True)
+class ResumeCounts:
+    """What a task's checkpoint carries over: its counts so far, all acknowledged by Kafka."""
+
+    records: int
+    pages: int
+    partitions: dict[int, int]
+    days_by_source: dict[str, int]
+
+
+def resume_counts(value: dict[str, Any]) -> dict[str, Any]:
+    """The :class:`ResumeCounts` fields of a checkpoint value (KeyError, TypeError or ValueError when
+    it is malformed)."""
+    return {
+        "records": int(value["records"]),
+        "pages": int(value["pages"]),
+        "partitions": {int(p): int(n) for p, n in dict(value["partitions"]).items()},
+        "days_by_source": {str(w): int(n) for w, n in dict(value["days_by_source"]).items()},
+    }
+
+
+def resume_from(
+    command: Command, topic: str, checkpoints: CheckpointStore | None, make: Callable[[dict[str, Any]], R]
+) -> R | None:
+    """Where the command's task resumes: ``make`` of its checkpoint in ``checkpoints``, else None.
+
+    None without checkpoints, for a repair (``ranges`` / ``id_ranges``: short, never resumed), without
+    a checkpoint, for a checkpoint of another task under the same queue_id
+    (:func:`task_fingerprint`), or for a malformed one (``make`` raising KeyError, TypeError or
+    ValueError): the task then loads from the start, saying why in the log.
+    """
+    if checkpoints is None or command.ranges is not None or command.id_ranges is not None:
+        return None
+    value = checkpoints.get(command.queue_id)
+    if value is None:
+        return None
+    where = {"queue_id": command.queue_id}
+    if value.get("task") != task_fingerprint(command, topic):
+        log.warning(
+            "checkpoint of %s is for another task (%s): loading from the start",
+            command.queue_id,
+            value.get("task"),
+            extra=where,
+        )
+        return None
+    try:
+        return make(value)
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning(
+            "malformed checkpoint of %s (%r): loading from the start", command.queue_id, exc, extra=where
+        )
+        return None
+
+
 @dataclass
 class TaskRun:
     """One task in progress, as :meth:`Loader.load` sees it."""
@@ -106,6 +179,69 @@ class TaskRun:
     resume: Any
     #: What :meth:`Loader.clients` opened.
     clients: Any
+
+    @property
+    def symbol(self) -> str:
+        """The command's symbol (a loader's :meth:`Loader.prepare` refuses a command without one)."""
+        assert self.command.symbol is not None
+        return self.command.symbol
+
+    @property
+    def key(self) -> bytes:
+        """The Kafka key of every record of the task: its symbol, so they share one partition, in order."""
+        return self.symbol.encode()
+
+    async def partition(self) -> int:
+        """The partition of the task's records: the one Kafka's default partitioner (murmur2) picks for
+        :attr:`key`, exactly as a keyed ``send()`` would; sending there explicitly saves hashing each page."""
+        partitions = sorted(await self.producer.partitions_for(self.topic))
+        partition: int = DefaultPartitioner()(self.key, partitions, partitions)
+        return partition
+
+    def sent_page(self, partition: int, records: int, worker: str) -> None:
+        """Count a page of ``records`` sent to ``partition`` (the result and the workers' metrics)."""
+        result = self.result
+        result.partitions[partition] = result.partitions.get(partition, 0) + records
+        result.pages += 1
+        result.records += records
+        BATCHES.labels(worker).inc()
+        RECORDS.labels(worker, "produced").inc(records)
+
+    async def report_progress(self, every: Every) -> None:
+        """A ``loading`` event with the records so far, when ``every`` is due."""
+        if every.due():
+            every.reset()
+            await self.events.emit("loading", records_written=self.result.records)
+
+
+class Every:
+    """Due once ``seconds`` have passed since the last :meth:`reset` (monotonic clock): how often a
+    loader reports progress and writes checkpoints."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last >= self.seconds
+
+    def reset(self) -> None:
+        self.last = time.monotonic()
+
+
+async def send_end_markers(run: TaskRun, worker: str, key: bytes) -> None:
+    """After a task's last record: an end marker to every partition it wrote to, with that
+    partition's count (the connector acknowledges each on ``queue-events`` once stored), all
+    acknowledged by Kafka on return."""
+    queue_id = run.command.queue_id
+    producer_id = make_producer_id(worker, queue_id_suffix(queue_id))
+    markers = [
+        await run.producer.send(
+            run.topic, encode_record(end_marker(queue_id, producer_id, p, n)), key=key, partition=p
+        )
+        for p, n in sorted(run.result.partitions.items())
+    ]
+    await asyncio.gather(*markers)
 
 
 class Clients(Protocol):

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, aclosing
@@ -45,31 +44,33 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
-
 from ..datasets import TRADES, DatasetSpec
 from ..intervals import DAY_MS, day_range_ms, day_start_ms, merge_ranges
-from ..kafka import EventEmitter
 from ..protocol import (
     LOADER_TRADES,
     Command,
     encode_record,
-    end_marker,
-    make_producer_id,
-    queue_id_suffix,
     trade_page,
 )
 from ..settings import Settings
-from .archive_client import ArchiveClient
 from .binance_clients import BinanceClients, binance_clients, rest_url_of
 from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid
 from .exchange_client import TRADES_MAX_LIMIT, BinanceRestClient
 from .governor import WeightGovernor
-from .loader_candles import ARCHIVE_MIN_AGE_MS, SOURCES, task_fingerprint
-from .loader_task import ARCHIVE, REST, LoadResult, TaskRun
-from .observability import BATCHES, LATENCY, RECORDS, Timer
+from .loader_candles import ARCHIVE_MIN_AGE_MS, SOURCES
+from .loader_task import (
+    ARCHIVE,
+    REST,
+    Every,
+    ResumeCounts,
+    TaskRun,
+    resume_counts,
+    resume_from,
+    send_end_markers,
+    task_fingerprint,
+)
+from .observability import LATENCY, Timer
 
 log = logging.getLogger(__name__)
 
@@ -182,38 +183,26 @@ async def rest_pages(
         await asyncio.gather(*pending, return_exceptions=True)
 
 
-@dataclass
-class TradeResume:
+@dataclass(kw_only=True)
+class TradeResume(ResumeCounts):
     """Where a task resumes: every row with an id below ``next_id`` is acknowledged by Kafka."""
 
     next_id: int
     after_ms: int
-    records: int
-    pages: int
-    partitions: dict[int, int]
-    days_by_source: dict[str, int]
 
 
 def resume_point(command: Command, topic: str, checkpoints: CheckpointStore | None) -> TradeResume | None:
-    """The checkpoint of the command's task as a :class:`TradeResume`, else None (repairs never
-    resume; a checkpoint of another task under the same queue_id, or a malformed one, is ignored)."""
-    if checkpoints is None or command.id_ranges is not None:
-        return None
-    value = checkpoints.get(command.queue_id)
-    if value is None or value.get("task") != task_fingerprint(command, topic):
-        return None
-    try:
-        return TradeResume(
-            next_id=int(value["next_id"]),
-            after_ms=int(value["after_ms"]),
-            records=int(value["records"]),
-            pages=int(value["pages"]),
-            partitions={int(p): int(n) for p, n in dict(value["partitions"]).items()},
-            days_by_source={str(w): int(n) for w, n in dict(value["days_by_source"]).items()},
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning("malformed checkpoint of %s (%r): loading from the start", command.queue_id, exc)
-        return None
+    """The checkpoint of the command's task as a :class:`TradeResume`, else None
+    (:func:`~.loader_task.resume_from`: repairs never resume; a checkpoint of another task under the
+    same queue_id, or a malformed one, is ignored)."""
+    return resume_from(
+        command,
+        topic,
+        checkpoints,
+        lambda value: TradeResume(
+            next_id=int(value["next_id"]), after_ms=int(value["after_ms"]), **resume_counts(value)
+        ),
+    )
 
 
 class TradesLoader:
@@ -245,10 +234,7 @@ class TradesLoader:
         return binance_clients(settings, "spot", governor)
 
     async def load(self, run: TaskRun) -> None:
-        await _load(
-            run.command, run.settings, run.producer, run.clients.rest, run.clients.archive, run.events,
-            run.topic, run.command.trade_kind(), run.result, run.clock_ms, run.checkpoints, run.resume,
-        )  # fmt: skip
+        await _load(run, run.command.trade_kind())
 
     def finished(self, run: TaskRun) -> tuple[str, dict[str, Any]]:
         result = run.result
@@ -269,34 +255,19 @@ def _segments(plan: list[tuple[date, str]]) -> list[tuple[str, date, date]]:
     return out
 
 
-async def _load(
-    command: Command,
-    settings: Settings,
-    producer: AIOKafkaProducer,
-    client: BinanceRestClient,
-    archive: ArchiveClient,
-    events: EventEmitter,
-    topic: str,
-    kind: str,
-    result: LoadResult,
-    clock_ms: Callable[[], int],
-    checkpoints: CheckpointStore | None,
-    resume: TradeResume | None,
-) -> None:
-    assert command.symbol is not None
-    symbol = command.symbol
-    key = symbol.encode()
-    now = clock_ms()
+async def _load(run: TaskRun, kind: str) -> None:
+    command, result, checkpoints, resume = run.command, run.result, run.checkpoints, run.resume
+    producer, topic = run.producer, run.topic
+    symbol, key = run.symbol, run.key
+    now = run.clock_ms()
     first, last = command.days()
     start, end = day_range_ms(first, last)
     end = min(end, now)
     t_at = TIME_AT[kind]
-    concurrency = settings.loader_concurrency
-    partitions = sorted(await producer.partitions_for(topic))
-    partition = DefaultPartitioner()(key, partitions, partitions)
+    concurrency = run.settings.loader_concurrency
+    partition = await run.partition()
     in_flight: list[asyncio.Future[Any]] = []
-    records_counter = RECORDS.labels(WORKER, "produced")
-    last_progress = last_checkpoint = time.monotonic()
+    progress, checkpoint_every = Every(PROGRESS_EVERY_S), Every(CHECKPOINT_EVERY_S)
     days_by_source = {ARCHIVE: 0, REST: 0}
     skip_below = 0  # ids already produced (resume)
     if resume is not None:
@@ -322,36 +293,31 @@ async def _load(
         return await checkpoints.put(producer, command.queue_id, value)
 
     async def produce(rows: list[Row], where: str) -> None:
-        nonlocal last_progress, last_checkpoint
         rows = [r for r in rows if r[0] >= skip_below] if skip_below else rows
         source = RECORD_SOURCE[where]
         for lo in range(0, len(rows), PAGE):
             page = rows[lo : lo + PAGE]
             value = encode_record(trade_page(page, symbol, kind, source, command.queue_id))
             in_flight.append(await producer.send(topic, value, key=key, partition=partition))
-            result.partitions[partition] = result.partitions.get(partition, 0) + len(page)
-            result.pages += 1
-            result.records += len(page)
-            BATCHES.labels(WORKER).inc()
-            records_counter.inc(len(page))
+            run.sent_page(partition, len(page), WORKER)
         if rows:
             state["next_id"], state["after_ms"] = rows[-1][0] + 1, rows[-1][t_at]
-        due = checkpoints is not None and time.monotonic() - last_checkpoint >= CHECKPOINT_EVERY_S
+        due = checkpoints is not None and checkpoint_every.due()
         if len(in_flight) >= 64 or due:
             await asyncio.gather(*in_flight)
             in_flight.clear()
             if due:  # everything before state["next_id"] is acknowledged
                 in_flight.append(await checkpoint())
-                last_checkpoint = time.monotonic()
-        if time.monotonic() - last_progress >= PROGRESS_EVERY_S:
-            last_progress = time.monotonic()
-            await events.emit("loading", records_written=result.records)
+                checkpoint_every.reset()
+        await run.report_progress(progress)
 
     async def rest_span(lo: int, hi: int) -> None:
-        begin = await first_id(client, symbol, kind, lo, hi)
+        begin = await first_id(run.clients.rest, symbol, kind, lo, hi)
         if begin is None:
             return
-        pages = rest_pages(client, symbol, kind, max(begin, skip_below), end_ms=hi, concurrency=concurrency)
+        pages = rest_pages(
+            run.clients.rest, symbol, kind, max(begin, skip_below), end_ms=hi, concurrency=concurrency
+        )
         async with aclosing(pages) as it:
             async for rows in it:
                 await produce(rows, REST)
@@ -360,7 +326,7 @@ async def _load(
         lo, hi = max(start, day_start_ms(day)), min(end, day_start_ms(day) + DAY_MS)
         try:
             with Timer(LATENCY.labels(WORKER, "archive_day")):
-                rows = await archive.daily_trades(symbol, kind, day)
+                rows = await run.clients.archive.daily_trades(symbol, kind, day)
         except ExchangeError as exc:
             if not fallback:
                 raise
@@ -373,7 +339,9 @@ async def _load(
             if a >= b or a < 0:
                 raise TaskInvalid(f"command.id_ranges: a range must end after it starts, got [{a}, {b})")
         for a, b in merge_ranges(command.id_ranges):
-            pages = rest_pages(client, symbol, kind, a, end_ms=end, end_id=b, concurrency=concurrency)
+            pages = rest_pages(
+                run.clients.rest, symbol, kind, a, end_ms=end, end_id=b, concurrency=concurrency
+            )
             async with aclosing(pages) as it:
                 async for rows in it:
                     await produce(rows, REST)
@@ -397,9 +365,9 @@ async def _load(
             j = i
             while j < len(segments) and segments[j][0] == ARCHIVE:
                 j += 1
-            run = [s[1] for s in segments[i:j]]
+            span = [s[1] for s in segments[i:j]]
             pending: deque[tuple[date, asyncio.Task[tuple[list[Row], str]]]] = deque()
-            todo = iter(run)
+            todo = iter(span)
             try:
                 for d in todo:
                     pending.append((d, asyncio.create_task(archive_day(d, mode == "auto"))))
@@ -423,13 +391,6 @@ async def _load(
             i = j
     await asyncio.gather(*in_flight)
     result.days_by_source = days_by_source
-    producer_id = make_producer_id(WORKER, queue_id_suffix(command.queue_id))
-    markers = [
-        await producer.send(
-            topic, encode_record(end_marker(command.queue_id, producer_id, p, n)), key=key, partition=p
-        )
-        for p, n in sorted(result.partitions.items())
-    ]
-    await asyncio.gather(*markers)
+    await send_end_markers(run, WORKER, key)
     if checkpoints is not None:
         await (await checkpoint(complete=True))

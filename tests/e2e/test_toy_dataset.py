@@ -27,7 +27,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from streamforge_pipelines import datasets
+from streamforge_pipelines import datasets, queue_manager
 from streamforge_pipelines.datasets import DatasetSpec
 from streamforge_pipelines.intervals import DAY_MS, day_start_ms
 from streamforge_pipelines.kafka import ensure_topics_sync, make_producer
@@ -35,14 +35,9 @@ from streamforge_pipelines.protocol import (
     Command,
     ProtocolError,
     encode_record,
-    end_marker,
-    make_producer_id,
-    queue_id_suffix,
 )
 from streamforge_pipelines.queue_manager import build_commands
-from streamforge_pipelines.queue_manager.tasks import run_tasks
 from streamforge_pipelines.queue_manager.tracking import COMPLETE
-from streamforge_pipelines.queue_manager.trades_ledger import check_id_day, repair_plan
 from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.store import store_from_settings
 from streamforge_pipelines.workers import (
@@ -50,6 +45,7 @@ from streamforge_pipelines.workers import (
     TaskRun,
     WeightGovernor,
     register_loader,
+    send_end_markers,
     unregister_loader,
 )
 from streamforge_pipelines.workers.connector import Connector
@@ -208,17 +204,7 @@ class TickLoader:
             metadata = await future
             result.partitions[metadata.partition] = result.partitions.get(metadata.partition, 0) + n
             result.records += n
-        producer_id = make_producer_id(self.worker, queue_id_suffix(command.queue_id))
-        markers = [
-            await run.producer.send(
-                run.topic,
-                encode_record(end_marker(command.queue_id, producer_id, p, n)),
-                key=key,
-                partition=p,
-            )
-            for p, n in sorted(result.partitions.items())
-        ]
-        await asyncio.gather(*markers)
+        await send_end_markers(run, self.worker, key)
 
     def finished(self, run: TaskRun) -> tuple[str, dict[str, Any]]:
         return f"{run.result.records} ticks", {}
@@ -237,6 +223,9 @@ class ToyRequest:
     source: str = "rest"
     task_type: str = TASK_TYPE
 
+    def series(self, symbol: str) -> tuple[str, ...]:
+        return (symbol,)
+
 
 @pytest.fixture
 def toy(make_settings) -> Iterator[tuple[Settings, DatasetSpec]]:
@@ -254,56 +243,60 @@ def toy(make_settings) -> Iterator[tuple[Settings, DatasetSpec]]:
 
 
 def test_a_dataset_defined_by_spec_codec_and_loader_flows_to_the_ledger(toy) -> None:
+    """The queue-manager's one ``load`` runs the toy request end to end: commands, the loader in
+    process, the connector, the id-range ledger (spans from the store: the toy request has no
+    exchange to ask), one round of ``id_ranges`` repair that fetches the held-back tick."""
     settings, spec = toy
     request = ToyRequest(SYMBOLS, DAYS[0], DAYS[-1], spec)
     commands = build_commands(request, settings)
     assert {c.kafka_topic for c in commands} == {spec.topic(settings)}
     assert {c.collection_name for c in commands} == {"toy_ticks"}
+    assert {c.type for c in commands} == {TASK_TYPE}
 
-    async def main() -> tuple[Any, Any, Any, Any]:
+    async def main() -> tuple[Any, Any]:
         with store_from_settings(settings) as store:
             stop = asyncio.Event()
             connector = asyncio.create_task(Connector(settings, store).run(stop))
             try:
-                loaded = await run_tasks(commands, request, settings, store, "inprocess", 4, None)
-                before = [check_id_day(store, spec, (s,), d) for s in SYMBOLS for d in DAYS]
-                plans = [p for p in map(repair_plan, before) if p is not None]
-                fixes = build_commands(request, settings, plans=plans)
-                repaired = await run_tasks(fixes, request, settings, store, "inprocess", 4, None)
-                after = [check_id_day(store, spec, (s,), d) for s in SYMBOLS for d in DAYS]
+                # without repair: the ledger shows the gap the loader left
+                unrepaired = await queue_manager.load(request, settings, store, repair=False)
+                report = await queue_manager.load(request, settings, store)
             finally:
                 stop.set()
                 await asyncio.wait_for(connector, WITHIN_S)
-            return loaded, before, repaired, after
+            return unrepaired, report
 
-    loaded, before, repaired, after = asyncio.run(asyncio.wait_for(main(), WITHIN_S * 2))
-    assert set(loaded.tasks.values()) == {COMPLETE}, loaded.errors
-    assert loaded.loaded == len(SYMBOLS) * len(DAYS) * TICKS_PER_DAY - 1
-    gaps = {(e.symbol, e.day): e.missing_ranges for e in before if e.missing_ranges}
+    unrepaired, report = asyncio.run(asyncio.wait_for(main(), WITHIN_S * 2))
+    assert set(unrepaired.tasks.values()) == {COMPLETE}, unrepaired.errors
+    assert unrepaired.loaded == len(SYMBOLS) * len(DAYS) * TICKS_PER_DAY - 1
+    gaps = {(e.symbol, e.day): e.missing_ranges for e in unrepaired.ledger if e.missing_ranges}
     assert gaps == {(SYMBOLS[0], DAYS[0].isoformat()): [(HELD_BACK_SEQ, HELD_BACK_SEQ + 1)]}
-    assert set(repaired.tasks.values()) == {COMPLETE} and repaired.loaded == 1
-    assert all(e.status == "complete" and e.stored == TICKS_PER_DAY for e in after), after
+    assert unrepaired.missing == 1 and unrepaired.repaired == 0
+    # the second load writes every tick again (idempotent keys) except the held-back one; the repair
+    # round fetches that one by id
+    assert set(report.tasks.values()) == {COMPLETE}, report.errors
+    assert report.repaired == 1 and report.missing == 0 and not report.failed
+    assert [(e.symbol, e.day, e.status, e.stored) for e in report.ledger] == [
+        (s, d.isoformat(), "complete", TICKS_PER_DAY) for s in SYMBOLS for d in DAYS
+    ]
 
     with store_from_settings(settings) as store:
         docs = store.read(spec, (SYMBOLS[0],), day_start_ms(DAYS[0]), day_start_ms(DAYS[-1]) + DAY_MS)
         assert [d["seq"] for d in docs] == list(range(len(DAYS) * TICKS_PER_DAY))
-        assert docs[HELD_BACK_SEQ] == {
+        # the held-back tick was written by the repair task, its neighbours by the second whole-range task
+        assert docs[HELD_BACK_SEQ - 1]["queue_id"] in report.tasks
+        assert docs[HELD_BACK_SEQ]["queue_id"] not in report.tasks | unrepaired.tasks
+        assert {k: v for k, v in docs[HELD_BACK_SEQ].items() if k != "queue_id"} == {
             "key": tick_key(SYMBOLS[0], HELD_BACK_SEQ),
             "symbol": SYMBOLS[0],
             "seq": HELD_BACK_SEQ,
             "time": day_start_ms(DAYS[0]) + HELD_BACK_SEQ * (DAY_MS // TICKS_PER_DAY),
             "value": f"{100 + HELD_BACK_SEQ % 7}.{HELD_BACK_SEQ % 10}",
             "source": "toy",
-            "queue_id": repaired_queue_id(repaired),
         }
         assert (
             store.duplicates(spec, SYMBOLS, (), day_start_ms(DAYS[0]), day_start_ms(DAYS[-1]) + DAY_MS) == 0
         )
-
-
-def repaired_queue_id(outcome: Any) -> str:
-    (queue_id,) = outcome.tasks
-    return str(queue_id)
 
 
 def test_a_bad_toy_page_is_dead_lettered_with_the_codecs_reason(toy) -> None:

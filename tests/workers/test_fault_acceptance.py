@@ -5,7 +5,7 @@ injection on every REST and archive path: latency, 5xx (empty and Binance-like b
 truncated mid-transfer, 200s with a body cut mid-JSON (malformed), connections dropped without an
 answer, and on REST the WAF's 403 (CloudFront's HTML page; every request pauses
 ``EXCHANGE_WAF_PAUSE_S``, 0.2 s here, then it is tried again). The load goes through the real
-pipeline: ``queue_manager.load_candles`` (in-process loaders, one governor) -> the session's
+pipeline: ``queue_manager.load`` (in-process loaders, one governor) -> the session's
 embedded broker -> the connector process -> SQLite.
 
 Each run asserts: 432,000 candles stored (every closed 1m candle of 30 days x 10 symbols), no
@@ -31,7 +31,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import HOUR_MS, day_range_ms, day_start_ms
-from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, load_candles
+from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, load
 from streamforge_pipelines.queue_manager.tracking import COMPLETE
 from streamforge_pipelines.simulator.faults import FaultConfig
 from streamforge_pipelines.simulator.limits import LimitsConfig
@@ -117,7 +117,7 @@ def _load(make_settings, source: str, faults: dict[str, Any]) -> tuple[LoadRepor
             before = await _scrape(sim.base_url)
             t0 = time.monotonic()
             with store_from_settings(live) as db:
-                report = await load_candles(request, live, db, clock_ms=lambda: NOW_MS)
+                report = await load(request, live, db, clock_ms=lambda: NOW_MS)
             seconds = time.monotonic() - t0
             after = await _scrape(sim.base_url)
         return report, after - before, seconds

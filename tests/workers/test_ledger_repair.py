@@ -24,7 +24,7 @@ from streamforge_pipelines.assets.datasets import complete_check
 from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import HOUR_MS, MINUTE_MS, day_start_ms
 from streamforge_pipelines.names import COMPLETE_CHECK
-from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, load_candles, repair_candles
+from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, LoadRun, load, repair_candles
 from streamforge_pipelines.queue_manager.ledger import COMPLETE, DOWNTIME, MISSING
 from streamforge_pipelines.runner import run_main_job
 from streamforge_pipelines.stack import Stack
@@ -121,7 +121,7 @@ def test_repair_refetches_only_the_deleted_ranges(make_settings, tmp_path: Path)
             live = stack.settings
             request = LoadRequest(symbols=("ETHUSDT", "SOLUSDT"), interval="5m", first=first, last=last)
             with store_from_settings(live) as db:
-                report = asyncio.run(load_candles(request, live, db))
+                report = asyncio.run(load(request, live, db))
                 assert report.ok and report.repaired == 0 and report.repair_tasks == {}
                 assert report.stored == 4 * 288
                 # Lose 10:00-12:00 of the first day, and 23:00-01:00 across midnight, of ETHUSDT.
@@ -130,7 +130,7 @@ def test_repair_refetches_only_the_deleted_ranges(make_settings, tmp_path: Path)
                 gone += _delete(live, "ETHUSDT", "5m", d1 - HOUR_MS, d1 + HOUR_MS)
                 assert gone == 48
                 before = _spot_requests(url)
-                outcome = asyncio.run(repair_candles(request, live, db))
+                outcome = asyncio.run(repair_candles(request, LoadRun(live, db)))
                 requests = _spot_requests(url) - before
                 stored = db.count(CANDLES, ("ETHUSDT", "5m"), d0, d1 + 24 * HOUR_MS)
                 ledger = db.read_ledger(["ETHUSDT", "SOLUSDT"], "5m", first.isoformat(), last.isoformat())
@@ -163,7 +163,7 @@ def test_check_fails_when_candles_are_missing_and_the_repair_cannot_fetch_them(
             live = stack.settings
             request = LoadRequest(symbols=("BNBUSDT",), interval="15m", first=day, last=day, source="archive")
             with store_from_settings(live) as db:
-                report = asyncio.run(load_candles(request, live, db))
+                report = asyncio.run(load(request, live, db))
                 assert report.ok and report.stored == 96
                 assert (
                     _delete(
@@ -175,7 +175,7 @@ def test_check_fails_when_candles_are_missing_and_the_repair_cannot_fetch_them(
                     )
                     == 4
                 )
-                outcome = asyncio.run(repair_candles(request, live, db))
+                outcome = asyncio.run(repair_candles(request, LoadRun(live, db)))
                 (persisted,) = db.read_ledger(["BNBUSDT"], "15m", day.isoformat(), day.isoformat())
     assert list(outcome.tasks.values()) == ["failed"]
     (entry,) = outcome.entries

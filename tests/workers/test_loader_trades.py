@@ -39,7 +39,7 @@ from streamforge_pipelines.protocol import (
     format_time_range,
     trade_page,
 )
-from streamforge_pipelines.queue_manager import TradesReport, TradesRequest, build_commands, load_trades
+from streamforge_pipelines.queue_manager import TradesReport, TradesRequest, build_commands, load
 from streamforge_pipelines.queue_manager.telemetry import EventFollower
 from streamforge_pipelines.queue_manager.trades_ledger import (
     check_id_day,
@@ -60,11 +60,10 @@ from streamforge_pipelines.workers.dispatcher import loader_for
 from streamforge_pipelines.workers.errors import TaskInvalid
 from streamforge_pipelines.workers.exchange_client import BinanceRestClient
 from streamforge_pipelines.workers.governor import WeightGovernor
-from streamforge_pipelines.workers.loader_task import LoadResult
+from streamforge_pipelines.workers.loader_task import LoadResult, task_fingerprint
 from streamforge_pipelines.workers.loader_trades import (
     TRADES_LOADER,
     plan_trade_sources,
-    task_fingerprint,
 )
 
 SYMBOL = "TINYUSDT"
@@ -502,7 +501,7 @@ def test_queue_manager_load_trades_reports_a_complete_ledger(kafka_bootstrap: st
             stop = asyncio.Event()
             connector_task = asyncio.create_task(Connector(settings, store).run(stop))
             try:
-                return await asyncio.wait_for(load_trades(request, settings, store), STORED_WITHIN_S)
+                return await asyncio.wait_for(load(request, settings, store), STORED_WITHIN_S)
             finally:
                 stop.set()
                 await connector_task

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from streamforge_pipelines.intervals import DAY_MS, HOUR_MS, day_range_ms, day_start_ms, open_times
 from streamforge_pipelines.protocol import Command, format_time_range
-from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load_candles
+from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load
 from streamforge_pipelines.queue_manager.telemetry import read_events
 from streamforge_pipelines.queue_manager.tracking import ExchangeTotals, TaskState
 from streamforge_pipelines.simulator.server import SimulatorServer
@@ -240,7 +240,7 @@ def test_queue_manager_passes_source_and_sums_days_by_source(make_settings) -> N
     with Stack(settings) as stack:
         live = stack.settings
         with store_from_settings(live) as db:
-            report = asyncio.run(load_candles(request, live, db, clock_ms=lambda: now))
+            report = asyncio.run(load(request, live, db, clock_ms=lambda: now))
     assert report.ok, report
     # 2 symbols x (2 archived days + 1 REST day)
     assert report.exchange.days_by_source == {"archive": 4, "rest": 2}

@@ -34,7 +34,7 @@ from streamforge_pipelines.protocol import (
     decode_command,
     format_time_range,
 )
-from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load_candles
+from streamforge_pipelines.queue_manager import LoadRequest, build_commands, load
 from streamforge_pipelines.queue_manager.telemetry import EventFollower
 from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.simulator.limits import futures_klines_weight
@@ -441,7 +441,7 @@ def test_queue_manager_loads_usdm_into_its_collection(kafka_bootstrap: str, tmp_
             stop = asyncio.Event()
             connector_task = asyncio.create_task(Connector(settings, store).run(stop))
             try:
-                return await asyncio.wait_for(load_candles(request, settings, store), 60)
+                return await asyncio.wait_for(load(request, settings, store), 60)
             finally:
                 stop.set()
                 await connector_task

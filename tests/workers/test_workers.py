@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from streamforge_pipelines.protocol import decode_event
-from streamforge_pipelines.queue_manager import LoadRequest, load_candles
+from streamforge_pipelines.queue_manager import LoadRequest, load
 from streamforge_pipelines.queue_manager.telemetry import read_events
 from streamforge_pipelines.stack import Stack, free_port
 from streamforge_pipelines.store import store_from_settings
@@ -45,7 +45,7 @@ def test_external_loader_worker_carries_out_commands(make_settings) -> None:
                 symbols=("DOTUSDT", "LINKUSDT"), interval="15m", first=date(2024, 8, 5), last=date(2024, 8, 6)
             )
             with store_from_settings(live) as db:
-                report = asyncio.run(load_candles(request, live, db, launch="external"))
+                report = asyncio.run(load(request, live, db, launch="external"))
             assert report.ok, report
             assert report.stored == 2 * 2 * 96
             assert all(s == "complete" for s in report.tasks.values())
@@ -84,7 +84,7 @@ def test_malformed_command_is_rejected_with_one_line_log_and_worker_goes_on(make
         day = date(2024, 8, 6)
         request = LoadRequest(symbols=("LTCUSDT",), interval="1h", first=day, last=day)
         with store_from_settings(live) as db:
-            report = asyncio.run(load_candles(request, live, db, launch="external"))
+            report = asyncio.run(load(request, live, db, launch="external"))
         assert report.ok and report.stored == 24
 
         # A well-formed command no loader can carry out ends as an `error` event, not silence.
@@ -171,7 +171,7 @@ def test_connector_serves_metrics_and_json_logs(make_settings) -> None:
         day = date(2024, 8, 6)
         request = LoadRequest(symbols=("TRXUSDT",), interval="1h", first=day, last=day)
         with store_from_settings(live) as db:
-            report = asyncio.run(load_candles(request, live, db))
+            report = asyncio.run(load(request, live, db))
         assert report.ok
         assert stack.connector_metrics_url is not None
         body = urllib.request.urlopen(stack.connector_metrics_url, timeout=5).read().decode()
