@@ -116,7 +116,6 @@ DEFAULT_UNIVERSE = (
 )
 
 
-
 def redact_url(url: str) -> str:
     """A URL safe to print: ``http://user:secret@host:8529`` -> ``http://user:***@host:8529``."""
     scheme, sep, rest = url.partition("://")

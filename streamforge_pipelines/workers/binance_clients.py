@@ -4,9 +4,10 @@ archive, for one market, closed together; their figures go into the task's resul
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
+from ..protocol import Command
 from ..settings import Settings
 from .archive_client import ArchiveClient
 from .errors import TaskInvalid
@@ -54,3 +55,13 @@ async def binance_clients(
         ) as archive,
     ):
         yield BinanceClients(rest, archive)
+
+
+class BinanceLoader:
+    r"""What the Binance loaders share as :class:`~.loader_task.Loader`\ s: their clients, the REST and
+    archive clients of the command's market (spot unless it names ``usdm``)."""
+
+    def clients(
+        self, command: Command, settings: Settings, governor: WeightGovernor
+    ) -> AbstractAsyncContextManager[BinanceClients]:
+        return binance_clients(settings, command.market or "spot", governor)

@@ -53,7 +53,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -81,11 +80,10 @@ from ..protocol import (
 )
 from ..settings import Settings
 from .archive_client import DAILY_INTERVALS, ArchiveClient
-from .binance_clients import BinanceClients, binance_clients, rest_url_of
+from .binance_clients import BinanceLoader, rest_url_of
 from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid
 from .exchange_client import KLINES_MAX_LIMIT, BinanceRestClient
-from .governor import WeightGovernor
 from .loader_task import (
     ARCHIVE,
     REST,
@@ -391,7 +389,7 @@ def _range_jobs(
     return [rest_job(w) for w in windows]
 
 
-class CandleLoader:
+class CandleLoader(BinanceLoader):
     """loader-api-candles as a :class:`~.loader_task.Loader`: validation, clients, the load and its
     ``finished`` message; :func:`~.loader_task.run_loader_task` does the rest."""
 
@@ -415,11 +413,6 @@ class CandleLoader:
         resume = resume_point(command, topic, checkpoints)
         resumed = "" if resume is None else f", resumed from {_iso(resume.done_until_ms)}"
         return f"{command.symbol} {interval} {command.time_range}{resumed}", resume
-
-    def clients(
-        self, command: Command, settings: Settings, governor: WeightGovernor
-    ) -> AbstractAsyncContextManager[BinanceClients]:
-        return binance_clients(settings, command.market or "spot", governor)
 
     async def load(self, run: TaskRun) -> None:
         await _load(run, run.command.interval())

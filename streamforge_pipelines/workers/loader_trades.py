@@ -39,7 +39,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, aclosing
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -53,11 +53,10 @@ from ..protocol import (
     trade_page,
 )
 from ..settings import Settings
-from .binance_clients import BinanceClients, binance_clients, rest_url_of
+from .binance_clients import BinanceLoader, rest_url_of
 from .checkpoint import CheckpointStore
 from .errors import ExchangeError, TaskInvalid
 from .exchange_client import TRADES_MAX_LIMIT, BinanceRestClient
-from .governor import WeightGovernor
 from .loader_candles import ARCHIVE_MIN_AGE_MS, SOURCES
 from .loader_task import (
     ARCHIVE,
@@ -205,7 +204,7 @@ def resume_point(command: Command, topic: str, checkpoints: CheckpointStore | No
     )
 
 
-class TradesLoader:
+class TradesLoader(BinanceLoader):
     """loader-api-trades as a :class:`~.loader_task.Loader`: validation, clients, the load and its
     ``finished`` message; :func:`~.loader_task.run_loader_task` does the rest."""
 
@@ -227,11 +226,6 @@ class TradesLoader:
         resume = resume_point(command, topic, checkpoints)
         note = "" if resume is None else f", resumed at id {resume.next_id}"
         return f"{command.symbol} {kind} {command.time_range}{note}", resume
-
-    def clients(
-        self, command: Command, settings: Settings, governor: WeightGovernor
-    ) -> AbstractAsyncContextManager[BinanceClients]:
-        return binance_clients(settings, "spot", governor)
 
     async def load(self, run: TaskRun) -> None:
         await _load(run, run.command.trade_kind())
