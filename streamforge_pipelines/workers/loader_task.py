@@ -17,7 +17,7 @@ Every historical loader has the same outer shape, written here once:
 
 A loader supplies only what differs: validation, clients, the load itself and its ``finished`` message
 (:class:`Loader`). The loaders of the built-in datasets are :data:`.loader_candles.CANDLE_LOADER` and
-:data:`.loader_trades.TRADES_LOADER`; :mod:`.dispatch` maps a command's ``type`` to its loader.
+:data:`.loader_trades.TRADES_LOADER`; :mod:`.dispatcher` maps a command's ``type`` to its loader.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ class Loader(Protocol):
 
     #: The component name in telemetry (``loader-api-candles``).
     worker: str
-    #: The command types it carries out (:mod:`.dispatch` routes them here).
+    #: The command types it carries out (:mod:`.dispatcher` routes them here).
     task_types: frozenset[str]
 
     def dataset(self, command: Command) -> DatasetSpec:
