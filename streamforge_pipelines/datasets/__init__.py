@@ -33,11 +33,8 @@ __all__ = [
     "TradesCodec",
     "all_specs",
     "candles",
-    "for_collection",
     "for_kind",
-    "for_task_type",
     "for_topic",
-    "get",
     "register",
     "unregister",
 ]
@@ -49,14 +46,6 @@ _SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in _BUILT_IN}
 def all_specs() -> tuple[DatasetSpec, ...]:
     """Every known dataset, built-in ones first, then registered ones in registration order."""
     return tuple(_SPECS.values())
-
-
-def get(name: str) -> DatasetSpec:
-    """The dataset called ``name``; KeyError naming the known ones."""
-    try:
-        return _SPECS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r} (known: {', '.join(_SPECS)})") from None
 
 
 def candles(market: str = "spot") -> DatasetSpec:
@@ -75,26 +64,10 @@ def for_topic(settings: Settings, topic: str) -> DatasetSpec | None:
     return None
 
 
-def for_collection(collection: str) -> DatasetSpec | None:
-    """The dataset stored in ``collection``, or None."""
-    for spec in _SPECS.values():
-        if spec.collection == collection:
-            return spec
-    return None
-
-
 def for_kind(kind: object) -> DatasetSpec | None:
     """The (first) dataset whose codec reads records of ``kind`` (the ``record`` field), or None."""
     for spec in _SPECS.values():
         if kind in spec.codec.kinds:
-            return spec
-    return None
-
-
-def for_task_type(task_type: str) -> DatasetSpec | None:
-    """The dataset a task of ``task_type`` loads, or None."""
-    for spec in _SPECS.values():
-        if task_type in spec.task_types:
             return spec
     return None
 

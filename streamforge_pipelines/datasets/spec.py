@@ -136,8 +136,6 @@ class DatasetSpec:
     task_types: frozenset[str]
     #: The market its data comes from (``spot``, ``usdm``).
     market: str = "spot"
-    #: Extra, dataset-specific facts (e.g. the trade kind of each task type).
-    extra: Mapping[str, Any] = field(default_factory=dict)
     #: Fields whose values are restricted to a fixed set (``{"kind": {"agg", "trade"}}``): the store
     #: refuses a document with any other value there.
     choices: Mapping[str, frozenset[Any]] = field(default_factory=dict)
@@ -163,14 +161,6 @@ class DatasetSpec:
     def topic(self, settings: Settings) -> str:
         """The Kafka topic of its records in this deployment."""
         return self.topic_of(settings)
-
-    def doc_key(self, doc: Mapping[str, Any]) -> str:
-        """The key a document of this dataset must have (from its series and order values)."""
-        return self.key(*(doc[f] for f in self.series), doc[self.order_field])
-
-    def series_of(self, doc: Mapping[str, Any]) -> tuple[Any, ...]:
-        """The series values of a document (``("BTCUSDT", "1m")``)."""
-        return tuple(doc[f] for f in self.series)
 
     def check_series(self, series: Sequence[Any]) -> tuple[Any, ...]:
         """``series`` as a tuple of as many values as the spec has series fields, else ValueError."""

@@ -58,6 +58,5 @@ TRADES = DatasetSpec(
     codec=TRADES_CODEC,
     ledger="id_ranges",
     task_types=frozenset(TRADE_TASK_TYPES),
-    extra={"kinds": dict(TRADE_TASK_TYPES)},
     choices={"kind": frozenset(TRADE_KINDS)},
 )
