@@ -267,7 +267,7 @@ def dev(host: str, port: int) -> None:
 
     settings = _settings()
     prepare_dagster_home(settings)
-    with Stack(settings) as stack:
+    with Stack(settings, streams=True) as stack:  # a stream worker for the live_streams job
         env = {**os.environ, **stack.settings.to_env()}
         click.echo(
             f"stack: {stack.settings.kafka_bootstrap_servers} exchange {stack.settings.exchange_url}",
@@ -483,6 +483,26 @@ def worker_connector() -> None:
     settings = _settings()
     _require_kafka(settings)
     connector_main(settings)
+
+
+@worker.command("streams")
+@click.option(
+    "--target",
+    "targets",
+    multiple=True,
+    type=click.Choice(["loader-ws-trades", "loader-ws-candles", "loader-ws-orderbook"]),
+    help="Stream workers to be (repeatable); default all three.",
+)
+def worker_streams(targets: tuple[str, ...]) -> None:
+    """loader-ws-*: run the live stream tasks started on queue-control until SIGTERM."""
+    from .protocol import LOADER_WS_TARGETS
+    from .workers import configure_logging, serve_metrics, serve_streams, settings_secrets
+
+    settings = _settings()
+    configure_logging(settings.log_level, secrets=settings_secrets(settings))
+    _require_kafka(settings)
+    serve_metrics(settings.metrics_port, settings.metrics_host)
+    _run_async(serve_streams(settings, targets=targets or LOADER_WS_TARGETS))
 
 
 @worker.command("loader")

@@ -14,12 +14,14 @@ from .assets.candles import CANDLE_ASSETS
 from .assets.coverage import candle_coverage
 from .assets.gnn import gnn_model
 from .assets.graph import correlation_graph
+from .assets.live import LIVE_CHECKS, LIVE_SPECS, live_streams
 from .assets.trades import agg_trades
 from .names import DAILY_CANDLES_INTERVAL, DAILY_CANDLES_SCHEDULE, candles_job, job_of
 from .resources import resources_for
 from .schedules import weekly_gnn
 from .sensors.graph_trigger import graph_trigger_sensor
 from .sensors.queue_events import queue_events_sensor
+from .sensors.streams import streams_sensor
 
 ASSETS: list[dg.AssetsDefinition] = [
     *CANDLE_ASSETS,
@@ -65,10 +67,11 @@ daily_candles_schedule = dg.build_schedule_from_partitioned_job(
 def build_definitions(resources: Mapping[str, Any] | None = None) -> dg.Definitions:
     """The definitions with ``resources`` (default: :func:`~.resources.resources_for` the environment)."""
     return dg.Definitions(
-        assets=ASSETS,
-        jobs=JOBS,
+        assets=[*ASSETS, *LIVE_SPECS],
+        asset_checks=LIVE_CHECKS,
+        jobs=[*JOBS, live_streams],
         schedules=[daily_candles_schedule, weekly_gnn],
-        sensors=[queue_events_sensor, graph_trigger_sensor],
+        sensors=[queue_events_sensor, graph_trigger_sensor, streams_sensor],
         resources=dict(resources) if resources is not None else resources_for(),
     )
 

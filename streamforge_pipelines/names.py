@@ -15,6 +15,8 @@ from __future__ import annotations
 MARKET_DATA_GROUP = "market_data"
 #: Graphs and models built from the market data.
 ANALYTICS_GROUP = "analytics"
+#: What the live streams land (recorded by the streams sensor, started by the ``live_streams`` job).
+LIVE_GROUP = "live"
 
 # ---- assets ---------------------------------------------------------------------------------------
 
@@ -29,10 +31,28 @@ def candles_asset(interval: str) -> str:
     return f"candles_{interval}"
 
 
+#: The live datasets, one asset per stream kind: what the stream workers land outside any run.
+LIVE_AGG_TRADES = "live_agg_trades"
+LIVE_TRADES = "live_trades"
+LIVE_CANDLES = "live_candles"
+LIVE_BOOK = "live_book"
+LIVE_ASSETS: tuple[str, ...] = (LIVE_AGG_TRADES, LIVE_TRADES, LIVE_CANDLES, LIVE_BOOK)
+
+
+def live_asset(task_type: str) -> str | None:
+    """The live asset a stream task type feeds (``ws_candles_5m`` -> ``live_candles``), else None."""
+    if task_type.startswith("ws_candles_"):
+        return LIVE_CANDLES
+    by_type = {"ws_agg_trades": LIVE_AGG_TRADES, "ws_trades": LIVE_TRADES, "ws_orderbook": LIVE_BOOK}
+    return by_type.get(task_type)
+
+
 # ---- checks ---------------------------------------------------------------------------------------
 
 #: The asset check of a loaded dataset: nothing missing per its completeness ledger.
 COMPLETE_CHECK = "complete"
+#: The asset check of a live dataset: every stream feeding it is wanted and heard from, none silent.
+FRESH_CHECK = "fresh"
 
 # ---- jobs -----------------------------------------------------------------------------------------
 
@@ -51,6 +71,9 @@ AGG_TRADES_JOB = job_of(AGG_TRADES)
 COVERAGE_JOB = job_of(CANDLE_COVERAGE)
 GRAPH_JOB = job_of(CORRELATION_GRAPH)
 GNN_JOB = job_of(GNN_MODEL)
+#: Starts or stops a live stream (an op job: it sends a command, it materializes nothing).
+LIVE_STREAMS_JOB = "live_streams"
+LIVE_STREAMS_OP = "stream_command"
 
 # ---- schedules and sensors ------------------------------------------------------------------------
 
@@ -60,6 +83,7 @@ DAILY_CANDLES_SCHEDULE = f"daily_candles_{DAILY_CANDLES_INTERVAL}"
 WEEKLY_GNN_SCHEDULE = "weekly_gnn"
 QUEUE_EVENTS_SENSOR = "queue_events_sensor"
 GRAPH_TRIGGER_SENSOR = "graph_trigger_sensor"
+STREAMS_SENSOR = "streams_sensor"
 
 # ---- run tags -------------------------------------------------------------------------------------
 

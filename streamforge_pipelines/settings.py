@@ -32,6 +32,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "Loader checkpoint topic (resume after a crash; compacted, key = queue_id)",
     ),
     "KAFKA_TOPIC_TRADES": ("topic_trades", "Trades data topic (aggTrades and trades)"),
+    "KAFKA_TOPIC_BOOK": ("topic_book", "Order-book snapshot topic (live streams)"),
+    "KAFKA_TOPIC_BOOK_DIFFS": ("topic_book_diffs", "Applied order-book diff topic (LIVE_BOOK_DIFFS)"),
     "KAFKA_DLQ_SUFFIX": ("dlq_suffix", "Suffix of a data topic's dead-letter topic"),
     "KAFKA_DATA_PARTITIONS": ("data_partitions", "Partitions of data topics created by StreamForge"),
     "KAFKA_CONSUMER_GROUP": ("consumer_group", "Consumer group of the arango-connector"),
@@ -51,6 +53,52 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "EXCHANGE_ARCHIVE_URL": (
         "exchange_archive_url",
         "Base URL of the bulk kline archive (data.binance.vision layout); unset = EXCHANGE_URL",
+    ),
+    "EXCHANGE_WS_URL": (
+        "exchange_ws_url",
+        "Spot WebSocket streams base URL (Binance: wss://stream.binance.com:9443); "
+        "unset = EXCHANGE_URL as ws:// (the simulator)",
+    ),
+    "EXCHANGE_FUTURES_WS_URL": (
+        "exchange_futures_ws_url",
+        "USD-M WebSocket streams base URL (Binance: wss://fstream.binance.com; /public and /market "
+        "are appended); unset = EXCHANGE_URL as ws:// + /fapi-ws (the simulator)",
+    ),
+    "LIVE_HEARTBEAT_S": ("live_heartbeat_s", "Seconds between a stream task's heartbeats on queue-events"),
+    "LIVE_SILENCE_S": (
+        "live_silence_s",
+        "Seconds without any frame after which a stream connection is dropped and opened again",
+    ),
+    "LIVE_STREAM_SILENCE_S": (
+        "live_stream_silence_s",
+        "Seconds a subscribed stream may deliver nothing before it is reported silent",
+    ),
+    "LIVE_ROTATE_AFTER_S": (
+        "live_rotate_after_s",
+        "Age at which a stream connection is replaced by an overlapping successor (Binance: 24 h)",
+    ),
+    "LIVE_BOOK_LEVELS": ("live_book_levels", "Levels per side of a book snapshot on the book topic"),
+    "LIVE_BOOK_EVERY_MS": ("live_book_every_ms", "Milliseconds between a symbol's book snapshots"),
+    "LIVE_BOOK_DIFFS": (
+        "live_book_diffs",
+        "Also produce the diff events each live book applied, in order, to KAFKA_TOPIC_BOOK_DIFFS",
+    ),
+    "LIVE_BOOK_MAX_BUFFER": (
+        "live_book_max_buffer",
+        "Diff events a book buffers while it waits for a REST snapshot; more is a resync (buffer_overflow)",
+    ),
+    "LIVE_FLUSH_MS": (
+        "live_flush_ms",
+        "Milliseconds a live record waits for others to share its page; 0 = produced as soon as the "
+        "worker is free (what arrived meanwhile shares the page)",
+    ),
+    "LIVE_DEAD_AFTER_BEATS": (
+        "live_dead_after_beats",
+        "Heartbeats a wanted stream may miss before the streams sensor counts it dead and starts it again",
+    ),
+    "LIVE_RESTART_EVERY_S": (
+        "live_restart_every_s",
+        "Least seconds between two starts of one stream sent by the streams sensor",
     ),
     "ARCHIVE_MAX_MEMBER_BYTES": (
         "archive_max_member_bytes",
@@ -143,6 +191,8 @@ class Settings(BaseModel):
     topic_candles_usdm: str = "sf.candles-usdm.v1"
     topic_checkpoints: str = "sf.checkpoints.v1"
     topic_trades: str = "sf.trades.v1"
+    topic_book: str = "sf.book.v1"
+    topic_book_diffs: str = "sf.book-diffs.v1"
     dlq_suffix: str = ".dlq"
     data_partitions: int = Field(default=4, ge=1, le=1024)
     consumer_group: str = "arango-connector"
@@ -154,6 +204,19 @@ class Settings(BaseModel):
     exchange_url: str | None = None
     exchange_archive_url: str | None = None
     exchange_futures_url: str | None = None
+    exchange_ws_url: str | None = None
+    exchange_futures_ws_url: str | None = None
+    live_heartbeat_s: float = Field(default=5.0, gt=0)
+    live_silence_s: float = Field(default=30.0, gt=0)
+    live_stream_silence_s: float = Field(default=120.0, gt=0)
+    live_rotate_after_s: float = Field(default=84_600.0, gt=0)
+    live_book_levels: int = Field(default=20, ge=1, le=5000)
+    live_book_every_ms: int = Field(default=1000, ge=1)
+    live_book_diffs: bool = False
+    live_book_max_buffer: int = Field(default=1000, ge=1)
+    live_flush_ms: int = Field(default=0, ge=0)
+    live_dead_after_beats: float = Field(default=3.0, gt=1)
+    live_restart_every_s: float = Field(default=60.0, ge=0)
     archive_max_member_bytes: int = Field(default=4 * 1024**3, ge=1)
     simulator_seed: int = 42
     simulator_config: Path | None = None
@@ -188,6 +251,8 @@ class Settings(BaseModel):
         "exchange_url",
         "exchange_archive_url",
         "exchange_futures_url",
+        "exchange_ws_url",
+        "exchange_futures_ws_url",
         "minio_endpoint",
         "simulator_config",
         mode="before",
@@ -239,6 +304,19 @@ class Settings(BaseModel):
             return self.exchange_futures_url or self.exchange_url
         return self.exchange_url
 
+    def ws_url(self, market: str = "spot") -> str | None:
+        """A market's WebSocket streams base URL: ``EXCHANGE_WS_URL`` / ``EXCHANGE_FUTURES_WS_URL``
+        when set, else the REST URL as ``ws://`` (``wss://``), under ``/fapi-ws`` for usdm: where the
+        simulator serves its streams."""
+        explicit = self.exchange_futures_ws_url if market == "usdm" else self.exchange_ws_url
+        if explicit:
+            return explicit.rstrip("/")
+        rest = self.exchange_url
+        if rest is None:
+            return None
+        base = "ws" + rest.rstrip("/").removeprefix("http")
+        return f"{base}/fapi-ws" if market == "usdm" else base
+
     def candle_topic(self, market: str = "spot") -> str:
         """The data topic of a market's candles: spot and USD-M candles of a symbol never mix."""
         return self.topic_candles_usdm if market == "usdm" else self.topic_candles
@@ -261,6 +339,10 @@ class Settings(BaseModel):
             self.dlq_topic(self.topic_candles_usdm): 1,
             self.topic_trades: self.data_partitions,
             self.dlq_topic(self.topic_trades): 1,
+            self.topic_book: self.data_partitions,
+            self.dlq_topic(self.topic_book): 1,
+            self.topic_book_diffs: self.data_partitions,
+            self.dlq_topic(self.topic_book_diffs): 1,
             self.topic_checkpoints: 1,
         }
 

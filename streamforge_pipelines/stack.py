@@ -2,7 +2,10 @@
 
 * no ``KAFKA_BOOTSTRAP_SERVERS`` → the embedded Tansu broker, and the StreamForge topics on it;
 * no ``EXCHANGE_URL`` → the exchange simulator (``streamforge simulator``);
-* ``connector=True`` → one ``arango-connector`` worker (``streamforge worker connector``).
+* ``connector=True`` → one ``arango-connector`` worker (``streamforge worker connector``);
+* ``streams=True`` → one stream worker (``streamforge worker streams``: ``loader-ws-*``), kept
+  running by a supervisor thread that starts it again whenever it exits (as a Kubernetes Deployment
+  would), with a capped exponential delay between quick restarts; ``streamforge dev`` asks for it.
 
 With everything configured (production), nothing is started and only the topics are ensured;
 a configured broker that does not answer is one line naming ``KAFKA_BOOTSTRAP_SERVERS`` before
@@ -11,7 +14,8 @@ this one module.
 
 While the stack runs, a :class:`~streamforge_pipelines.kafka.health.BrokerMonitor` probes the
 broker; :meth:`Stack.failure` is the one line that says what broke (the broker not answering, a
-child process that exited), for the run to stop on and report.
+child process that exited; not the supervised stream worker, which is started again), for the run
+to stop on and report.
 
 Children get only the settings their role needs (:data:`CHILD_SETTINGS`): the simulator sees no
 store or object-store credentials, the connector no object-store or exchange settings.
@@ -24,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -47,7 +52,17 @@ CHILD_SETTINGS: dict[str, tuple[str, ...]] = {
     "simulator": ("SIMULATOR_", "LOG_LEVEL"),
     "connector": ("KAFKA_", "ARANGO_", "STREAMFORGE_DATA_DIR", "METRICS_", "LOG_LEVEL"),
     "loader": ("KAFKA_", "EXCHANGE_", "LOADER_", "ARCHIVE_", "METRICS_", "LOG_LEVEL"),
+    "streams": ("KAFKA_", "EXCHANGE_", "LIVE_", "METRICS_", "LOG_LEVEL"),
 }
+
+#: Children the stack starts again when they exit (the others' exit is a failure of the stack).
+SUPERVISED: frozenset[str] = frozenset({"streams"})
+#: Seconds between the supervisor's looks at its children; the first and the longest delay before
+#: starting an exited child again (doubling while it keeps exiting within ``STEADY_S``).
+SUPERVISE_EVERY_S = 0.5
+RESTART_DELAY_S = 0.5
+RESTART_DELAY_MAX_S = 30.0
+STEADY_S = 60.0
 
 
 def child_env(settings: Settings, role: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -85,15 +100,31 @@ def _ended(name: str, code: int, logfile: Path) -> str:
 class Stack:
     """``with Stack(settings) as stack: stack.settings`` — settings with every address filled in."""
 
-    def __init__(self, settings: Settings, *, connector: bool = True, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connector: bool = True,
+        streams: bool = False,
+        log_dir: Path | None = None,
+    ) -> None:
         self.base = settings
         self.settings = settings
         self.want_connector = connector
+        self.want_streams = streams
         self.log_dir = Path(log_dir or settings.data_dir / "logs")
         self.broker: EmbeddedBroker | None = None
         self.procs: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
         self.connector_metrics_url: str | None = None
+        self.streams_metrics_url: str | None = None
         self.health: BrokerMonitor | None = None
+        #: Supervised child -> times it was started again; when it last started; its next restart.
+        self.restarts: dict[str, int] = {}
+        self._started_at: dict[str, float] = {}
+        self._restart_at: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     def __enter__(self) -> Stack:
         self.start()
@@ -135,6 +166,12 @@ class Stack:
                 self._spawn("connector", ["worker", "connector"], {"METRICS_PORT": str(port)})
                 self.connector_metrics_url = f"http://127.0.0.1:{port}/metrics"
                 log.info("connector metrics on %s", self.connector_metrics_url)
+            if self.want_streams:
+                self._spawn_streams()
+                self._supervisor = threading.Thread(
+                    target=self._supervise_loop, name="stack-supervisor", daemon=True
+                )
+                self._supervisor.start()
         except BaseException:
             self.stop()
             raise
@@ -154,8 +191,46 @@ class Stack:
                 start_new_session=True,
             )
         self.procs[name] = (proc, logfile)
+        self._started_at[name] = time.monotonic()
         log.info("started %s (pid %s), log %s", name, proc.pid, logfile)
         return proc
+
+    def _spawn_streams(self) -> subprocess.Popen[bytes]:
+        """The stream worker, its metrics on a free port (or ``METRICS_PORT`` + 1 when one is set)."""
+        port = self.base.metrics_port + 1 if self.base.metrics_port else free_port()
+        proc = self._spawn("streams", ["worker", "streams"], {"METRICS_PORT": str(port)})
+        self.streams_metrics_url = f"http://127.0.0.1:{port}/metrics"
+        return proc
+
+    def supervise(self) -> list[str]:
+        """Start again each supervised child that exited, once its restart delay has passed; one line
+        per child started again."""
+        lines: list[str] = []
+        now = time.monotonic()
+        for name in sorted(SUPERVISED & set(self.procs)):
+            proc, logfile = self.procs[name]
+            if proc.poll() is None:
+                continue
+            if name not in self._restart_at:
+                quick = now - self._started_at.get(name, now) < STEADY_S
+                self._failures[name] = self._failures.get(name, 0) + 1 if quick else 1
+                delay = min(RESTART_DELAY_MAX_S, RESTART_DELAY_S * 2 ** (self._failures[name] - 1))
+                self._restart_at[name] = now + delay
+                log.warning("%s; starting it again in %.1fs", _ended(name, proc.returncode, logfile), delay)
+            if now < self._restart_at[name] or self._stopping.is_set():
+                continue
+            del self._restart_at[name]
+            new = self._spawn_streams()  # (the one supervised child)
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            lines.append(f"{name} started again (pid {new.pid}, restart {self.restarts[name]})")
+        return lines
+
+    def _supervise_loop(self) -> None:
+        while not self._stopping.wait(SUPERVISE_EVERY_S):
+            try:
+                self.supervise()
+            except Exception:  # a failed restart is tried again on the next look
+                log.exception("supervising the stack's children")
 
     def _start_simulator(self) -> str:
         port = free_port()
@@ -192,8 +267,8 @@ class Stack:
         line = self.health.failure() if self.health is not None else None
         if line is not None:
             return line
-        for name, (proc, logfile) in self.procs.items():
-            if proc.poll() is not None:
+        for name, (proc, logfile) in list(self.procs.items()):
+            if name not in SUPERVISED and proc.poll() is not None:
                 return _ended(name, proc.returncode, logfile)
         return None
 
@@ -204,6 +279,10 @@ class Stack:
             raise StackError(line)
 
     def stop(self) -> None:
+        self._stopping.set()  # no restart while (and after) the children are stopped
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=10)
+            self._supervisor = None
         # A child that talks to a broker that is gone cannot hand anything back: do not wait long.
         grace = 20.0 if self.failure() is None else 3.0
         for _name, (proc, _) in reversed(list(self.procs.items())):

@@ -40,7 +40,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def kafka_topics(kafka_bootstrap: str) -> TopicFactory:
     """Factory: ``kafka_topics(partitions=4)`` -> {"control", "events", "candles", "dlq", "candles_usdm",
-    "trades", "checkpoints"} -> topic.
+    "trades", "checkpoints", "book", "book_diffs"} -> topic.
 
     Names follow the production ones (``queue-control``, ``queue-events``, ``sf.candles.v1`` and its
     ``.dlq``, ...) with a unique suffix, so no two tests share a topic; partitions follow
@@ -59,11 +59,13 @@ def kafka_topics(kafka_bootstrap: str) -> TopicFactory:
             "candles_usdm": f"sf.candles-usdm.v1.{suffix}",
             "trades": f"sf.trades.v1.{suffix}",
             "checkpoints": f"sf.checkpoints.v1.{suffix}",
+            "book": f"sf.book.v1.{suffix}",
+            "book_diffs": f"sf.book-diffs.v1.{suffix}",
         }
         counts = {role: 1 for role in names} | {"candles": partitions, "candles_usdm": partitions}
-        counts["trades"] = partitions
+        counts["trades"] = counts["book"] = counts["book_diffs"] = partitions
         wanted = {names[role]: counts[role] for role in names}
-        wanted.update({f"{names[r]}.dlq": 1 for r in ("candles_usdm", "trades")})
+        wanted.update({f"{names[r]}.dlq": 1 for r in ("candles_usdm", "trades", "book", "book_diffs")})
         ensure_topics_sync(kafka_bootstrap, wanted)
         return names
 
@@ -102,6 +104,8 @@ def make_settings(tmp_path, kafka_bootstrap: str, kafka_topics: TopicFactory, re
             "topic_candles_usdm": topics["candles_usdm"],
             "topic_trades": topics["trades"],
             "topic_checkpoints": topics["checkpoints"],
+            "topic_book": topics["book"],
+            "topic_book_diffs": topics["book_diffs"],
             "data_partitions": partitions,
             "consumer_group": f"connector-{uuid.uuid4().hex[:8]}",
             "task_timeout_s": 120.0,

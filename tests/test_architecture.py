@@ -40,6 +40,7 @@ WORKERS_PUBLIC = {
     "run_task",
     "send_end_markers",
     "serve_loader",
+    "serve_streams",
     "serve_metrics",
     "settings_secrets",
     "unregister_loader",

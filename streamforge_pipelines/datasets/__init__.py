@@ -1,9 +1,10 @@
 """Datasets: one :class:`DatasetSpec` per dataset, and the registry the layers above look them up in.
 
-Built in: :data:`CANDLES` (spot klines), :data:`CANDLES_USDM` (USD-M futures klines) and
-:data:`TRADES` (aggregate trades and trades). A new dataset is a spec, a codec and a loader:
-:func:`register` makes its spec known to the connector's routing, the command validator (its task
-types) and the store; see ``docs/architecture.md``.
+Built in: :data:`CANDLES` (spot klines), :data:`CANDLES_USDM` (USD-M futures klines),
+:data:`TRADES` (aggregate trades and trades), :data:`BOOK` and :data:`BOOK_DIFFS` (live order-book
+snapshots and applied diffs). A new
+dataset is a spec, a codec and a loader: :func:`register` makes its spec known to the connector's
+routing, the command validator (its task types) and the store; see ``docs/architecture.md``.
 
 Above the kernel (settings, intervals, protocol), below the store, the workers and the queue-manager;
 never imports Dagster.
@@ -13,17 +14,23 @@ from __future__ import annotations
 
 from ..protocol import register_task_types, unregister_task_types
 from ..settings import Settings
+from .book import BOOK, BOOK_CODEC, BOOK_DIFFS, BOOK_DIFFS_CODEC, BookCodec
 from .candles import CANDLE_CODEC, CANDLES, CANDLES_USDM, CandleCodec
 from .spec import FIELD_TYPES, DatasetSpec, FieldType, LedgerKind, PageCodec, PageRows
 from .trades import TRADES, TRADES_CODEC, TradesCodec
 
 __all__ = [
+    "BOOK",
+    "BOOK_CODEC",
+    "BOOK_DIFFS",
+    "BOOK_DIFFS_CODEC",
     "CANDLES",
     "CANDLES_USDM",
     "CANDLE_CODEC",
     "FIELD_TYPES",
     "TRADES",
     "TRADES_CODEC",
+    "BookCodec",
     "CandleCodec",
     "DatasetSpec",
     "FieldType",
@@ -39,7 +46,7 @@ __all__ = [
     "unregister",
 ]
 
-_BUILT_IN: tuple[DatasetSpec, ...] = (CANDLES, CANDLES_USDM, TRADES)
+_BUILT_IN: tuple[DatasetSpec, ...] = (CANDLES, CANDLES_USDM, TRADES, BOOK, BOOK_DIFFS)
 _SPECS: dict[str, DatasetSpec] = {spec.name: spec for spec in _BUILT_IN}
 
 

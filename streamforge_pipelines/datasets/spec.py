@@ -10,7 +10,7 @@ A spec says everything the layers above need to carry a dataset without knowing 
   candles of one interval, a symbol's trades of one kind), the time field and the field that orders a
   series and is unique in it;
 * **how completeness is judged** — the ledger kind: ``time_grid`` (a fixed grid of times per day:
-  candles) or ``id_ranges`` (consecutive ids per day: trades);
+  candles), ``id_ranges`` (consecutive ids per day: trades) or ``none`` (live only: book snapshots);
 * **who produces it** — the task types whose loaders write it.
 
 The store's generic queries (upsert, count, read, per-day counts, duplicates, the ordering values of
@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 FieldType = Literal["str", "int", "bool", "str?", "int?"]
 FIELD_TYPES: tuple[str, ...] = ("str", "int", "bool", "str?", "int?")
 
-#: How a dataset's completeness is judged per (series, UTC day).
-LedgerKind = Literal["time_grid", "id_ranges"]
+#: How a dataset's completeness is judged per (series, UTC day); ``none``: a live-only dataset
+#: (book snapshots) that nothing loads over a time range.
+LedgerKind = Literal["time_grid", "id_ranges", "none"]
 
 
 class PageCodec(Protocol):
@@ -150,7 +151,7 @@ class DatasetSpec:
         for what in (*self.series, self.time_field, self.order_field, *self.choices):
             if what not in self.fields:
                 raise ValueError(f"dataset {self.name!r}: {what!r} is not one of its fields")
-        if self.ledger not in ("time_grid", "id_ranges"):
+        if self.ledger not in ("time_grid", "id_ranges", "none"):
             raise ValueError(f"dataset {self.name!r}: unknown ledger kind {self.ledger!r}")
 
     @property

@@ -40,6 +40,8 @@ before it (no cycle):
 * :mod:`.commands` — :class:`Command` and its validators, the task types (and the registry of
   datasets' task types), :func:`decode_command`;
 * :mod:`.events` — :class:`Event`, :class:`PartitionCount`, :class:`ErrorInfo`, :func:`decode_event`;
+* :mod:`.live` — the stream task types, the stream workers' names and the ``book`` page codec
+  (imported by :mod:`.commands`, it comes before it);
 * :mod:`.candles` — the candle page and record codec (build, check, store documents, key);
 * :mod:`.trades` — the trades page codec;
 * :mod:`.data` — the data topics' records as a whole: end markers, :func:`encode_record`,
@@ -69,6 +71,7 @@ from .commands import (
     MAX_COLLECTION_CHARS,
     MAX_ID_CHARS,
     MAX_IMAGE_CHARS,
+    MAX_STREAM_SYMBOLS,
     MAX_TOPIC_CHARS,
     MAX_TRADE_ID,
     TIMESTAMP_RANGE_S,
@@ -82,7 +85,7 @@ from .commands import (
 )
 from .data import RECORD_END, decode_record, encode_record, end_marker
 from .errors import EXCERPT_CHARS, ProtocolError, excerpt
-from .events import ErrorInfo, Event, PartitionCount, Status, decode_event
+from .events import ErrorInfo, Event, PartitionCount, Status, StreamStats, decode_event
 from .ids import (
     CONNECTOR,
     LOADER_CANDLES,
@@ -98,6 +101,29 @@ from .ids import (
     parse_time_range,
     queue_id_suffix,
 )
+from .live import (
+    BOOK_DIFF_ROW_FIELDS,
+    BOOK_MARKETS,
+    BOOK_ROW_FIELDS,
+    LOADER_WS_CANDLES,
+    LOADER_WS_ORDERBOOK,
+    LOADER_WS_TARGETS,
+    LOADER_WS_TRADES,
+    RECORD_BOOK,
+    RECORD_BOOK_DIFFS,
+    WS_ORDERBOOK,
+    WS_TRADE_TASK_TYPES,
+    book_diff_page,
+    book_key,
+    book_page,
+    is_stream_type,
+    levels_text,
+    stream_target,
+    validate_book_diff_page,
+    validate_book_page,
+    ws_candle_interval,
+    ws_task_types,
+)
 from .trades import (
     AGG_ROW_FIELDS,
     RECORD_TRADES,
@@ -110,6 +136,9 @@ from .trades import (
 
 __all__ = [
     "AGG_ROW_FIELDS",
+    "BOOK_DIFF_ROW_FIELDS",
+    "BOOK_MARKETS",
+    "BOOK_ROW_FIELDS",
     "CANDLE_FIELDS",
     "CLOCK_SLACK_S",
     "CONNECTOR",
@@ -118,16 +147,23 @@ __all__ = [
     "LOADER_CANDLES",
     "LOADER_PRODUCER",
     "LOADER_TRADES",
+    "LOADER_WS_CANDLES",
+    "LOADER_WS_ORDERBOOK",
+    "LOADER_WS_TARGETS",
+    "LOADER_WS_TRADES",
     "MAX_COLLECTION_CHARS",
     "MAX_DECIMAL_DIGITS",
     "MAX_ID_CHARS",
     "MAX_IMAGE_CHARS",
     "MAX_RECORD_ID_CHARS",
     "MAX_RECORD_INT",
+    "MAX_STREAM_SYMBOLS",
     "MAX_TOPIC_CHARS",
     "MAX_TRADE_ID",
     "PAGE_ROW_FIELDS",
     "QUEUE_MANAGER",
+    "RECORD_BOOK",
+    "RECORD_BOOK_DIFFS",
     "RECORD_CANDLE",
     "RECORD_CANDLES",
     "RECORD_END",
@@ -137,6 +173,8 @@ __all__ = [
     "TRADE_KINDS",
     "TRADE_ROW_FIELDS",
     "TRADE_TASK_TYPES",
+    "WS_ORDERBOOK",
+    "WS_TRADE_TASK_TYPES",
     "Command",
     "CommandName",
     "ErrorInfo",
@@ -144,6 +182,10 @@ __all__ = [
     "PartitionCount",
     "ProtocolError",
     "Status",
+    "StreamStats",
+    "book_diff_page",
+    "book_key",
+    "book_page",
     "candle_from_kline",
     "candle_key",
     "candle_page",
@@ -155,6 +197,8 @@ __all__ = [
     "end_marker",
     "excerpt",
     "format_time_range",
+    "is_stream_type",
+    "levels_text",
     "make_producer_id",
     "make_queue_id",
     "new_suffix",
@@ -163,11 +207,16 @@ __all__ = [
     "parse_time_range",
     "queue_id_suffix",
     "register_task_types",
+    "stream_target",
     "task_types",
     "trade_key",
     "trade_page",
     "unregister_task_types",
+    "validate_book_diff_page",
+    "validate_book_page",
     "validate_candle",
     "validate_candle_page",
     "validate_trade_page",
+    "ws_candle_interval",
+    "ws_task_types",
 ]

@@ -28,6 +28,7 @@ from ..intervals import DAILY_INTERVALS, FIRST_DATE, FIRST_DAY, INTERVALS, day_r
 from .checks import SYMBOL
 from .errors import ProtocolError, excerpt
 from .ids import SCHEMA_VERSION, TIME_RANGE, now_s, parse_time_range
+from .live import WS_TRADE_TASK_TYPES, is_stream_type, ws_candle_interval, ws_task_types
 from .messages import Message, Refused, decode_message, one_line
 
 CommandName = Literal["start", "stop", "ping"]
@@ -48,6 +49,8 @@ MAX_TOPIC_CHARS = 249
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]+$")
 #: ArangoDB's limit on a collection name.
 MAX_COLLECTION_CHARS = 256
+#: Most symbols one stream task may name (its worker shards them over connections).
+MAX_STREAM_SYMBOLS = 5000
 #: Largest trade id a repair may name: a signed 64-bit integer, what the store holds.
 MAX_TRADE_ID = 2**63 - 1
 #: ``timestamp`` in epoch seconds: 2000-01-01 up to 2100-01-01 (a larger number is milliseconds).
@@ -65,11 +68,12 @@ _ID_RANGES_TASK_TYPES: set[str] = set()
 
 
 def task_types() -> frozenset[str]:
-    """Every ``type`` a loader carries out: ``api_candles_<interval>``, the trade task types and those
-    of registered datasets."""
+    """Every ``type`` a loader carries out: ``api_candles_<interval>``, the trade task types, the
+    stream task types (:func:`~.live.ws_task_types`) and those of registered datasets."""
     return (
         frozenset(f"api_candles_{i}" for i in INTERVALS)
         | frozenset(TRADE_TASK_TYPES)
+        | ws_task_types()
         | frozenset(_REGISTERED_TASK_TYPES)
     )
 
@@ -122,6 +126,9 @@ class Command(Message):
     queue_id: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     target: str = Field(min_length=1, max_length=MAX_ID_CHARS)
     symbol: str | None = None
+    #: The symbols of a stream task (``ws_*`` types), which runs until stopped instead of over a
+    #: ``time_range``; a stream task naming one ``symbol`` instead is read as ``symbols=[symbol]``.
+    symbols: list[str] | None = Field(default=None, min_length=1, max_length=MAX_STREAM_SYMBOLS)
     type: str | None = None
     time_range: str | None = None
     kafka_topic: str | None = None
@@ -164,12 +171,27 @@ class Command(Message):
             raise ValueError("expected an exchange symbol like BTCUSDT")
         return None if v is None else v.upper()
 
+    @field_validator("symbols")
+    @classmethod
+    def _symbols(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        out: list[str] = []
+        for i, s in enumerate(v):
+            if not isinstance(s, str) or len(s) > 20 or not SYMBOL.match(s.upper()):
+                raise Refused(f"symbols[{i}]", "expected an exchange symbol like BTCUSDT", s)
+            out.append(s.upper())
+        if len(set(out)) != len(out):
+            raise ValueError("a symbol is named twice")
+        return out
+
     @field_validator("type")
     @classmethod
     def _type(cls, v: str | None) -> str | None:
         if v is not None and v not in task_types():
             raise ValueError(
                 f"no loader for this type; expected api_candles_<interval> ({', '.join(INTERVALS)}), "
+                f"ws_candles_<interval>, {', '.join(sorted(ws_task_types() - _ws_candle_types()))}, "
                 f"{' or '.join([*TRADE_TASK_TYPES, *sorted(_REGISTERED_TASK_TYPES)])}"
             )
         return v
@@ -239,10 +261,11 @@ class Command(Message):
     @field_validator("market")
     @classmethod
     def _market(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v == "usdm" and info.data.get("type") == "api_candles_1s":
+        task_type = info.data.get("type")
+        if v == "usdm" and task_type in ("api_candles_1s", "ws_candles_1s"):
             raise ValueError("USD-M futures have no 1s klines (1s candles exist only on spot)")
-        if v not in (None, "spot") and info.data.get("type") in TRADE_TASK_TYPES:
-            raise ValueError("the trades loader reads spot trades only")
+        if v not in (None, "spot") and (task_type in TRADE_TASK_TYPES or task_type in WS_TRADE_TASK_TYPES):
+            raise ValueError("the trades loaders read spot trades only")
         return v
 
     @field_validator("ranges")
@@ -279,12 +302,33 @@ class Command(Message):
 
     @model_validator(mode="after")
     def _start_needs_a_task(self) -> Command:
-        """A ``start`` command names a task a loader can carry out (the loaders refuse it otherwise)."""
-        if self.command == "start":
-            for name in ("type", "symbol", "time_range"):
-                if getattr(self, name) is None:
-                    raise Refused(name, "required for a start command")
+        """A ``start`` command names a task a loader can carry out (the loaders refuse it otherwise): a
+        historical task a ``symbol`` and a ``time_range``, a stream task its ``symbols`` (or one
+        ``symbol``) and no ``time_range`` (it runs until stopped)."""
+        if self.command != "start":
+            return self
+        if self.type is None:
+            raise Refused("type", "required for a start command")
+        if is_stream_type(self.type):
+            if self.time_range is not None or self.ranges is not None or self.id_ranges is not None:
+                raise Refused("time_range", "a stream task runs until stopped: no time_range or ranges")
+            if self.symbols is None and self.symbol is None:
+                raise Refused("symbols", "required for a stream task")
+            return self
+        if self.symbols is not None:
+            raise Refused("symbols", "only stream tasks (ws_*) take symbols; a load names one symbol")
+        for name in ("symbol", "time_range"):
+            if getattr(self, name) is None:
+                raise Refused(name, "required for a start command")
         return self
+
+    def stream_symbols(self) -> list[str]:
+        """The symbols of a stream task: ``symbols``, or ``[symbol]``."""
+        if self.symbols is not None:
+            return list(self.symbols)
+        if self.symbol is not None:
+            return [self.symbol]
+        raise ProtocolError("command.symbols: required for a stream task")
 
     def days(self) -> tuple[date, date]:
         """First and last day (inclusive) of ``time_range``."""
@@ -306,6 +350,10 @@ class Command(Message):
             got = excerpt(self.type)
             raise ProtocolError(f"command.type: expected api_agg_trades or api_trades, got {got}")
         return kind
+
+
+def _ws_candle_types() -> frozenset[str]:
+    return frozenset(t for t in ws_task_types() if ws_candle_interval(t) is not None)
 
 
 def _check_ranges(

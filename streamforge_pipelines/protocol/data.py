@@ -1,6 +1,6 @@
 """The data topics' records as a whole: end markers, encoding, and :func:`decode_record`, the one
-decoder the connector runs on every data-topic value (it dispatches on ``record`` to the candle and
-trades codecs).
+decoder the connector runs on every data-topic value (it dispatches on ``record`` to the candle,
+trades and book codecs).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .candles import RECORD_CANDLE, RECORD_CANDLES, check_candle_page, page_docs
 from .checks import INT_RANGE, MAX_RECORD_INT, got, show, text_problem
 from .errors import ProtocolError, json_object
 from .ids import SCHEMA_VERSION, now_s
+from .live import RECORD_BOOK, RECORD_BOOK_DIFFS, validate_book_diff_page, validate_book_page
 from .trades import RECORD_TRADES, validate_trade_page
 
 RECORD_END = "end"
@@ -41,7 +42,9 @@ def decode_record(raw: bytes, *, page_as_docs: bool = True) -> dict[str, Any]:
 
     Returns the end marker, the store document of a ``candle`` (with ``key``), for a page
     ``{"record": "candles", "queue_id": ..., "docs": [store documents]}``, and for a trades page
-    ``{"record": "trades", "queue_id": ..., "kind": "agg" | "trade", "docs": [store documents]}``.
+    ``{"record": "trades", "queue_id": ..., "kind": "agg" | "trade", "docs": [store documents]}``, for
+    a book (book diffs) page ``{"record": "book" ("book_diffs"), "queue_id": ..., "docs": [store
+    documents]}``.
     With ``page_as_docs=False`` a candle page comes as ``{"record": "candles", "queue_id": ...,
     "page": (symbol, interval, source, queue_id, rows), "count": n}``: checked, but no documents
     built (what :meth:`~streamforge_pipelines.store.base.Store.upsert_pages` takes for candles).
@@ -58,6 +61,12 @@ def decode_record(raw: bytes, *, page_as_docs: bool = True) -> dict[str, Any]:
     if kind == RECORD_TRADES:
         docs = validate_trade_page(value)
         return {"record": RECORD_TRADES, "queue_id": value["queue_id"], "kind": value["kind"], "docs": docs}
+    if kind == RECORD_BOOK:
+        docs = validate_book_page(value)
+        return {"record": RECORD_BOOK, "queue_id": value["queue_id"], "docs": docs}
+    if kind == RECORD_BOOK_DIFFS:
+        docs = validate_book_diff_page(value)
+        return {"record": RECORD_BOOK_DIFFS, "queue_id": value["queue_id"], "docs": docs}
     if kind != RECORD_CANDLE:
         raise ProtocolError(f"record.record: unknown record kind {show(kind)}")
     return validate_candle(value)

@@ -15,7 +15,8 @@ from pydantic import Field
 from .ids import SCHEMA_VERSION
 from .messages import Message, decode_message
 
-Status = Literal["pending", "started", "loading", "finished", "error", "interrupted"]
+#: ``streaming``: a stream task's heartbeat (it runs until stopped; its counts are in ``stream``).
+Status = Literal["pending", "started", "loading", "streaming", "finished", "error", "interrupted"]
 
 
 class PartitionCount(Message):
@@ -24,6 +25,27 @@ class PartitionCount(Message):
     partition: int = Field(ge=0)
     records: int = Field(ge=0)
     offset: int | None = None
+
+
+class StreamStats(Message):
+    """A stream task's figures in its heartbeat: totals since the task started on this worker."""
+
+    #: Exchange messages received (every stream of the task, every connection).
+    messages: int = 0
+    #: Records produced (trades, closed candles, book snapshots).
+    records: int = 0
+    #: Sequence gaps seen (book diffs whose ids jump; trade ids missed between connections).
+    gaps: int = 0
+    #: Books resynced (a new snapshot for one symbol).
+    resyncs: int = 0
+    #: Connections lost and opened again (planned rotations not counted).
+    reconnects: int = 0
+    #: Ids or candles fetched from REST to fill what a connection missed.
+    repaired: int = 0
+    #: Symbols of the task from which nothing arrived within the silence limit.
+    silent_symbols: list[str] = Field(default_factory=list)
+    #: Symbols of the task (its subscription).
+    symbols: list[str] = Field(default_factory=list)
 
 
 class ErrorInfo(Message):
@@ -58,6 +80,8 @@ class Event(Message):
     #: A repair task's (``Command.ranges``) sub-ranges ``[start_ms, end_ms)`` for which the exchange
     #: returned no candles: the evidence of exchange downtime in the completeness ledger.
     empty_ranges: list[tuple[int, int]] | None = None
+    #: A stream task's heartbeat figures (status ``streaming``, and its last ``finished``/``error``).
+    stream: StreamStats | None = None
 
     @property
     def component(self) -> str:

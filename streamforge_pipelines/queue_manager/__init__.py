@@ -9,7 +9,10 @@
 * :mod:`.ledger` (candles: a time grid per day) and :mod:`.trades_ledger` (trades: id spans per day)
   — the completeness ledgers;
 * :mod:`.tracking` (:class:`~.tracking.TaskTracker`: tasks through their telemetry) and
-  :mod:`.telemetry` (reading ``queue-events``), shared with the ``queue_events`` sensor and the runner.
+  :mod:`.telemetry` (reading ``queue-events``), shared with the ``queue_events`` sensor and the runner;
+* :mod:`.streams` (live streams: start/stop commands, the desired state, waiting for the worker's
+  answer) and :mod:`.stream_watch` (heartbeats into each stream's state, what to send again, the
+  days streams completed), for the ``live_streams`` job and the ``streams`` sensor.
 
 Below the Dagster layer (assets, sensors and the runner call it), above the workers, the store and
 the ``kafka`` package; it never imports Dagster. The names below are its public face; the ledgers,

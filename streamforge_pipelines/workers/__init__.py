@@ -12,6 +12,7 @@ from .dispatcher import loader_for, register_loader, run_task, unregister_loader
 from .errors import TaskInvalid, WorkerError
 from .exchange_client import BinanceRestClient
 from .governor import WeightGovernor
+from .live.worker import serve_streams
 from .loader_producer import serve_loader
 from .loader_task import Loader, LoadResult, TaskRun, run_loader_task, send_end_markers
 from .loader_trades import first_id
@@ -36,6 +37,7 @@ __all__ = [
     "send_end_markers",
     "serve_loader",
     "serve_metrics",
+    "serve_streams",
     "settings_secrets",
     "unregister_loader",
 ]

@@ -259,6 +259,16 @@ class BinanceRestClient:
             raise ExchangeUnavailable(f"historicalTrades: expected a JSON array, got {type(rows).__name__}")
         return rows
 
+    async def depth(self, symbol: str, limit: int = 1000) -> dict[str, Any]:
+        """``GET /api/v3/depth`` / ``/fapi/v1/depth``: the order book snapshot ``{"lastUpdateId",
+        "bids", "asks"}`` (USD-M adds ``E``, ``T``); weight by ``limit`` (spot 1000: 50, USD-M 1000: 20)."""
+        if not 1 <= limit <= 5000:
+            raise ValueError(f"depth limit must be 1..5000, got {limit}")
+        body = await self._get(f"{self.prefix}/depth", {"symbol": symbol, "limit": str(limit)})
+        if not isinstance(body, dict) or "lastUpdateId" not in body:
+            raise ExchangeUnavailable(f"depth: expected a snapshot object, got {type(body).__name__}")
+        return body
+
     async def _get(self, path: str, params: dict[str, str]) -> Any:
         attempt = 0
         while True:

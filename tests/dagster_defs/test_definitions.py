@@ -52,10 +52,25 @@ def test_names_are_the_published_ones() -> None:
         "complete",
     )
     assert (DAILY_CANDLES_SCHEDULE, WEEKLY_GNN_SCHEDULE) == ("daily_candles_5m", "weekly_gnn")
-    assert (names.QUEUE_EVENTS_SENSOR, names.GRAPH_TRIGGER_SENSOR) == (
+    assert (names.QUEUE_EVENTS_SENSOR, names.GRAPH_TRIGGER_SENSOR, names.STREAMS_SENSOR) == (
         "queue_events_sensor",
         "graph_trigger_sensor",
+        "streams_sensor",
     )
+    assert names.LIVE_ASSETS == ("live_agg_trades", "live_trades", "live_candles", "live_book")
+    assert (names.LIVE_STREAMS_JOB, names.LIVE_STREAMS_OP, names.FRESH_CHECK, names.LIVE_GROUP) == (
+        "live_streams",
+        "stream_command",
+        "fresh",
+        "live",
+    )
+    assert [names.live_asset(t) for t in ("ws_agg_trades", "ws_trades", "ws_candles_5m", "ws_orderbook")] == [
+        "live_agg_trades",
+        "live_trades",
+        "live_candles",
+        "live_book",
+    ]
+    assert names.live_asset("api_candles_5m") is None
     assert (PARTITION_RANGE_START, PARTITION_RANGE_END) == (
         "dagster/asset_partition_range_start",
         "dagster/asset_partition_range_end",
@@ -67,6 +82,9 @@ def test_names_are_the_published_ones() -> None:
         CORRELATION_GRAPH: "analytics",
         GNN_MODEL: "analytics",
     }
+    for key in names.LIVE_ASSETS:
+        spec = next(s for s in defs.assets or [] if isinstance(s, dg.AssetSpec) and s.key == dg.AssetKey(key))
+        assert spec.group_name == "live", key
     for key, group in groups.items():
         assert defs.resolve_assets_def(key).group_names_by_key[dg.AssetKey(key)] == group, key
 
@@ -79,7 +97,12 @@ def test_everything_loads() -> None:
         AGG_TRADES,
         CORRELATION_GRAPH,
         GNN_MODEL,
+        *names.LIVE_ASSETS,
     }
+    for key in names.LIVE_ASSETS:  # external: recorded by the streams sensor, checked for freshness
+        assert not repo.asset_graph.get(dg.AssetKey(key)).is_materializable
+        assert dg.AssetCheckKey(dg.AssetKey(key), names.FRESH_CHECK) in repo.asset_graph.asset_check_keys
+    assert defs.resolve_job_def(names.LIVE_STREAMS_JOB) is not None
     for i in CANDLE_INTERVALS:
         assert defs.resolve_job_def(candles_job(i)) is not None
         checks = defs.resolve_assets_def(candles_asset(i)).check_keys

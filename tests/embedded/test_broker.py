@@ -157,10 +157,20 @@ def test_ensure_topics_rejects_bad_input(kafka_bootstrap: str) -> None:
 
 def test_kafka_topics_fixture(kafka_bootstrap: str, kafka_topics) -> None:
     topics = kafka_topics(partitions=6)
-    assert set(topics) == {"control", "events", "candles", "dlq", "candles_usdm", "trades", "checkpoints"}
+    assert set(topics) == {
+        "control",
+        "events",
+        "candles",
+        "dlq",
+        "candles_usdm",
+        "trades",
+        "checkpoints",
+        "book",
+        "book_diffs",
+    }
     assert topics["dlq"] == topics["candles"] + ".dlq"
     counts = asyncio.run(_partition_counts(kafka_bootstrap, list(topics.values())))
-    data = {"candles", "candles_usdm", "trades"}
+    data = {"candles", "candles_usdm", "trades", "book", "book_diffs"}
     assert counts == {name: 6 if role in data else 1 for role, name in topics.items()}
     assert kafka_topics()["candles"] != topics["candles"]  # fresh names per call
 

@@ -29,6 +29,7 @@ from streamforge_pipelines.simulator.app import build_app
 from streamforge_pipelines.simulator.market import Market
 from streamforge_pipelines.simulator.usdm import contract
 from streamforge_pipelines.simulator.ws import WsConfig, parse_futures_stream, parse_stream
+from streamforge_pipelines.simulator.ws.names import FUTURES_ROUTES, Dialect
 
 SEED = 20240801
 MARKET = Market(SEED)
@@ -194,23 +195,144 @@ def test_futures_connection_rules() -> None:
     assert invalid == {"error": {"code": 2, "msg": "Invalid request: invalid stream"}, "id": 1}
 
 
-def test_unrouted_futures_url_gets_public_data_only() -> None:
-    """``/fapi-ws/ws/...`` (legacy, unrouted): book streams flow, a market stream is accepted but silent."""
+#: What Binance's WebSocket handshake answers, as (HTTP status, JSON body).
+INVALID_STREAM = {"code": 2, "msg": "Invalid request: invalid stream"}
+RETIRED = {
+    "code": -1,
+    "msg": "This WebSocket URL was retired on 2026-04-23: use the /public or /market route",
+}
+#: Headers of a WebSocket upgrade request (RFC 6455 §4.1), sent by hand to read a refused handshake's body.
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
 
-    async def body() -> tuple[list[str], set[str]]:
+
+async def handshake(session: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    """Open ``url``: (101, its LIST_SUBSCRIPTIONS) when upgraded, else the refusal's (status, JSON body).
+
+    A refused handshake is read a second time as a hand-made upgrade request, for its body (aiohttp's
+    ``WSServerHandshakeError`` carries the status only).
+    """
+    try:
+        async with session.ws_connect(url.replace("http", "ws", 1)) as ws:
+            return 101, (await control(ws, "LIST_SUBSCRIPTIONS", [], 1))["result"]
+    except aiohttp.WSServerHandshakeError as err:
+        async with session.get(url, headers=UPGRADE) as resp:
+            assert resp.status == err.status
+            return resp.status, json.loads(await resp.read())
+
+
+async def control(ws: aiohttp.ClientWebSocketResponse, method: str, params: list[str], req_id: int) -> Any:
+    """Send one control message and return its reply, skipping the stream events received meanwhile."""
+    await ws.send_str(json.dumps({"method": method, "params": params, "id": req_id}))
+    while True:
+        frame = await recv(ws)
+        if isinstance(frame, dict) and frame.get("id") == req_id and ("result" in frame or "error" in frame):
+            return frame
+
+
+def test_retired_unrouted_futures_urls_are_refused() -> None:
+    """``/fapi-ws/ws[/<s>]``, ``/fapi-ws/stream`` (retired 2026-04-23): 404 with a JSON reason, no upgrade."""
+    paths = [
+        "/fapi-ws/ws",
+        "/fapi-ws/ws/btcusdt@bookTicker",
+        "/fapi-ws/ws/btcusdt@aggTrade/btcusdt@depth",
+        "/fapi-ws/stream?streams=btcusdt@bookTicker",
+        "/fapi-ws/stream",
+    ]
+
+    async def body() -> tuple[list[tuple[int, Any]], tuple[int, Any], int]:
+        async with serve() as base, aiohttp.ClientSession() as session:
+            answers = [await handshake(session, base + p) for p in paths]
+            routed = await handshake(session, f"{base}/fapi-ws/public/ws/btcusdt@depth")
+            async with session.get(f"{base}/fapi-ws/stream?streams=btcusdt@depth") as resp:
+                plain = resp.status  # a plain GET too: the path is gone, not just the upgrade
+            return answers, routed, plain
+
+    answers, routed, plain = run(body)
+    assert answers == [(404, RETIRED)] * len(paths)
+    assert routed == (101, ["btcusdt@depth"])  # the routed URL of the same stream opens
+    assert plain == 404
+
+
+def test_wrong_route_stream_in_url_refuses_the_handshake() -> None:
+    """A stream of the other route in a URL: HTTP 400 ``invalid stream``; unparseable names still ignored."""
+
+    async def body() -> dict[str, tuple[int, Any]]:
+        async with serve() as base, aiohttp.ClientSession() as session:
+            pub = f"{base}/fapi-ws/public"
+            urls = {
+                "aggTrade on public": f"{pub}/stream?streams=btcusdt@bookTicker/btcusdt@aggTrade",
+                "kline on public": f"{base}/fapi-ws/public/ws/btcusdt@kline_1m",
+                "depth on market": f"{base}/fapi-ws/market/ws/btcusdt@depth",
+                "bookTicker on market": f"{base}/fapi-ws/market/stream?streams=btcusdt@bookTicker",
+                "partial on market": f"{base}/fapi-ws/market/ws/ethusdt@depth5@100ms",
+                "unparseable name": f"{base}/fapi-ws/public/ws/0",
+                "spot-only name": f"{base}/fapi-ws/market/ws/btcusdt@trade",
+                "own route": f"{base}/fapi-ws/market/ws/btcusdt@aggTrade/btcusdt@kline_1m",
+            }
+            return {k: await handshake(session, u) for k, u in urls.items()}
+
+    got = run(body)
+    for case in ("aggTrade on public", "kline on public", "depth on market", "bookTicker on market"):
+        assert got[case] == (400, INVALID_STREAM), case
+    assert got["partial on market"] == (400, INVALID_STREAM)
+    # Names the futures dialect cannot parse are ignored (ccxt opens ``/ws/0``), not refused.
+    assert got["unparseable name"] == (101, [])
+    assert got["spot-only name"] == (101, [])
+    assert got["own route"] == (101, ["btcusdt@aggTrade", "btcusdt@kline_1m"])
+
+
+def test_wrong_route_subscribe_is_an_invalid_stream() -> None:
+    """SUBSCRIBE naming a stream of the other route: ``invalid stream``, nothing of the request subscribed."""
+
+    async def body() -> dict[str, Any]:
+        out: dict[str, Any] = {}
         async with serve() as base, aiohttp.ClientSession() as session:
             ws_base = base.replace("http", "ws")
-            url = f"{ws_base}/fapi-ws/stream?streams=btcusdt@aggTrade/btcusdt@bookTicker"
-            async with session.ws_connect(url) as ws:
-                seen = {(await recv(ws))["stream"] for _ in range(20)}
-                await ws.send_str(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
-                while "id" not in (reply := await recv(ws)):
-                    seen.add(reply["stream"])
-                return reply["result"], seen
+            async with session.ws_connect(f"{ws_base}/fapi-ws/public/ws") as ws:
+                out["public mixed"] = await control(
+                    ws, "SUBSCRIBE", ["btcusdt@bookTicker", "btcusdt@aggTrade"], 1
+                )
+                out["public after mixed"] = (await control(ws, "LIST_SUBSCRIPTIONS", [], 2))["result"]
+                out["public own"] = await control(ws, "SUBSCRIBE", ["btcusdt@bookTicker"], 3)
+                out["public unsubscribe wrong"] = await control(ws, "UNSUBSCRIBE", ["btcusdt@kline_1m"], 4)
+                out["public list"] = (await control(ws, "LIST_SUBSCRIPTIONS", [], 5))["result"]
+            async with session.ws_connect(f"{ws_base}/fapi-ws/market/stream") as ws:
+                out["market depth"] = await control(ws, "SUBSCRIBE", ["btcusdt@depth@100ms"], 6)
+                out["market own"] = await control(
+                    ws, "SUBSCRIBE", ["btcusdt@aggTrade", "zzzusdt@kline_1m"], 7
+                )
+                out["market list"] = (await control(ws, "LIST_SUBSCRIPTIONS", [], 8))["result"]
+                # Only the listed symbol's stream sends: the unknown symbol's is accepted and silent.
+                out["market streams"] = {(await recv(ws))["stream"] for _ in range(10)}
+        return out
 
-    listed, seen = run(body)
-    assert listed == ["btcusdt@aggTrade", "btcusdt@bookTicker"]
-    assert seen == {"btcusdt@bookTicker"}
+    out = run(body)
+    assert out["public mixed"] == {"error": INVALID_STREAM, "id": 1}
+    assert out["public after mixed"] == []
+    assert out["public own"] == {"result": None, "id": 3}
+    assert out["public unsubscribe wrong"] == {"error": INVALID_STREAM, "id": 4}
+    assert out["public list"] == ["btcusdt@bookTicker"]
+    assert out["market depth"] == {"error": INVALID_STREAM, "id": 6}
+    assert out["market own"] == {"result": None, "id": 7}
+    assert out["market list"] == ["btcusdt@aggTrade", "zzzusdt@kline_1m"]
+    assert out["market streams"] == {"btcusdt@aggTrade"}
+
+
+def test_futures_route_kinds() -> None:
+    """Each futures route serves its kinds only (§4.4): ``/public`` books, ``/market`` trades and klines."""
+    assert set(FUTURES_ROUTES) == {"/public", "/market"}  # no unrouted legacy entry
+    public, market = Dialect(True, FUTURES_ROUTES["/public"]), Dialect(True, FUTURES_ROUTES["/market"])
+    for name in ("btcusdt@depth", "btcusdt@depth@500ms", "btcusdt@depth20", "btcusdt@bookTicker"):
+        assert public.stream(name) is not None and market.stream(name) is None, name
+        assert market.parse(name) is not None, name  # a stream, of the other route
+    for name in ("btcusdt@aggTrade", "btcusdt@kline_4h"):
+        assert market.stream(name) is not None and public.stream(name) is None, name
+    assert public.stream("btcusdt@trade") is None and public.parse("btcusdt@trade") is None
 
 
 # ---------------------------------------------------------------------- payload shapes

@@ -42,3 +42,14 @@ def test_the_connector_sees_kafka_and_the_store_only() -> None:
     assert env["STREAMFORGE_DATA_DIR"] == "/tmp/sf"
     assert env["METRICS_PORT"] == "9100"
     assert not any(k.startswith(("MINIO_", "EXCHANGE_", "SIMULATOR_")) for k in env)
+
+
+def test_the_stream_worker_sees_kafka_the_exchange_and_its_live_settings_only() -> None:
+    settings = _settings().model_copy(
+        update={"exchange_url": "http://127.0.0.1:8090", "live_heartbeat_s": 2.0}
+    )
+    env = child_env(settings, "streams", {"METRICS_PORT": "9101"})
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:9092"
+    assert env["EXCHANGE_URL"] == "http://127.0.0.1:8090"
+    assert env["LIVE_HEARTBEAT_S"] == "2.0" and env["METRICS_PORT"] == "9101"
+    assert not any(k.startswith(("ARANGO_", "MINIO_", "SIMULATOR_", "STREAMFORGE_")) for k in env)

@@ -24,6 +24,10 @@ def test_defaults_are_embedded() -> None:
         "sf.candles-usdm.v1.dlq": 1,
         "sf.trades.v1": 4,
         "sf.trades.v1.dlq": 1,
+        "sf.book.v1": 4,
+        "sf.book.v1.dlq": 1,
+        "sf.book-diffs.v1": 4,
+        "sf.book-diffs.v1.dlq": 1,
     }
 
 

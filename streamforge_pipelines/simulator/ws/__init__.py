@@ -11,12 +11,22 @@ code 1001); ``ws_routes(...)`` returns just the spot routes. Spot paths:
 
 USD-M futures streams (§4.4) on the same app, under :data:`FUTURES_PREFIX`; Binance's routed
 endpoints map as ``wss://fstream.binance.com/public/ws/<s>`` → ``/fapi-ws/public/ws/<s>``,
-``…/public/stream?streams=`` → ``/fapi-ws/public/stream?streams=``, the same for ``/market``, and the
-legacy unrouted ``…/ws/<s>`` / ``…/stream`` → ``/fapi-ws/ws/<s>`` / ``/fapi-ws/stream``. ``/public``
-and the unrouted URLs deliver the book streams (depth, partial depth, bookTicker), ``/market`` the
-others (aggTrade, kline); a valid stream on the other route is accepted and stays silent (Binance does
-not document this case). Contracts are those of ``/fapi/v1`` (:func:`..usdm.contract`): the spot
-model shifted by a constant basis, rendered at the contract's price / quantity precision.
+``…/public/stream?streams=`` → ``/fapi-ws/public/stream?streams=``, the same for ``/market``.
+``/public`` delivers the book streams (depth, partial depth, bookTicker), ``/market`` the others
+(aggTrade, kline). Choices where Binance is silent or has changed:
+
+* the legacy unrouted URLs ``…/ws/<s>`` / ``…/stream`` (``/fapi-ws/ws/<s>``, ``/fapi-ws/stream``)
+  were retired on 2026-04-23: their handshake is refused with HTTP 404 and
+  ``{"code": -1, "msg": "This WebSocket URL was retired on 2026-04-23: ..."}``, never upgraded;
+* a stream of the other route is an invalid stream (Binance does not document this case): HTTP 400
+  ``{"code": 2, "msg": "Invalid request: invalid stream"}`` when a URL names it, the error reply
+  ``Invalid request: invalid stream`` to a SUBSCRIBE naming it (nothing of that request is
+  subscribed). A client learns at once, instead of hearing a silence it cannot tell from a quiet
+  market. A well-formed stream of an unknown symbol is still accepted and stays silent, as on
+  Binance; a name that does not parse at all is still ignored in a URL.
+
+Contracts are those of ``/fapi/v1`` (:func:`..usdm.contract`): the spot model shifted by a constant
+basis, rendered at the contract's price / quantity precision.
 
 The package, by role: :mod:`.routes` (the endpoints, :class:`WsStreams`), :mod:`.connection` (one
 connection: subscriptions, control messages, pings, simulated time, faults), :mod:`.names` (stream

@@ -16,7 +16,13 @@ method, missing ``method``, too many parameters, property name, invalid stream, 
   case) is an invalid stream: error reply ``Invalid request: invalid stream`` to SUBSCRIBE (as
   observed); in a URL it is ignored (the connection opens without it: ccxt opens ``/ws/0`` on the
   real exchange and SUBSCRIBEs); a well-formed name with an unknown symbol is accepted and stays
-  silent (as Binance does);
+  silent (as Binance does; :class:`.stream.SilentStream`);
+* on a USD-M route, a stream of the other route (``@aggTrade``/``@kline_<i>`` on ``/public``,
+  ``@depth...``/``@bookTicker`` on ``/market``) is an invalid stream too: SUBSCRIBE and UNSUBSCRIBE
+  get the ``Invalid request: invalid stream`` error reply and change nothing of that request (in a
+  URL the handshake is refused with HTTP 400, :mod:`.routes`). Binance does not document this case;
+  an error tells the client at once, where a stream accepted and never sent cannot be told from a
+  quiet market;
 * more than ``max_streams`` streams: error reply ``Invalid request: too many streams`` (HTTP 400 in
   a URL), nothing subscribed;
 * too many incoming messages: close code 1008 ``Too many requests`` (as observed); no pong in
@@ -139,14 +145,12 @@ class Connection:
         for name in names:
             if name in self.streams:
                 continue
-            spec = self.dialect.parse(name)
-            assert spec is not None
+            spec = self.dialect.stream(name)
+            assert spec is not None, f"{name} is not served here: refused before add()"
             try:
                 self.shared.market.symbol(spec.symbol)
                 cls = (FUTURES_KINDS if spec.futures else SPOT_KINDS)[spec.kind]
-            except UnknownSymbolError:
-                cls = SilentStream
-            if not self.dialect.serves(spec):
+            except UnknownSymbolError:  # a well-formed stream of an unlisted symbol: silent, as on Binance
                 cls = SilentStream
             self.streams[name] = cls(spec, self.shared, now, self.mult)
         self.changed.set()
@@ -303,7 +307,7 @@ class Connection:
         if not isinstance(params, list):
             raise RequestError(2, "Invalid request: params must be an array")
         if method in ("SUBSCRIBE", "UNSUBSCRIBE"):
-            if not all(isinstance(p, str) and self.dialect.parse(p) is not None for p in params):
+            if not all(isinstance(p, str) and self.dialect.stream(p) is not None for p in params):
                 raise RequestError(2, "Invalid request: invalid stream")
             if method == "UNSUBSCRIBE":
                 for p in params:

@@ -4,8 +4,13 @@ Symbols are lowercase in stream names. Spot (``reference/BINANCE_API.md`` §4.3)
 ``<s>@kline_<interval>[@+08:00]``, ``<s>@trade``, ``<s>@aggTrade``, ``<s>@depth[@100ms]``,
 ``<s>@depth<5|10|20>[@100ms]``, ``<s>@bookTicker``. USD-M (§4.4): ``<s>@aggTrade``,
 ``<s>@kline_<interval>`` (no ``1s``), ``<s>@depth[@500ms|@100ms]``,
-``<s>@depth<5|10|20>[@500ms|@100ms]``, ``<s>@bookTicker``; each futures route delivers some kinds
-only (:data:`FUTURES_ROUTES`). A name that is none of these is not a stream (None).
+``<s>@depth<5|10|20>[@500ms|@100ms]``, ``<s>@bookTicker``. A name that is none of these is not a
+stream (None).
+
+Each USD-M route serves some kinds only (:data:`FUTURES_ROUTES`: ``/public`` the book streams,
+``/market`` trades and klines); on a route, a stream of the other route is not one of its streams
+(:meth:`Dialect.serves`), which the endpoints refuse like an unknown kind (:mod:`.routes`,
+:mod:`.connection`). The legacy unrouted futures URLs are retired (:data:`FUTURES_RETIRED`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from .. import book
 
 __all__ = [
     "FUTURES_PREFIX",
+    "FUTURES_RETIRED",
+    "FUTURES_RETIRED_MSG",
     "FUTURES_ROUTES",
     "SPOT",
     "Dialect",
@@ -109,7 +116,13 @@ def parse_futures_stream(name: str) -> StreamSpec | None:
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
-    """What one endpoint serves: spot, or a futures route (``public``, ``market`` or unrouted)."""
+    """What one endpoint serves: spot (every spot kind), or one futures route (``kinds``).
+
+    :meth:`parse` reads any stream name of the dialect's market; :meth:`serves` says whether this
+    endpoint delivers it. A futures stream of the other route parses but is not served: the
+    endpoints refuse it (HTTP 400 in a URL, ``invalid stream`` to SUBSCRIBE), where a name that does
+    not parse at all is ignored in a URL.
+    """
 
     futures: bool
     kinds: frozenset[str] | None = None
@@ -120,15 +133,22 @@ class Dialect:
     def serves(self, spec: StreamSpec) -> bool:
         return self.kinds is None or spec.kind in self.kinds
 
+    def stream(self, name: str) -> StreamSpec | None:
+        """The stream ``name`` denotes when this endpoint serves it, else None (an invalid stream here)."""
+        spec = self.parse(name)
+        return spec if spec is not None and self.serves(spec) else None
+
 
 SPOT = Dialect(futures=False)
 #: Prefix of the USD-M futures endpoints: ``wss://fstream.binance.com/<route>/...`` is served at
 #: ``/fapi-ws/<route>/...``.
 FUTURES_PREFIX = "/fapi-ws"
-#: Futures routes (§4.4) and the stream kinds each delivers; ``""`` is the unrouted legacy URL,
-#: which only gets ``/public`` data.
+#: Futures routes (§4.4) and the stream kinds each delivers (``/private``, user data, is not modelled).
 FUTURES_ROUTES: dict[str, frozenset[str]] = {
     "/public": _PUBLIC_KINDS,
     "/market": _MARKET_KINDS,
-    "": _PUBLIC_KINDS,
 }
+#: The legacy unrouted futures paths (``wss://fstream.binance.com/ws/...``, ``/stream?streams=``),
+#: retired by Binance on 2026-04-23: their handshake is refused with HTTP 404 and this message.
+FUTURES_RETIRED = ("/ws", "/stream")
+FUTURES_RETIRED_MSG = "This WebSocket URL was retired on 2026-04-23: use the /public or /market route"

@@ -3,6 +3,20 @@
 ``WsStreams(market, clock=..., config=WsConfig(...)).install(app)`` adds the routes and an
 ``on_shutdown`` hook that sends every open connection ``serverShutdown`` and closes it (close code
 1001); :func:`ws_routes` returns just the spot routes.
+
+The handshake is refused (never upgraded) with a Binance-style JSON body when:
+
+* the path is a retired legacy unrouted futures URL (``/fapi-ws/ws[/<s>]``, ``/fapi-ws/stream``):
+  HTTP 404 ``{"code": -1, "msg": "This WebSocket URL was retired on 2026-04-23: ..."}``;
+* the URL names a USD-M stream of the other route (``btcusdt@aggTrade`` on ``/public``,
+  ``btcusdt@depth`` on ``/market``): HTTP 400 ``{"code": 2, "msg": "Invalid request: invalid
+  stream"}``. Binance does not document this case; refusing it tells the client at once, where an
+  accepted stream that never sends cannot be told from a quiet market;
+* more than ``max_streams`` streams (HTTP 400 ``too many streams``) or a bad ``timeUnit``.
+
+A name the dialect cannot parse at all is ignored in a URL (ccxt opens ``/ws/0`` on the real
+exchange, then SUBSCRIBEs); a well-formed stream of an unknown symbol is accepted and stays silent,
+as on Binance.
 """
 
 from __future__ import annotations
@@ -20,7 +34,7 @@ from ..clock import Clock, wall_clock_ms
 from ..market import Market
 from .config import WsConfig
 from .connection import Connection, receive
-from .names import FUTURES_PREFIX, FUTURES_ROUTES, SPOT, Dialect
+from .names import FUTURES_PREFIX, FUTURES_RETIRED, FUTURES_RETIRED_MSG, FUTURES_ROUTES, SPOT, Dialect
 from .stream import DepthCache, Shared
 
 __all__ = ["WsStreams", "ws_routes"]
@@ -30,6 +44,15 @@ def bad_request(msg: str) -> web.Response:
     return web.Response(
         body=orjson.dumps({"code": 2, "msg": f"Invalid request: {msg}"}),
         status=400,
+        content_type="application/json",
+    )
+
+
+async def retired(request: web.Request) -> web.Response:
+    """A legacy unrouted futures URL: HTTP 404 with the reason, the connection is never upgraded."""
+    return web.Response(
+        body=orjson.dumps({"code": -1, "msg": FUTURES_RETIRED_MSG}),
+        status=404,
         content_type="application/json",
     )
 
@@ -62,12 +85,16 @@ class WsStreams:
         self._connections: set[Connection] = set()
         #: The spot routes (``/ws``, ``/ws/<streams>``, ``/stream``).
         self.routes: list[web.RouteDef] = self._route_set("", self._shared, SPOT)
-        #: The USD-M futures routes (``/fapi-ws/{public,market}/{ws,stream}`` and ``/fapi-ws/{ws,stream}``).
+        #: The USD-M futures routes (``/fapi-ws/{public,market}/{ws,stream}``) and the retired
+        #: unrouted ones (``/fapi-ws/{ws,stream}``, answered 404).
         self.futures_routes: list[web.RouteDef] = []
         for route, kinds in FUTURES_ROUTES.items():
             self.futures_routes += self._route_set(
                 f"{FUTURES_PREFIX}{route}", self._futures, Dialect(True, kinds)
             )
+        for path in FUTURES_RETIRED:
+            self.futures_routes.append(web.get(f"{FUTURES_PREFIX}{path}", retired))
+        self.futures_routes.append(web.get(f"{FUTURES_PREFIX}/ws/{{streams:.+}}", retired))
 
     def _route_set(self, prefix: str, shared: Shared, dialect: Dialect) -> list[web.RouteDef]:
         def handler(combined: bool) -> Callable[[web.Request], Coroutine[Any, Any, web.StreamResponse]]:
@@ -107,8 +134,11 @@ class WsStreams:
         cfg = shared.config
         raw = request.query.get("streams", "") if combined else request.match_info.get("streams", "")
         # Binance accepts names it does not know in the URL (ccxt connects to ``/ws/0`` and then
-        # SUBSCRIBEs): they are ignored.
-        names = [n for n in raw.split("/") if n and dialect.parse(n) is not None]
+        # SUBSCRIBEs): they are ignored. A stream of the other futures route is refused.
+        specs = [spec for n in raw.split("/") if n and (spec := dialect.parse(n)) is not None]
+        if not all(dialect.serves(spec) for spec in specs):
+            return bad_request("invalid stream")
+        names = [spec.name for spec in specs]
         if len(dict.fromkeys(names)) > cfg.max_streams:
             return bad_request("too many streams")
         unit = request.query.get("timeUnit", "MILLISECOND").upper()

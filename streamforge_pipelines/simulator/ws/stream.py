@@ -110,7 +110,10 @@ class Stream:
 
 
 class SilentStream(Stream):
-    """A well-formed stream of a symbol the exchange does not list: accepted, never sends."""
+    """A well-formed stream of a symbol the exchange does not list: accepted, never sends (as on Binance).
+
+    Only that case: a stream of the other USD-M route is refused instead (:mod:`.connection`).
+    """
 
     def next_due(self) -> int:
         return 1 << 62
