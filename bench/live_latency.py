@@ -175,7 +175,12 @@ async def _produced_latency(bootstrap: str, topic: str) -> list[float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.live_latency", description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=1000.0, help="trades per second, all symbols (1000)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="market trades/s, all symbols (1000; achieved rate printed)",
+    )
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds per phase (30)")
     parser.add_argument("--symbols", type=int, default=10, help="symbols (10)")
     args = parser.parse_args(argv)
