@@ -22,6 +22,15 @@ from streamforge_pipelines.kafka import ensure_topics_sync
 TopicFactory = Callable[..., dict[str, str]]
 
 
+@pytest.fixture(autouse=True)
+def _exchange_limits_read_per_test() -> None:
+    """Each test's clients read the exchange's published limit as a new process would (the client
+    caches it per exchange URL for the process), so request counts do not depend on test order."""
+    from streamforge_pipelines.workers.exchange_client import forget_exchange_limits
+
+    forget_exchange_limits()
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Bootstrap servers of the session's broker (embedded Tansu unless STREAMFORGE_TEST_KAFKA)."""

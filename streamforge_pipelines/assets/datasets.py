@@ -22,7 +22,6 @@ No ``from __future__ import annotations`` here: Dagster reads the asset function
 (the factory's ``config`` class) as an object, not as a string it would resolve in this module.
 """
 
-import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -317,7 +316,9 @@ def dataset_asset(
             max_parallel_tasks=loaders.max_parallel_tasks,
             on_progress=ProgressLog(context.log.info, len(symbols), noun),
         )
-        report: LoadOutcome = asyncio.run(
+        # A cancelled run interrupts the step: its loaders are stopped and its task records say
+        # `interrupted` before Dagster sees the interrupt (queue_manager.interrupts).
+        report: LoadOutcome = queue_manager.run_stoppable(
             queue_manager.load(
                 request(call),
                 settings,

@@ -3,7 +3,8 @@
 * :mod:`.requests` — what is asked (:class:`LoadRequest`, :class:`TradesRequest`) and what is
   reported (:class:`LoadReport`, :class:`TradesReport`, the per (symbol, day) figures);
 * :mod:`.commands` — the one command builder: task plans -> the start commands on ``queue-control``;
-* :mod:`.tasks` — running a load's tasks to the end (task records, loaders, ``queue-events``);
+* :mod:`.tasks` — running a load's tasks to the end (task records, loaders, ``queue-events``), and
+  stopping them when the run is cancelled (:mod:`.interrupts`: :func:`run_stoppable`);
 * :mod:`.loads` — :func:`load`: a whole load of any dataset with its completeness check and one
   round of repair;
 * :mod:`.ledger` (candles: a time grid per day) and :mod:`.trades_ledger` (trades: id spans per day)
@@ -21,6 +22,7 @@ re-exported: at the package level that name is the trades ledger's module).
 """
 
 from .commands import TaskPlan, build_commands, range_repairs, weight_share, whole_range
+from .interrupts import run_stoppable
 from .loads import (
     LoadRun,
     RepairOutcome,
@@ -29,6 +31,7 @@ from .loads import (
     load,
     measure,
     repair_candles,
+    unfinished_plans,
 )
 from .requests import (
     DayFigure,
@@ -62,6 +65,8 @@ __all__ = [
     "measure",
     "range_repairs",
     "repair_candles",
+    "run_stoppable",
+    "unfinished_plans",
     "weight_share",
     "whole_range",
 ]

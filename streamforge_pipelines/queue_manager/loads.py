@@ -7,6 +7,10 @@ materialization, recorded once by the step with the report's figures — and the
 check of the dataset's ledger kind with one round of targeted repair: a time grid
 (:func:`complete_time_grid`: candles, :class:`~.requests.LoadReport`) or id ranges
 (:func:`complete_id_ranges`: trades, :class:`~.requests.TradesReport`).
+
+A time-grid load fetches only what the store does not hold yet (:func:`unfinished_plans`): a run
+that was cancelled (its loaders stopped, ``interrupted``) or failed leaves the days it stored, and
+running the same partitions again loads each symbol from its first unfinished day on.
 """
 
 from __future__ import annotations
@@ -19,15 +23,15 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from ..intervals import day_range_ms, days_between, now_ms
+from ..intervals import count_open_times, day_range_ms, days_between, now_ms
 from ..protocol import Command
 from ..settings import Settings
 from ..store import LedgerRecord, Store
-from .commands import DatasetRequest, build_commands, range_repairs
-from .ledger import LedgerTotals, build_ledger, repair_ranges, save_ledger
+from .commands import DatasetRequest, TaskPlan, build_commands, range_repairs
+from .ledger import LedgerTotals, build_ledger, day_window, repair_ranges, save_ledger
 from .requests import DayFigure, LoadReport, LoadRequest, TradesReport, figures
 from .tasks import Launch, TasksOutcome, run_tasks
-from .tracking import COMPLETE, TaskTracker
+from .tracking import COMPLETE, ExchangeTotals, TaskTracker
 from .trades_ledger import SpanFinder, TradesDayLedger, check_id_day, repair_plan
 
 log = logging.getLogger(__name__)
@@ -64,6 +68,33 @@ def measure(request: LoadRequest, store: Store, clock_ms: int) -> tuple[list[Day
     the store. Asks the exchange nothing and writes nothing."""
     entries, dups = ledger_of(request, store, clock_ms)
     return figures(entries), dups
+
+
+def unfinished_plans(request: LoadRequest, store: Store, clock_ms: int) -> list[TaskPlan]:
+    """One task per symbol over its days from the first to the last that the store does not hold
+    whole (stored plus confirmed downtime below the closed candles expected), from the request's
+    source; none for a symbol whose days are all complete. A first load (nothing stored) is
+    :func:`~.commands.whole_range`. A cancelled load stored its candles in time order, so what is
+    left is one run of days per symbol; a partly stored day is loaded whole (records are idempotent)."""
+    first, last, interval = request.first, request.last, request.interval
+    start, end = day_range_ms(first, last)
+    symbols = list(request.symbols)
+    counts = store.counts_by_day(request.spec, symbols, (interval,), start, end)
+    collection = request.spec.collection
+    ledger = store.read_ledger(symbols, interval, first.isoformat(), last.isoformat(), collection)
+    downtime = {(r.symbol, r.day): r.downtime for r in ledger}
+    plans = []
+    for symbol in request.symbols:
+        todo = []
+        for day in days_between(first, last):
+            key = (symbol, day.isoformat())
+            lo, hi = day_window(day, interval, clock_ms)
+            expected = count_open_times(lo, hi, interval) if hi > lo else 0
+            if counts.get(key, 0) + downtime.get(key, 0) < expected:
+                todo.append(day)
+        if todo:
+            plans.append(TaskPlan(symbol, todo[0], todo[-1], request.source))
+    return plans
 
 
 @dataclass(frozen=True)
@@ -112,8 +143,14 @@ async def load(
     any day. External loaders (``launch="external"``) read their own clock."""
     t0 = time.perf_counter()
     run = LoadRun(settings, store, launch, max_parallel_tasks, on_progress, clock_ms)
-    commands = build_commands(request, settings, parallel=max_parallel_tasks)
-    outcome = await run.tasks(commands, request)
+    plans = None  # the whole range
+    if isinstance(request, LoadRequest) and request.spec.ledger == "time_grid":
+        plans = unfinished_plans(request, store, clock_ms())
+    commands = build_commands(request, settings, plans=plans, parallel=max_parallel_tasks)
+    if commands:
+        outcome = await run.tasks(commands, request)
+    else:  # everything stored already: only the completeness check
+        outcome = TasksOutcome(tasks={}, errors={}, loaded=0, exchange=ExchangeTotals())
     complete = COMPLETIONS[request.spec.ledger]
     report = await complete(request, outcome, run, repair)  # type: ignore[operator]
     report.seconds = time.perf_counter() - t0

@@ -25,7 +25,7 @@ from .archive import add_archive_routes
 from .clock import Clock, wall_clock_ms
 from .config import SimulatorConfig
 from .faults import FaultConfig, fault_middleware
-from .limits import LimitsConfig, RateLimiter, default_weight_of, rate_limit_middleware
+from .limits import LimitsConfig, RateLimiter, default_weight_of, rate_limit_middleware, weight_rate_limit
 from .market import Market
 from .rest import NOW_MS, STATE, ApiError, SimulatorState, StaleSnapshots, json_response
 from .spot import add_spot_routes, symbol_info
@@ -74,6 +74,7 @@ def build_app(
         clock=clock,
         symbol_info={s.name: symbol_info(s) for s in market.symbols},
         faults=faults,
+        weight_limits={"spot": weight_rate_limit(spot_limits), "usdm": weight_rate_limit(futures_limits)},
         stale=(
             StaleSnapshots(faults.stale_snapshot_rate, fault_seed)
             if faults is not None and faults.enabled and faults.stale_snapshot_rate > 0

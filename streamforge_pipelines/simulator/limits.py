@@ -67,6 +67,7 @@ __all__ = [
     "rate_limit_middleware",
     "remote_client",
     "spot_depth_weight",
+    "weight_rate_limit",
 ]
 
 Clock = Callable[[], int]
@@ -258,6 +259,19 @@ def _interval_text(window_ms: int) -> str:
         if window_ms % unit_ms == 0:
             return f"{window_ms // unit_ms} {name}"
     return f"{window_ms} MILLISECOND"
+
+
+def weight_rate_limit(config: LimitsConfig) -> dict[str, object]:
+    """The ``REQUEST_WEIGHT`` entry of ``exchangeInfo``'s ``rateLimits`` for ``config`` (Binance's shape:
+    ``{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}``), so
+    a client reading the published limit learns the one enforced, shortened test windows included."""
+    num, unit = _interval_text(config.window_1m_ms).split()
+    return {
+        "rateLimitType": "REQUEST_WEIGHT",
+        "interval": unit,
+        "intervalNum": int(num),
+        "limit": config.request_weight_per_minute,
+    }
 
 
 def _ceil_s(ms: int) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -112,6 +112,16 @@ class SimulatorState:
     faults: FaultConfig | None = None
     #: None: depth snapshots are never stale.
     stale: StaleSnapshots | None = None
+    #: Market ("spot", "usdm") -> the ``REQUEST_WEIGHT`` entry its ``exchangeInfo`` publishes (the
+    #: limit the app enforces); a market not named publishes its module's default.
+    weight_limits: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def rate_limits(self, market: str, defaults: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``exchangeInfo``'s ``rateLimits``: ``defaults`` with the enforced REQUEST_WEIGHT entry."""
+        weight = self.weight_limits.get(market)
+        if weight is None:
+            return defaults
+        return [weight if r["rateLimitType"] == "REQUEST_WEIGHT" else r for r in defaults]
 
     def snapshot_time(self, now_ms: int) -> int:
         """The clock reading whose book a depth snapshot at ``now_ms`` shows (earlier when stale)."""

@@ -116,7 +116,7 @@ async def _exchange_info(request: web.Request) -> web.Response:
         {
             "timezone": "UTC",
             "serverTime": request_now(request),
-            "rateLimits": RATE_LIMITS,
+            "rateLimits": state.rate_limits("spot", RATE_LIMITS),
             "exchangeFilters": [],
             "symbols": [state.symbol_info[n] for n in names],
         }

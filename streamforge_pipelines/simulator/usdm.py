@@ -176,7 +176,7 @@ async def _exchange_info(request: web.Request) -> web.Response:
             "timezone": "UTC",
             "serverTime": request_now(request),
             "futuresType": "U_MARGINED",
-            "rateLimits": RATE_LIMITS,
+            "rateLimits": request.app[STATE].rate_limits("usdm", RATE_LIMITS),
             "exchangeFilters": [],
             "assets": [{"asset": a, "marginAvailable": True, "autoAssetExchange": "-10000"} for a in quotes],
             "symbols": [_symbol_info(s) for s in market.symbols],

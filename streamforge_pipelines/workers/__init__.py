@@ -9,12 +9,12 @@ with its own public face. The exchange simulator, the dummy-service's exchange, 
 
 from .connector import main as connector_main
 from .dispatcher import loader_for, register_loader, run_task, unregister_loader
-from .errors import TaskInvalid, WorkerError
+from .errors import TaskInvalid, TaskStopped, WorkerError
 from .exchange_client import BinanceRestClient
 from .governor import WeightGovernor
 from .live.worker import serve_streams
 from .loader_producer import serve_loader
-from .loader_task import Loader, LoadResult, TaskRun, run_loader_task, send_end_markers
+from .loader_task import Loader, LoadResult, TaskControl, TaskRun, run_loader_task, send_end_markers
 from .loader_trades import first_id
 from .observability import configure_logging, redact_handlers, serve_metrics, settings_secrets
 
@@ -22,8 +22,10 @@ __all__ = [
     "BinanceRestClient",
     "LoadResult",
     "Loader",
+    "TaskControl",
     "TaskInvalid",
     "TaskRun",
+    "TaskStopped",
     "WeightGovernor",
     "WorkerError",
     "configure_logging",

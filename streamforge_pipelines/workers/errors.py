@@ -10,6 +10,8 @@
     │   └── ExchangeUnavailable  5xx, timeouts, dropped connections, truncated bodies (retriable)
     └── TaskInvalid              a command that cannot be carried out as given (final)
 
+    TaskStopped                  asked to stop (``stop`` command, cancelled run): ``interrupted``, no error
+
 ``retriable`` tells the retry loop whether trying again can help; nothing checks types for that.
 """
 
@@ -22,6 +24,12 @@ class WorkerError(Exception):
 
 class TaskInvalid(WorkerError):
     """The command cannot be carried out as given (unknown type, empty range, ...)."""
+
+
+class TaskStopped(Exception):
+    """The task was asked to stop (a ``stop`` command on ``queue-control``, a cancelled Dagster run)
+    and ended at a page boundary: reported as ``interrupted`` (what it produced is flushed), not as
+    an error, so it is not a :class:`WorkerError`."""
 
 
 class ExchangeError(WorkerError):

@@ -14,6 +14,14 @@ Binance says may be rate-related) pauses every request the same way, for ``Retry
 has one, else ``waf_pause_s`` (``EXCHANGE_WAF_PAUSE_S``), and is retried like the others: a loader
 survives a passing WAF block, and one that does not pass fails with ``HTTP 403 (WAF block)``.
 
+**The exchange's own limit**: before its first request a client reads the limit the exchange
+publishes (``GET /api/v3/exchangeInfo``, ``/fapi/v1/exchangeInfo`` on USD-M: the ``rateLimits``
+entry ``REQUEST_WEIGHT`` whose interval is the governor's window, ``MINUTE`` x 1 on Binance), once
+per exchange URL and market for the process (:func:`exchange_weight_limits`; concurrent clients wait
+for the one request), and its governor keeps under it when it is lower than the configured one
+(``use_exchange_limit``). An exchange that publishes none, or cannot be read, leaves the configured
+limit, with one log line; a 429 can still teach the real one.
+
 **Markets** (``market=``): ``spot`` calls ``/api/v3/...`` (klines ``limit`` <= 1000, weight 2 at
 any limit), ``usdm`` calls ``/fapi/v1/...`` (klines ``limit`` <= 1500, weight 1/2/5/10 by
 ``limit``, no ``1s`` interval). Binance counts spot and futures weight apart (6000 and 2400 per
@@ -134,6 +142,48 @@ def request_weight(path: str, params: Mapping[str, str] | None = None) -> int:
     return REQUEST_WEIGHTS.get(path, 1)
 
 
+_UNIT_MS = {"SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
+
+
+def weight_limits_of(info: object) -> dict[int, int]:
+    """The ``REQUEST_WEIGHT`` limits an ``exchangeInfo`` body publishes: window ms -> limit.
+
+    Binance's shape: ``{"rateLimits": [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE",
+    "intervalNum": 1, "limit": 6000}, ...]}``. Entries that are not readable are skipped; an empty
+    dict means the exchange publishes none.
+    """
+    entries = info.get("rateLimits") if isinstance(info, dict) else None
+    limits: dict[int, int] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or entry.get("rateLimitType") != "REQUEST_WEIGHT":
+            continue
+        unit, num, limit = entry.get("interval"), entry.get("intervalNum"), entry.get("limit")
+        if unit not in _UNIT_MS or not isinstance(num, int) or not isinstance(limit, int):
+            continue
+        if num >= 1 and limit >= 1:
+            window = num * _UNIT_MS[unit]
+            limits[window] = min(limits.get(window, limit), limit)
+    return limits
+
+
+#: (base URL, market) -> the REQUEST_WEIGHT limits the exchange publishes, read once per process.
+_EXCHANGE_LIMITS: dict[tuple[str, str], dict[int, int]] = {}
+#: (base URL, market) -> the one read in progress (concurrent clients wait for it, not send their own).
+_READING: dict[tuple[str, str], asyncio.Task[dict[int, int] | None]] = {}
+
+
+def exchange_weight_limits(base_url: str, market: str = "spot") -> dict[int, int] | None:
+    """The REQUEST_WEIGHT limits (window ms -> limit) read from ``base_url`` in this process; None
+    when none was read yet."""
+    return _EXCHANGE_LIMITS.get((base_url.rstrip("/"), market))
+
+
+def forget_exchange_limits() -> None:
+    """Forget every limit read from an exchange (tests: each starts as a new process would)."""
+    _EXCHANGE_LIMITS.clear()
+    _READING.clear()
+
+
 def _error_msg(body: bytes) -> str | None:
     """The ``msg`` of a Binance error body ``{"code": ..., "msg": ...}``; None when there is none."""
     try:
@@ -159,8 +209,11 @@ class BinanceRestClient:
         governor: WeightGovernor | None = None,
         market: Market = "spot",
         waf_pause_s: float = 10.0,
+        read_exchange_limit: bool = True,
     ) -> None:
         self.market = check_market(market)
+        #: Whether the client still has to apply the exchange's published limit to its governor.
+        self._limit_pending = read_exchange_limit
         #: Pause of every request after a 403 without ``Retry-After`` (the WAF's CloudFront page).
         self.waf_pause_s = waf_pause_s
         self.prefix = API_PREFIX[market]
@@ -270,6 +323,64 @@ class BinanceRestClient:
         return body
 
     async def _get(self, path: str, params: dict[str, str]) -> Any:
+        if self._limit_pending:
+            await self.apply_exchange_limit()
+        return await self._get_retrying(path, params)
+
+    async def apply_exchange_limit(self) -> None:
+        """Keep the governor under the limit the exchange publishes (read once per process and
+        exchange URL). The first request does it when nobody did before; idempotent."""
+        key = (self.base_url, self.market)
+        limits = _EXCHANGE_LIMITS.get(key)
+        if limits is None:
+            reading = _READING.get(key)
+            loop = asyncio.get_running_loop()
+            if reading is None or reading.get_loop() is not loop:
+                reading = _READING[key] = loop.create_task(self._read_exchange_limits())
+            limits = await asyncio.shield(reading)
+            if _READING.get(key) is reading:
+                del _READING[key]  # a failed read may be tried again by a later client
+        self._limit_pending = False
+        if limits is not None:
+            self.governor.use_exchange_limit(limits.get(self.governor.window_ms))
+
+    async def _read_exchange_limits(self) -> dict[int, int] | None:
+        """``exchangeInfo``'s REQUEST_WEIGHT limits (cached for the process); None when unreadable."""
+        path = f"{self.prefix}/exchangeInfo"
+        governor = self.governor
+        window_s = governor.window_ms / 1000
+        try:
+            limits = weight_limits_of(await self._get_retrying(path, {}))
+        except ExchangeError as exc:
+            log.warning(
+                "could not read the exchange's rate limits (%s): keeping the configured %s weight per %.0fs",
+                exc,
+                governor.limit,
+                window_s,
+                extra={"url": self.base_url, "market": self.market},
+            )
+            return None
+        _EXCHANGE_LIMITS[(self.base_url, self.market)] = limits
+        limit = limits.get(governor.window_ms)
+        if limit is None:
+            log.info(
+                "%s publishes no REQUEST_WEIGHT limit per %.0fs: keeping the configured %s",
+                path,
+                window_s,
+                governor.limit,
+                extra={"url": self.base_url, "market": self.market},
+            )
+        elif limit < governor.limit:
+            log.warning(
+                "the exchange allows %s request weight per %.0fs, below the %s configured: keeping under it",
+                limit,
+                window_s,
+                governor.limit,
+                extra={"url": self.base_url, "market": self.market, "limit": limit},
+            )
+        return limits
+
+    async def _get_retrying(self, path: str, params: dict[str, str]) -> Any:
         attempt = 0
         while True:
             attempt += 1

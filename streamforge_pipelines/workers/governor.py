@@ -21,6 +21,15 @@ request over the limit with 429 + ``Retry-After`` and bans (418) a client that g
   (the weight at which the exchange refused more) is lower. The governor then keeps under the
   learned limit for the rest of the process: new governors of the same pool and configured limit
   start from it (:func:`learned_limit`). A limit is only ever lowered, never raised.
+* ``use_exchange_limit(limit)``: the limit the exchange itself publishes (``exchangeInfo``'s
+  ``rateLimits``, read once per exchange and process by the client) replaces a higher configured one,
+  so a configuration mistake is corrected before the first request, not by a 429.
+* **In flight** — the weight of requests sent but not yet answered never exceeds the headroom the
+  exchange last reported for the current window (``limit * safety`` minus its latest
+  ``X-MBX-USED-WEIGHT-1M``; the IP estimate above, ``header + in flight``, already implies it, the
+  check states it), so whatever else uses the IP, the window cannot be overrun by more than what
+  was in flight when the header said it was full. A 429 also closes the governor's current window:
+  after ``Retry-After`` it sends again only in the next one.
 * Reservations made in the last ``edge_ms`` of a window count toward the next window as well: a
   request sent just before the boundary may be counted by the exchange after it (latency, clock skew).
 
@@ -155,6 +164,10 @@ class WeightGovernor:
         self._ip_used = 0  # estimate of the IP's weight in the current window
         self._carry = 0  # weight reserved near the end of the current window: counts in the next
         self._in_flight = 0
+        self._header = 0  # the exchange's latest X-MBX-USED-WEIGHT-1M in the current window
+        self._in_flight_peak = 0  # peak weight in flight (stats, tests)
+        #: The limit the exchange publishes (exchangeInfo), once a client told it; None until then.
+        self.exchange_limit: int | None = None
         self._blocked_until = 0.0
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -181,15 +194,26 @@ class WeightGovernor:
         if window != self._window:
             carry = self._carry if window == self._window + 1 else 0
             self._window, self._used, self._ip_used, self._carry = window, carry, carry, 0
+            self._header = 0
         return window
 
     def _window_end_s(self, window: int) -> float:
         return (window + 1) * self.window_ms / 1000
 
+    def headroom(self) -> int:
+        """Weight the exchange still admits in the current window as it last reported it, with the
+        safety margin: ``limit * safety`` minus the latest ``X-MBX-USED-WEIGHT-1M`` of the window."""
+        return self.ip_budget - self._header
+
     def _fits(self, weight: int) -> bool:
         if self._used == 0 and self._ip_used == 0:
             return True  # an empty window admits even a request heavier than the budget
-        return self._used + weight <= self.budget and self._ip_used + weight <= self.ip_budget
+        return (
+            self._used + weight <= self.budget
+            and self._ip_used + weight <= self.ip_budget
+            # What is on the wire never exceeds the room the exchange last reported in this window.
+            and (self._header == 0 or self._in_flight + weight <= self.headroom())
+        )
 
     def _get_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -220,6 +244,7 @@ class WeightGovernor:
             if (self._window_end_s(window) - now) * 1000 <= self.edge_ms:
                 self._carry += weight
             self._in_flight += weight
+            self._in_flight_peak = max(self._in_flight_peak, self._in_flight)
             self.total_weight += weight
             self.requests += 1
             self._peak_own = max(self._peak_own, self._used / (self.limit * self.share))
@@ -242,6 +267,7 @@ class WeightGovernor:
             return
         now = self._clock() if now is None else now
         self._roll(now)
+        self._header = max(self._header, used_weight)
         # The header counts every request of the IP the exchange processed before this response;
         # ours still in flight may come on top. Never lower the estimate within a window.
         self._ip_used = max(self._ip_used, used_weight + self._in_flight)
@@ -251,6 +277,9 @@ class WeightGovernor:
         """Stop every request of the process until epoch second ``ts`` (after a 429 or 418)."""
         if status == 429:
             self.http_429 += 1
+            # Never again into the window the exchange refused: after Retry-After, the next one.
+            self._roll(self._clock())
+            self._ip_used = max(self._ip_used, self.ip_budget)
         elif status == 418:
             self.http_418 += 1
         self._blocked_until = max(self._blocked_until, ts)
@@ -285,6 +314,22 @@ class WeightGovernor:
         _LEARNED[key] = min(_LEARNED.get(key, limit), limit)
         return limit
 
+    def use_exchange_limit(self, limit: int | None) -> bool:
+        """Keep under ``limit``, the weight limit per window the exchange publishes
+        (``exchangeInfo``'s ``rateLimits``), when it is lower than the limit kept under now.
+
+        Returns whether it lowered the limit. None (the exchange publishes none) changes nothing. A
+        published limit is never a reason to raise the configured one: the configured one may be a
+        deliberate slice (another deployment, a trading bot on the same IP).
+        """
+        if limit is None or limit < 1:
+            return False
+        self.exchange_limit = limit if self.exchange_limit is None else min(self.exchange_limit, limit)
+        if limit >= self.limit:
+            return False
+        self._set_limit(limit)
+        return True
+
     def release(self, weight: int) -> None:
         """Settle a request that got no response (same as ``observe(None, weight=weight)``)."""
         self.observe(None, weight=weight)
@@ -295,6 +340,16 @@ class WeightGovernor:
     def blocked_until(self) -> float:
         """Until when requests wait: this governor's block, or another's of the same pool and clock."""
         return max(self._blocked_until, _BLOCKED.get((self.pool, self._clock), 0.0))
+
+    @property
+    def in_flight(self) -> int:
+        """Weight of the requests sent and not yet answered."""
+        return self._in_flight
+
+    @property
+    def in_flight_peak(self) -> int:
+        """The most weight ever in flight at once."""
+        return self._in_flight_peak
 
     @property
     def peak_share(self) -> float:

@@ -10,6 +10,23 @@ are idempotent). It reads the checkpoint topic (``KAFKA_TOPIC_CHECKPOINTS``, :mo
 at start and catches up before each task, so a re-run task continues from its checkpoint instead
 of refetching what was done; once a command's offset is committed, its task's checkpoint is deleted.
 
+**stop** and **ping** (the same consumer group, so they reach the replica that has the task: a
+command is keyed by its ``queue_id``, and a task's start and stop share one partition):
+
+* ``stop`` for a task this replica runs ends it at its next page boundary
+  (:class:`~.loader_task.TaskControl`): the page in flight is produced, what was sent is flushed,
+  ``interrupted`` is reported with the records so far, and the start command's offset is
+  committed as done (no replica takes the task up again), but its checkpoint is kept, so the same
+  command sent again resumes from it.
+  A task still waiting for a free slot ends at once (``interrupted``, 0 records). A task that does
+  not end within :data:`STOP_GRACE_S` (a page fetch that does not return) is cancelled, which
+  reports ``interrupted`` too.
+* ``ping`` for a task this replica runs or holds is answered at once by a ``queue-events`` event of
+  the task with ``message="pong"``: status ``pending`` (waiting for a slot) or ``loading`` (running),
+  ``records_written`` so far. A ping for a task this replica does not hold gets no answer (another
+  replica may hold it; a finished task already said so on ``queue-events``).
+* Either, addressed to the loaders for a task no replica knows, is committed and forgotten.
+
 Every message is checked by :class:`~streamforge_pipelines.protocol.Command`, the one validator of
 commands (what it accepts, a loader can run); a refused message is logged in one line and, when it
 is a start command addressed to a loader with a usable ``queue_id``, reported as that task's
@@ -21,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -43,12 +61,17 @@ from ..protocol import (
 from ..settings import Settings
 from .checkpoint import CheckpointStore
 from .dispatcher import run_task
-from .errors import TaskInvalid
+from .errors import TaskInvalid, TaskStopped
+from .loader_task import TaskControl
 from .observability import ERRORS
 
 log = logging.getLogger(__name__)
 
 TARGETS = frozenset({LOADER_PRODUCER, LOADER_CANDLES, LOADER_TRADES})
+#: Seconds a stopped task may take to reach its next page boundary before it is cancelled.
+STOP_GRACE_S = 15.0
+#: The ``message`` of the event that answers a ``ping``.
+PONG = "pong"
 
 
 def refused_start(raw: bytes) -> tuple[str, str | None, str | None] | None:
@@ -86,6 +109,54 @@ async def report_refused(
         log.warning("reporting the refused command %s: %s", queue_id, exc)
 
 
+def task_emitter(producer: AIOKafkaProducer, settings: Settings, command: Command) -> EventEmitter:
+    """The loader-producer's own ``queue-events`` emitter for the task of ``command`` (the events it
+    sends for a task it did not hand to a loader: a refusal, a pong)."""
+    return EventEmitter(
+        producer,
+        settings.topic_events,
+        queue_id=command.queue_id,
+        producer_id=make_producer_id(LOADER_PRODUCER, queue_id_suffix(command.queue_id)),
+        symbol=command.symbol,
+        task_type=command.type,
+    )
+
+
+async def answer_ping(
+    producer: AIOKafkaProducer, settings: Settings, start: Command, control: TaskControl
+) -> None:
+    """The answer to a ``ping`` for a task this replica holds: its status and records so far."""
+    status = "pending" if control.status == "pending" else "loading"
+    try:
+        await task_emitter(producer, settings, start).emit(
+            status, message=PONG, records_written=control.records
+        )
+    except Exception as exc:  # noqa: BLE001 - a ping unanswered is the pinger's to notice
+        log.warning("answering the ping of %s: %s", start.queue_id, exc)
+
+
+async def take_slot(gate: asyncio.Semaphore, control: TaskControl) -> bool:
+    """Wait for a free slot of ``gate``, or for the task to be stopped (reporting that takes no
+    slot). True when a slot was taken: the caller releases it."""
+    if control.stopped:
+        return False
+    acquire = asyncio.ensure_future(gate.acquire())
+    stopping = asyncio.ensure_future(control.stopping.wait())
+    try:
+        await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        if acquire.done() and not acquire.cancelled():
+            gate.release()
+        acquire.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if acquire.done():
+        return True
+    acquire.cancel()
+    return False
+
+
 async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.Event | None = None) -> None:
     """Consume ``queue-control`` until SIGTERM/SIGINT (or ``stop``); running tasks report ``interrupted``."""
     stop = stop or asyncio.Event()
@@ -113,35 +184,81 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
     gate = asyncio.Semaphore(parallel)
     running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
     queue_ids: dict[tuple[TopicPartition, int], str] = {}
+    #: The tasks this replica holds (running or waiting for a slot): their start and control.
+    held: dict[str, tuple[Command, TaskControl, asyncio.Task[None]]] = {}
+    #: Stopped tasks not ended yet -> when they are cancelled instead (monotonic seconds).
+    stop_deadlines: dict[str, float] = {}
+    #: Tasks ended by a stop: their checkpoint stays when their command is committed.
+    stopped: set[str] = set()
 
     async def forget(queue_id: str | None) -> None:
-        """Its command is committed, so the task never runs again: drop its checkpoint (tombstone)."""
+        """Its command is committed, so the task never runs again: drop its checkpoint (tombstone);
+        a stopped task's stays, so the same command sent again resumes from it."""
+        if queue_id is not None and queue_id in stopped:
+            stopped.discard(queue_id)
+            return
         if queue_id is not None and checkpoints.get(queue_id) is not None:
             try:
                 await checkpoints.delete(producer, queue_id)
             except Exception as exc:  # noqa: BLE001 - a stale checkpoint costs only space
                 log.warning("deleting the checkpoint of %s: %s", queue_id, exc)
 
-    async def carry_out(command: Command) -> None:
-        async with gate:
+    async def carry_out(command: Command, control: TaskControl) -> None:
+        try:
+            slot = await take_slot(gate, control)
+            try:
+                await run_held(command, control)
+            finally:
+                if slot:
+                    gate.release()
+        finally:
+            if command.queue_id in held and held[command.queue_id][1] is control:
+                del held[command.queue_id]
+                stop_deadlines.pop(command.queue_id, None)
+
+    async def run_held(command: Command, control: TaskControl) -> None:
+        if not control.stopped:
             try:  # checkpoints a replica wrote since (a task taken over from one that died)
                 await checkpoints.refresh(poll_ms=200)
             except Exception as exc:  # noqa: BLE001 - resuming saves work; without it the task still runs
                 log.warning("reading checkpoints before %s: %s", command.queue_id, exc)
-            try:
-                await run_task(command, settings, producer=producer, checkpoints=checkpoints)
-            except TaskInvalid as exc:  # no loader took it: say so, or the task waits forever
-                log.error("%s", exc, extra={"queue_id": command.queue_id})
-                await EventEmitter(
-                    producer,
-                    settings.topic_events,
-                    queue_id=command.queue_id,
-                    producer_id=make_producer_id(LOADER_PRODUCER, queue_id_suffix(command.queue_id)),
-                    symbol=command.symbol,
-                    task_type=command.type,
-                ).emit("error", message=str(exc), error=ErrorInfo(type="TaskInvalid", detail=str(exc)))
-            except Exception as exc:  # noqa: BLE001 - the loader reported it on queue-events
-                log.warning("task %s ended with %s", command.queue_id, exc)
+        try:
+            await run_task(command, settings, producer=producer, checkpoints=checkpoints, control=control)
+        except TaskStopped:
+            stopped.add(command.queue_id)
+            log.info("task %s stopped after %d records", command.queue_id, control.records)
+        except asyncio.CancelledError:
+            if command.queue_id not in stop_deadlines:
+                raise  # SIGTERM: the command stays uncommitted, the next loader resumes it
+            stopped.add(command.queue_id)  # stopped, then cancelled after the grace: done, too
+            log.warning("task %s stopped by cancellation after %.0fs", command.queue_id, STOP_GRACE_S)
+        except TaskInvalid as exc:  # no loader took it: say so, or the task waits forever
+            log.error("%s", exc, extra={"queue_id": command.queue_id})
+            await task_emitter(producer, settings, command).emit(
+                "error", message=str(exc), error=ErrorInfo(type="TaskInvalid", detail=str(exc))
+            )
+        except Exception as exc:  # noqa: BLE001 - the loader reported it on queue-events
+            log.warning("task %s ended with %s", command.queue_id, exc)
+
+    async def control_task(command: Command) -> None:
+        """A ``stop`` or ``ping`` for one of the tasks this replica holds (else: not ours, ignored)."""
+        entry = held.get(command.queue_id)
+        if entry is None:
+            return
+        start, control, _ = entry
+        if command.command == "ping":
+            await answer_ping(producer, settings, start, control)
+        elif not control.stopped:
+            log.info("stop for %s (%s)", command.queue_id, control.status)
+            control.stop()
+            stop_deadlines[command.queue_id] = time.monotonic() + STOP_GRACE_S
+
+    def cancel_overdue() -> None:
+        now = time.monotonic()
+        for queue_id, deadline in list(stop_deadlines.items()):
+            entry = held.get(queue_id)
+            if entry is not None and now >= deadline and not entry[2].done():
+                entry[2].cancel()
 
     async def commit_done() -> None:
         for tp in {tp for tp, _ in running}:
@@ -177,10 +294,16 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
                         )
                         continue
                     if command.target not in TARGETS or command.command != "start":
+                        if command.target in TARGETS:  # stop, ping: at once, in order with the starts
+                            await control_task(command)
                         running[(tp, rec.offset)] = asyncio.create_task(asyncio.sleep(0))
                         continue
-                    running[(tp, rec.offset)] = asyncio.create_task(carry_out(command))
+                    control = TaskControl()
+                    task = asyncio.create_task(carry_out(command, control))
+                    held[command.queue_id] = (command, control, task)
+                    running[(tp, rec.offset)] = task
                     queue_ids[(tp, rec.offset)] = command.queue_id
+            cancel_overdue()
             await commit_done()
     finally:
         for task in running.values():

@@ -4,8 +4,8 @@ Every historical loader has the same outer shape, written here once:
 
 1. its **channel** — the producer (the caller's, or its own) and the ``queue-events`` emitter
    (:func:`~.task_io.task_channel`);
-2. its **outcome** — a cancellation reported as ``interrupted``, a worker error or a refused value as
-   ``error`` with its one-line reason, re-raised (:func:`~.task_io.task_outcome`);
+2. its **outcome** — a cancellation or a stop reported as ``interrupted``, a worker error or a refused
+   value as ``error`` with its one-line reason, re-raised (:func:`~.task_io.task_outcome`);
 3. **validation** and **resume** — :meth:`Loader.prepare` refuses a command it cannot carry out
    (:class:`~.errors.TaskInvalid`) and finds the task's checkpoint, before ``started`` is reported;
 4. the **governor** — the caller's (a step's loaders pool one), else the command's own share, else the
@@ -14,6 +14,13 @@ Every historical loader has the same outer shape, written here once:
    the Binance loaders) and accounts their figures into the result however the load ends;
 6. the **stats** — a :class:`LoadResult`, and the ``finished`` event with the records per partition,
    the days per source and the exchange figures.
+
+**Stopping** (:class:`TaskControl`, the worker's handle on a running task): a ``stop`` asks the task
+to end at its next page boundary. A loader reports progress after every page it produced
+(:meth:`TaskRun.report_progress`); there a stopped task raises :class:`~.errors.TaskStopped`, so the
+page in flight is finished and sent, what was sent is flushed and ``interrupted`` reported with the
+records so far. Its last checkpoint (at most about a second old) stays, so the same command run
+again resumes from it. The worker answers a ``ping`` from the control: the status and records so far.
 
 A loader supplies only what differs: validation, clients, the load itself and its ``finished`` message
 (:class:`Loader`). The loaders of the built-in datasets are :data:`.loader_candles.CANDLE_LOADER` and
@@ -39,6 +46,7 @@ from ..kafka import EventEmitter
 from ..protocol import Command, PartitionCount, encode_record, end_marker, make_producer_id, queue_id_suffix
 from ..settings import Settings
 from .checkpoint import CheckpointStore
+from .errors import TaskStopped
 from .governor import WeightGovernor, default_governor
 from .observability import BATCHES, RECORDS
 from .task_io import task_channel, task_outcome
@@ -164,6 +172,35 @@ def resume_from(
 
 
 @dataclass
+class TaskControl:
+    """A worker's handle on one task it runs: ask it to stop, read how far it is (for a ``ping``).
+
+    Built by the worker before the task starts (a stop may come while it waits for a free slot);
+    :func:`run_loader_task` fills in :attr:`result` and :attr:`status` as the task goes."""
+
+    #: Set by :meth:`stop`; the task ends at its next page boundary (:class:`~.errors.TaskStopped`).
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    #: ``pending`` (not started), ``loading`` (running), then its end: ``finished``, ``interrupted``,
+    #: ``error``.
+    status: str = "pending"
+    #: The task's figures so far (None before it started).
+    result: LoadResult | None = None
+
+    def stop(self) -> None:
+        """Ask the task to end at its next page boundary (at once, if it has not started)."""
+        self.stopping.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopping.is_set()
+
+    @property
+    def records(self) -> int:
+        """Records produced so far (a resumed task counts from its checkpoint's)."""
+        return 0 if self.result is None else self.result.records
+
+
+@dataclass
 class TaskRun:
     """One task in progress, as :meth:`Loader.load` sees it."""
 
@@ -176,9 +213,11 @@ class TaskRun:
     clock_ms: Callable[[], int]
     checkpoints: CheckpointStore | None
     #: What :meth:`Loader.prepare` found to resume from (None: from the start).
-    resume: Any
-    #: What :meth:`Loader.clients` opened.
-    clients: Any
+    resume: Any = None
+    #: What :meth:`Loader.clients` opened (set once they are open).
+    clients: Any = None
+    #: The worker's handle (stop, ping); None when nobody can stop the task but by cancelling it.
+    control: TaskControl | None = None
 
     @property
     def symbol(self) -> str:
@@ -208,7 +247,11 @@ class TaskRun:
         RECORDS.labels(worker, "produced").inc(records)
 
     async def report_progress(self, every: Every) -> None:
-        """A ``loading`` event with the records so far, when ``every`` is due."""
+        """A ``loading`` event with the records so far, when ``every`` is due. Loaders call it after
+        every page they produced: the page boundary where a stopped task ends
+        (:class:`~.errors.TaskStopped`)."""
+        if self.control is not None and self.control.stopped:
+            raise TaskStopped(f"task {self.command.queue_id} stopped")
         if every.due():
             every.reset()
             await self.events.emit("loading", records_written=self.result.records)
@@ -295,8 +338,10 @@ async def run_loader_task(
     clock_ms: Callable[[], int] = now_ms,
     governor: WeightGovernor | None = None,
     checkpoints: CheckpointStore | None = None,
+    control: TaskControl | None = None,
 ) -> LoadResult:
-    """Carry out one start command with ``loader``. Raises the error it reported.
+    """Carry out one start command with ``loader``. Raises the error it reported
+    (:class:`~.errors.TaskStopped` when ``control`` stopped it: reported as ``interrupted``).
 
     Every outcome is reported on ``queue-events``, a command that cannot be carried out included
     (``error`` with the reason), so nobody waits for a task that will never run. With ``checkpoints``
@@ -304,32 +349,50 @@ async def run_loader_task(
     """
     topic = command.kafka_topic or loader.dataset(command).topic(settings)
     result = LoadResult(queue_id=command.queue_id)
+    control = control if control is not None else TaskControl()
+    control.result = result
     t0 = time.perf_counter()
     async with task_channel(
         producer, settings.kafka_bootstrap_servers or "", settings.topic_events, command, loader.worker
     ) as (producer, events):
-        async with task_outcome(producer, events, result, loader.worker):
-            started, resume = loader.prepare(command, settings, topic, checkpoints)
-            await events.emit("started", message=started)
-            gov = governor if governor is not None else governor_for(command, settings)
-            async with loader.clients(command, settings, gov) as clients:
-                run = TaskRun(
-                    command, settings, producer, events, topic, result, clock_ms, checkpoints, resume, clients
-                )
-                try:
-                    await loader.load(run)
-                finally:
-                    clients.account(result, gov)
-            message, fields = loader.finished(run)
-            await events.emit(
-                "finished",
-                finished=True,
-                records_written=result.records,
-                partitions=result.partition_counts(),
-                message=message,
-                days_by_source=dict(result.days_by_source),
-                **fields,
-                **result.exchange_fields(),
-            )
+        try:
+            async with task_outcome(producer, events, result, loader.worker):
+                if control.stopped:  # stopped while it waited for a slot: nothing was done
+                    raise TaskStopped(f"task {command.queue_id} stopped before it started")
+                control.status = "loading"
+                gov = governor if governor is not None else governor_for(command, settings)
+                run = TaskRun(command, settings, producer, events, topic, result, clock_ms, checkpoints)
+                run.control = control
+                await _carry_out(loader, run, gov)
+        except BaseException as exc:
+            stopped = isinstance(exc, TaskStopped | asyncio.CancelledError)
+            control.status = "interrupted" if stopped else "error"
+            raise
+        control.status = "finished"
     result.seconds = time.perf_counter() - t0
     return result
+
+
+async def _carry_out(loader: Loader, run: TaskRun, governor: WeightGovernor) -> None:
+    """The task inside its channel and outcome: prepare (the resume point), ``started``, its clients,
+    the load, ``finished``."""
+    command, settings, result = run.command, run.settings, run.result
+    started, run.resume = loader.prepare(command, settings, run.topic, run.checkpoints)
+    await run.events.emit("started", message=started)
+    async with loader.clients(command, settings, governor) as clients:
+        run.clients = clients
+        try:
+            await loader.load(run)
+        finally:
+            clients.account(result, governor)
+    message, fields = loader.finished(run)
+    await run.events.emit(
+        "finished",
+        finished=True,
+        records_written=result.records,
+        partitions=result.partition_counts(),
+        message=message,
+        days_by_source=dict(result.days_by_source),
+        **fields,
+        **result.exchange_fields(),
+    )

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from ..kafka.io import INTERRUPT_REPORT_S, EventEmitter, make_producer
 from ..protocol import Command, ErrorInfo, make_producer_id, queue_id_suffix
-from .errors import WorkerError
+from .errors import TaskStopped, WorkerError
 from .observability import ERRORS
 
 log = logging.getLogger(__name__)
@@ -37,21 +37,21 @@ class TaskFigures(Protocol):
 async def task_outcome(
     producer: AIOKafkaProducer, events: EventEmitter, result: TaskFigures, worker: str
 ) -> AsyncIterator[None]:
-    """Around a loader task: a cancellation (SIGTERM) is reported as ``interrupted`` after the
-    records already sent are flushed; a :class:`~.errors.WorkerError` or ``ValueError`` as
-    ``error`` with its type and one-line reason (and the exchange figures once a request was made).
-    Either is re-raised, so nobody waits for a task that will never finish."""
+    """Around a loader task: a cancellation (SIGTERM) or a stop (:class:`~.errors.TaskStopped`, at a
+    page boundary) is reported as ``interrupted`` after the records already sent are flushed; a
+    :class:`~.errors.WorkerError` or ``ValueError`` as ``error`` with its type and one-line reason
+    (and the exchange figures once a request was made). Each is re-raised, so nobody waits for a
+    task that will never finish."""
     try:
         yield
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, TaskStopped) as exc:
+        why = "stopped by a stop command" if isinstance(exc, TaskStopped) else "stopped before the end"
 
         async def interrupted() -> None:
             try:
                 async with asyncio.timeout(INTERRUPT_REPORT_S):
                     await producer.flush()
-                    await events.emit(
-                        "interrupted", records_written=result.records, message="stopped before the end"
-                    )
+                    await events.emit("interrupted", records_written=result.records, message=why)
             except TimeoutError:  # the broker is not taking anything: nobody would read the report
                 log.warning("could not report the task interrupted within %.0fs", INTERRUPT_REPORT_S)
 

@@ -17,7 +17,11 @@ from lockstep_clock import LockstepClock
 from streamforge_pipelines.intervals import day_range_ms, day_start_ms
 from streamforge_pipelines.simulator.limits import LimitsConfig
 from streamforge_pipelines.simulator.server import SimulatorServer
-from streamforge_pipelines.workers.exchange_client import BinanceRestClient
+from streamforge_pipelines.workers.exchange_client import (
+    BinanceRestClient,
+    exchange_weight_limits,
+    weight_limits_of,
+)
 from streamforge_pipelines.workers.governor import (
     WeightGovernor,
     default_governor,
@@ -104,13 +108,13 @@ def test_block_until_stops_every_waiter() -> None:
 
     async def main() -> None:
         await gov.acquire(2)
-        gov.block_until(T0 + 30, status=429)
+        gov.block_until(T0 + 30, status=403)  # a WAF pause: the window stays open after it
         await asyncio.gather(*(_grab(gov, clock, 2, log) for _ in range(5)))
 
     asyncio.run(main())
     assert [t for t, _ in log] == [T0 + 30] * 5
     assert clock.sleeps == [30]  # one waiter slept; the others queued behind it
-    assert gov.stats().http_429 == 1 and gov.stats().http_418 == 0
+    assert gov.stats().http_429 == 0 and gov.stats().http_418 == 0
 
 
 def test_a_block_during_a_window_wait_extends_it() -> None:
@@ -320,7 +324,9 @@ def test_the_client_stops_every_request_when_the_429_headers_arrive_and_learns_f
         port = runner.addresses[0][1]
         try:
             gov = WeightGovernor(6000, window_ms=2000)
-            async with BinanceRestClient(f"http://127.0.0.1:{port}", governor=gov) as client:
+            # A bare server that publishes no exchangeInfo: the limit can only come from the 429.
+            client = BinanceRestClient(f"http://127.0.0.1:{port}", governor=gov, read_exchange_limit=False)
+            async with client:
                 first = asyncio.create_task(client.klines("BTCUSDT", "1m", 0, 1))
                 deadline = time.monotonic() + 5
                 while gov.blocked_until == 0:  # bounded: the 429's headers reach the client
@@ -355,7 +361,9 @@ def test_a_governor_told_a_limit_far_too_high_meets_one_429_wave_then_runs_at_th
     wire, not a client that goes on). The governor stops every request at the first 429, learns 60
     from it and keeps under floor(60 * 0.97) = 58 per window from then on: no further 429, no 418.
     Governor and simulator share a virtual clock that starts on a window boundary and moves only
-    when the governor waits, so every window is whole and the number of windows is exact.
+    when the governor waits, so every window is whole and the number of windows is exact. The client
+    does not read ``exchangeInfo`` here: this is the fallback for an exchange that publishes no limit
+    (``test_the_published_limit_...`` shows the same exchange read first: no 429 at all).
     """
     limits = LimitsConfig(
         request_weight_per_minute=REAL_LIMIT, window_1m_ms=WINDOW_MS, tolerated_after_429=CONCURRENCY - 1
@@ -368,7 +376,7 @@ def test_a_governor_told_a_limit_far_too_high_meets_one_429_wave_then_runs_at_th
     async def main() -> tuple[list[int], WeightGovernor, BinanceRestClient]:
         async with SimulatorServer(seed=42, limits=limits, clock=clock.ms) as sim:
             gov = clock.governor(1000, window_ms=WINDOW_MS)
-            async with BinanceRestClient(sim.base_url, governor=gov) as client:
+            async with BinanceRestClient(sim.base_url, governor=gov, read_exchange_limit=False) as client:
                 sem = asyncio.Semaphore(CONCURRENCY)
 
                 async def one() -> int:
@@ -392,3 +400,137 @@ def test_a_governor_told_a_limit_far_too_high_meets_one_429_wave_then_runs_at_th
     # the first one), none more.
     assert clock.elapsed_ms == 3 * WINDOW_MS
     assert learned_limit(1000, WINDOW_MS) == REAL_LIMIT
+
+
+def test_the_published_limit_replaces_a_higher_configured_one_and_is_read_once() -> None:
+    """The same exchange and a governor told 1000, but the client reads ``exchangeInfo`` first: the
+    simulator publishes 60 per 2 s (``SECOND`` x 2), the governor keeps under 58 from the first
+    request, and no 429 ever comes. Two clients of the process ask ``exchangeInfo`` once."""
+    limits = LimitsConfig(request_weight_per_minute=REAL_LIMIT, window_1m_ms=WINDOW_MS)
+    day = date(2024, 8, 12)
+    start, end = day_range_ms(day, day)
+    clock = LockstepClock(day_start_ms(date(2024, 10, 1)))
+
+    async def main() -> tuple[WeightGovernor, list[BinanceRestClient]]:
+        async with SimulatorServer(seed=42, limits=limits, clock=clock.ms) as sim:
+            gov = clock.governor(1000, window_ms=WINDOW_MS)
+            clients = [BinanceRestClient(sim.base_url, governor=gov) for _ in range(2)]
+            for client in clients:
+                await client.start()
+            try:
+                sem = asyncio.Semaphore(CONCURRENCY)
+
+                async def one(client: BinanceRestClient) -> int:
+                    async with sem:
+                        return len(await client.klines("BTCUSDT", "1m", start, end))
+
+                counts = await asyncio.gather(*(one(clients[i % 2]) for i in range(60)))
+                assert counts == [1000] * 60
+                assert exchange_weight_limits(sim.base_url) == {WINDOW_MS: REAL_LIMIT}
+            finally:
+                for client in clients:
+                    await client.close()
+            return gov, clients
+
+    gov, clients = asyncio.run(main())
+    stats = gov.stats()
+    assert (stats.http_429, stats.http_418) == (0, 0)
+    assert (gov.limit, gov.exchange_limit, gov.budget, stats.limit_learned) == (60, 60, 58, True)
+    # 60 klines (weight 2) + one exchangeInfo (weight 20): 140 weight at 58 per window -> 3 windows
+    assert stats.requests == 61 and stats.total_weight == 140
+    assert sum(c.requests for c in clients) == 61
+    assert clock.elapsed_ms == 2 * WINDOW_MS
+
+
+def test_weight_limits_of_reads_binance_rate_limits() -> None:
+    info = {
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 300000},
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 2, "limit": 60},
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "WEEK", "intervalNum": 1, "limit": 5},
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": "1", "limit": 5},
+        ]
+    }
+    assert weight_limits_of(info) == {60_000: 6000, 2000: 60}
+    assert weight_limits_of({"rateLimits": []}) == {}
+    assert weight_limits_of({"symbols": []}) == weight_limits_of([]) == weight_limits_of(None) == {}
+
+
+def test_the_exchange_limit_lowers_the_configured_one_and_never_raises_it() -> None:
+    clock = FakeClock()
+    gov = governor(clock, limit_per_minute=6000, safety=0.97)
+    assert not gov.use_exchange_limit(None) and gov.limit == 6000
+    assert gov.use_exchange_limit(600) and (gov.limit, gov.budget, gov.ip_budget) == (600, 582, 582)
+    assert not gov.use_exchange_limit(6000) and gov.limit == 600
+    assert gov.stats().limit_learned
+    # a configured slice below what the exchange allows stays as configured
+    low = governor(clock, limit_per_minute=100)
+    assert not low.use_exchange_limit(6000) and low.limit == 100 and low.exchange_limit == 6000
+
+
+def test_in_flight_weight_never_exceeds_the_headroom_the_exchange_reported() -> None:
+    """A seeded mix of our requests (answered in random order) and another process's weight on the
+    same IP: whenever the governor admits a request, what is then on the wire fits in the room the
+    exchange's latest header left in that window."""
+    import random
+
+    rng = random.Random(7)
+    clock = FakeClock(1_700_000_040.0)
+    gov = governor(clock, limit_per_minute=100, safety=1.0, edge_ms=0)
+    exchange = {"window": -1, "used": 0}
+    on_wire: list[int] = []
+    checked = 0
+
+    def count(weight: int) -> int:  # the exchange's fixed window, on the same clock
+        window = int(clock() // 60)
+        if window != exchange["window"]:
+            exchange.update(window=window, used=0)
+        exchange["used"] += weight
+        return exchange["used"]
+
+    reported: dict[int, int] = {}  # window -> the highest header the governor was told in it
+
+    def answer_one() -> None:
+        weight = on_wire.pop(rng.randrange(len(on_wire)))
+        header = count(weight)
+        window = int(clock() // 60)
+        reported[window] = max(reported.get(window, 0), header)
+        gov.observe(header, clock(), weight=weight)
+
+    async def main() -> None:
+        nonlocal checked
+        for _ in range(400):
+            if rng.random() < 0.3:
+                count(rng.randint(1, 6))  # someone else on the IP
+            while on_wire and rng.random() < 0.5:
+                answer_one()
+            weight = rng.choice((1, 2, 2, 5))
+            await gov.acquire(weight)
+            on_wire.append(weight)
+            header = reported.get(int(clock() // 60))
+            if header is not None:
+                assert gov.in_flight <= 100 - header, (gov.in_flight, header)
+                assert gov.headroom() == 100 - header
+                checked += 1
+            assert gov.in_flight == sum(on_wire)
+
+    asyncio.run(main())
+    assert checked > 100 and gov.waits > 3  # the check ran, and the budget was reached often
+
+
+def test_a_429_closes_the_window_for_the_governor() -> None:
+    """After a 429's Retry-After the governor does not send into the same window again."""
+    clock = FakeClock()  # 40 s into a minute
+    gov = governor(clock, limit_per_minute=100, edge_ms=0)
+
+    async def main() -> None:
+        await gov.acquire(2)
+        gov.observe(10, clock(), weight=2)
+        gov.block_for(1, status=429)  # an exchange whose window ends sooner than ours, say
+        await gov.acquire(2)
+        assert clock() == 1_700_000_100.0  # the next window, not 1 s later
+
+    asyncio.run(main())
+    assert gov.stats().http_429 == 1

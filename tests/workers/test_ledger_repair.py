@@ -50,7 +50,8 @@ def _simulator(tmp_path: Path, *, config: dict | None = None, faults: dict | Non
 
 def _spot_requests(url: str) -> int:
     """Spot REST requests the simulator answered 200 (its Prometheus counter counts by route family,
-    ``/api/v3``: the run's preflight asks ``exchangeInfo`` once, the loaders nothing but klines)."""
+    ``/api/v3``: the run's preflight asks ``exchangeInfo`` once, a REST loader once for its rate
+    limit, then klines)."""
     body = urllib.request.urlopen(f"{url}/metrics", timeout=5).read().decode()
     m = re.search(r'streamforge_simulator_requests_total\{route="/api/v3",status="200"\} ([0-9.e+]+)', body)
     return int(float(m.group(1))) if m else 0
@@ -93,7 +94,9 @@ def test_load_over_exchange_downtime_reports_downtime_not_missing_and_the_check_
     # counted apart: each symbol-day is counted once under its source), and the exchange confirmed
     # it empty.
     assert out["days_by_source"] == {"archive": 4, "rest": 0, "repair": 1}
-    assert spot_requests == 2  # the preflight's exchangeInfo, and the repair's one klines page
+    # the preflight's exchangeInfo; the repair's loader reads exchangeInfo (its rate limit) once,
+    # then its one klines page
+    assert spot_requests == 3
 
     # The ledger is persisted with the confirmed range: a later check needs no exchange.
     with store_from_settings(settings) as db:

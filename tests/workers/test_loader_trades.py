@@ -171,6 +171,10 @@ def loaded(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, read_
             runs: dict[str, tuple[LoadResult, WeightGovernor]] = {}
             archive_docs: dict[str, list[dict[str, Any]]] = {}
             try:
+                # The published rate limit read up front (once per process): each run's requests and
+                # weight are then its own, whichever runs first.
+                async with BinanceRestClient(sim.base_url, governor=WeightGovernor(1_000_000)) as client:
+                    await client.apply_exchange_limit()
                 async with EventFollower(kafka_bootstrap, settings.topic_events) as follower:
                     plan = {
                         "agg-rest": _command("api_agg_trades", "rest"),

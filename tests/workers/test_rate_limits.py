@@ -62,11 +62,11 @@ def test_governed_loader_with_high_concurrency_meets_no_429_and_no_418(make_sett
 
     result, governor = asyncio.run(main())
     assert result.records == 45 * 1440
-    assert result.requests == pages
+    assert result.requests == pages + 1  # and the exchangeInfo the client reads the limit from
     assert (result.http_429, result.http_418, result.retries) == (0, 0, 0)
     stats = governor.stats()
     assert stats.http_429 == stats.http_418 == 0
-    # 29 pages per window (58 weight): 29 + 29 + 7 -> three windows, two waits for the next one
+    # exchangeInfo (20) + 19 pages, then 29 + 17 pages (58 weight per window): two waits
     assert stats.waits == 2 and clock.elapsed_ms == 2 * WINDOW_MS
     assert result.weight_budget_used == pytest.approx(58 / 60, abs=1e-4)
     events, _ = asyncio.run(read_events(settings0.kafka_bootstrap_servers or "", settings0.topic_events, {}))
@@ -128,9 +128,9 @@ def test_header_reconciliation_keeps_clear_of_weight_used_by_another_client() ->
 
     counts, governor = asyncio.run(main())
     assert counts == [1000] * 20
-    # The first window has room for (58 - 40) / 2 = 9 of our 20 requests (the simulator would take
-    # 10, then answer 429), so without the header the governor would have met a 429 there; it waited
-    # once instead, and the rest (<= 20 <= 29) fit in the next window.
+    # The client's first request, exchangeInfo (20), takes the IP to 60 of 60: the header says the
+    # window is full, so the governor waited once instead of meeting a 429 with its next request,
+    # and the 20 klines (40 weight) fit in the next window.
     assert governor.stats().waits == 1 and clock.elapsed_ms == WINDOW_MS
 
 
@@ -160,7 +160,10 @@ def test_a_429_holds_every_request_of_the_process_for_retry_after() -> None:
         port = runner.addresses[0][1]
         try:
             governor = WeightGovernor(6000)
-            async with BinanceRestClient(f"http://127.0.0.1:{port}", governor=governor) as client:
+            # A bare server without exchangeInfo: no limit to read (the client would log it and go on).
+            url = f"http://127.0.0.1:{port}"
+            client = BinanceRestClient(url, governor=governor, read_exchange_limit=False)
+            async with client:
                 first = asyncio.create_task(client.klines("BTCUSDT", "1m", 0, 1))
                 await limited.wait()
                 deadline = time.monotonic() + 10
@@ -208,7 +211,8 @@ def test_a_passing_waf_block_pauses_and_is_survived(make_settings) -> None:
 
     result = asyncio.run(main())
     assert result.records == 11 * 1440
-    assert result.retries >= 1 and result.requests == 16 + result.retries  # each 403 tried again
+    # each 403 tried again; one exchangeInfo first (the WAF blocks klines here)
+    assert result.retries >= 1 and result.requests == 1 + 16 + result.retries
     assert (result.http_429, result.http_418) == (0, 0)
 
 
@@ -230,5 +234,66 @@ def test_a_waf_block_that_does_not_pass_fails_with_one_clear_line() -> None:
     exc, client, seconds = asyncio.run(main())
     assert str(exc) == "/api/v3/klines: HTTP 403 (WAF block, CloudFront): every request paused 0.1s"
     assert exc.status == 403 and exc.retriable
-    assert client.requests == 6 and client.retries == 5  # the client's 6 attempts, then it gives up
+    # exchangeInfo, then the client's 6 attempts at klines, then it gives up
+    assert client.requests == 1 + 6 and client.retries == 5
     assert seconds >= 5 * 0.1 * 0.9  # every retry waited out the pause (the governor held it)
+
+
+def test_a_limit_configured_ten_times_too_high_earns_no_ban(make_settings) -> None:
+    """A new user's mistake: ``EXCHANGE_WEIGHT_LIMIT`` ten times what the exchange allows, 32 requests
+    in flight, and an exchange that bans the first request after a 429 (``tolerated_after_429=0``,
+    120 s bans). The client reads the published limit (``exchangeInfo``: 60 per 2 s) before its first
+    klines request, so the load keeps under it: every candle, no 418 and no 429 either."""
+    first, last = date(2024, 7, 1), date(2024, 8, 14)  # 64,800 candles: 65 pages
+    settings0 = make_settings(partitions=2, loader_concurrency=32, exchange_weight_limit=10 * LIMIT)
+    command = Command(
+        command="start",
+        queue_id="wf-btcusdt-api_candles_1m-20240801-x10lim",
+        target="loader-producer",
+        symbol="BTCUSDT",
+        type="api_candles_1m",
+        time_range=format_time_range(first, last),
+        weight_share=1.0,
+    )
+    limits = LimitsConfig(
+        request_weight_per_minute=LIMIT, window_1m_ms=WINDOW_MS, tolerated_after_429=0, ban_initial_s=120
+    )
+    clock = LockstepClock(T0_MS)
+
+    async def main():
+        async with SimulatorServer(seed=42, limits=limits, clock=clock.ms) as sim:
+            settings = settings0.model_copy(update={"exchange_url": sim.base_url})
+            governor = clock.governor(settings.exchange_weight_limit, window_ms=WINDOW_MS)
+            result = await run_task(command, settings, governor=governor, clock_ms=clock.ms)
+            return result, governor
+
+    result, governor = asyncio.run(main())
+    assert result.records == 45 * 1440
+    stats = governor.stats()
+    print(f"configured {10 * LIMIT}, exchange {LIMIT}: 429s {result.http_429}, 418s {result.http_418}")
+    assert (result.http_418, stats.http_418) == (0, 0)
+    assert (result.http_429, stats.http_429, result.retries) == (0, 0, 0)
+    assert (governor.limit, governor.exchange_limit, governor.budget) == (LIMIT, LIMIT, 58)
+    assert result.requests == 65 + 1 and clock.elapsed_ms == 2 * WINDOW_MS
+    events, _ = asyncio.run(read_events(settings0.kafka_bootstrap_servers or "", settings0.topic_events, {}))
+    (finished,) = [e for e in events if e.status == "finished"]
+    assert finished.records_written == 45 * 1440 and (finished.http_429, finished.http_418) == (0, 0)
+
+
+def test_the_simulator_publishes_the_limit_it_enforces() -> None:
+    """``exchangeInfo``'s REQUEST_WEIGHT entry is the enforced limit (spot and USD-M), so a client
+    reading it keeps under what the exchange really allows."""
+    from streamforge_pipelines.workers.exchange_client import weight_limits_of
+
+    async def main() -> tuple[object, object]:
+        async with SimulatorServer(seed=42, limits=_limits(), clock=lambda: T0_MS) as sim:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(sim.base_url + "/api/v3/exchangeInfo") as resp:
+                    spot = await resp.json()
+                async with http.get(sim.base_url + "/fapi/v1/exchangeInfo") as resp:
+                    usdm = await resp.json()
+        return spot, usdm
+
+    spot, usdm = asyncio.run(main())
+    assert weight_limits_of(spot) == {WINDOW_MS: LIMIT}
+    assert weight_limits_of(usdm) == {WINDOW_MS: 2400}

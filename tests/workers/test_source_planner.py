@@ -157,7 +157,7 @@ def test_auto_reads_old_days_from_archive_and_the_tail_from_rest(make_settings, 
     result = asyncio.run(main())
     assert result.days_by_source == {"archive": 3, "rest": 1}
     assert result.records == 4 * 288
-    assert result.requests == 1  # yesterday: one REST page
+    assert result.requests == 1 + 1  # the published rate limit (exchangeInfo), then yesterday's page
     events, _ = asyncio.run(read_events(settings0.kafka_bootstrap_servers or "", settings0.topic_events, {}))
     (finished,) = [e for e in events if e.status == "finished"]
     assert finished.days_by_source == {"archive": 3, "rest": 1}

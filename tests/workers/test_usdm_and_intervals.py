@@ -175,6 +175,11 @@ def matrix(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
             producer = make_producer(kafka_bootstrap)
             await producer.start()
             try:
+                # Each market's published rate limit read up front, as the first of many concurrent
+                # tasks would: so every task's request count is its own pages, whichever ran first.
+                for market in ("spot", "usdm"):
+                    async with BinanceRestClient(sim.base_url, market=market) as client:
+                        await client.apply_exchange_limit()
                 async with EventFollower(kafka_bootstrap, settings.topic_events) as follower:
                     commands = {(m, i): _command(m, i) for m, i in MATRIX}
                     done = await asyncio.gather(
@@ -275,9 +280,10 @@ def test_usdm_client_charges_what_the_exchange_counts() -> None:
             return seen
 
     seen = asyncio.run(main())
+    # /fapi/v1/exchangeInfo first (1: the client reads the published limit), then
     # 50 candles -> limit 50 (1), 499 -> 2, 1000 -> 5, 1500 -> 10, an explicit limit 1200 -> 10
-    assert [w for w, _ in seen] == [1, 3, 8, 18, 28]
-    assert [h for _, h in seen] == [1, 3, 8, 18, 28]  # the exchange's running count of its window
+    assert [w for w, _ in seen] == [2, 4, 9, 19, 29]
+    assert [h for _, h in seen] == [2, 4, 9, 19, 29]  # the exchange's running count of its window
 
 
 def test_usdm_tasks_get_the_futures_governor(tmp_path: Path) -> None:
@@ -409,7 +415,8 @@ def test_usdm_archive_and_rest_records_are_identical_but_for_source(
 
     (r_archive, archive), (r_rest, rest) = asyncio.run(main())
     assert r_archive.days_by_source == {"archive": 1, "rest": 0} and r_archive.requests == 0
-    assert r_rest.days_by_source == {"archive": 0, "rest": 1} and r_rest.requests == 3
+    # /fapi/v1/exchangeInfo (the published limit, read by the first REST request), then 3 pages
+    assert r_rest.days_by_source == {"archive": 0, "rest": 1} and r_rest.requests == 1 + 3
     assert len(archive) == len(rest) == 1440
     assert [d["open_time"] for d in archive] == open_times(*day_range_ms(day, day), "1m")
     assert {d["source"] for d in archive} == {"binance-usdm-archive"}
