@@ -25,7 +25,6 @@ import logging
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -84,7 +83,6 @@ class StreamTask:
         *,
         checkpoints: CheckpointStore | None = None,
         rng: random.Random | None = None,
-        feed_factory: Callable[[StreamTask], Feed] | None = None,
     ) -> None:
         assert command.type is not None
         self.command = command
@@ -117,23 +115,22 @@ class StreamTask:
         self._arrived = asyncio.Event()
         self._rest: BinanceRestClient | None = None
         resume = (checkpoints.get(self.queue_id) if checkpoints is not None else None) or {}
-        self.feed: Feed = feed_factory(self) if feed_factory is not None else self._feed(resume)
+        self.feed: Feed = self._feed(resume)
 
     # -- what the task is
 
     def _feed(self, resume: dict[str, Any]) -> Feed:
-        topic_settings = self.settings
         if self.type in WS_TRADE_TASK_TYPES:
             return TradeFeed(
                 WS_TRADE_TASK_TYPES[self.type],
-                topic_settings.topic_trades,
+                self.settings.topic_trades,
                 self.queue_id,
                 resume.get("last_ids"),
             )
         interval = ws_candle_interval(self.type)
         if interval is not None:
             return CandleFeed(
-                interval, topic_settings.candle_topic(self.market), self.queue_id, resume.get("last_open")
+                interval, self.settings.candle_topic(self.market), self.queue_id, resume.get("last_open")
             )
         if self.type == WS_ORDERBOOK:
             return BookFeed(
@@ -310,14 +307,16 @@ class StreamTask:
             await self._produce(symbol, rows, "ws", times)
         if isinstance(self.feed, BookFeed):
             for symbol, (rows, _) in self.feed.take_diffs().items():
-                value = encode_record(self.feed.diff_page(symbol, rows))
-                self._sent.append(await self.producer.send(self.feed.diff_topic, value, key=symbol.encode()))
+                await self._send(self.feed.diff_topic, symbol, self.feed.diff_page(symbol, rows))
+
+    async def _send(self, topic: str, symbol: str, page: dict[str, Any]) -> None:
+        """Hand one page to Kafka, keyed by symbol; its acknowledgement is awaited by :meth:`_settle`."""
+        self._sent.append(await self.producer.send(topic, encode_record(page), key=symbol.encode()))
 
     async def _produce(
         self, symbol: str, rows: list[list[Any]], source: str, times: list[int] | None
     ) -> None:
-        value = encode_record(self.feed.page(symbol, rows, source))
-        self._sent.append(await self.producer.send(self.feed.topic, value, key=symbol.encode()))
+        await self._send(self.feed.topic, symbol, self.feed.page(symbol, rows, source))
         self.counts.records += len(rows)
         if times:
             now_ms = time.time() * 1000
