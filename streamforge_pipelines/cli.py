@@ -23,7 +23,7 @@ import click
 import orjson
 
 from .intervals import INTERVALS
-from .partitions import CANDLE_INTERVALS
+from .names import CANDLE_INTERVALS
 from .protocol import ProtocolError, decode_command
 from .settings import Settings, SettingsError
 

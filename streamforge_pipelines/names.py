@@ -31,6 +31,12 @@ def candles_asset(interval: str) -> str:
     return f"candles_{interval}"
 
 
+#: Intervals that have a candles asset (daily partitions need intervals of one day or less). Here,
+#: not in ``partitions``, so that the CLI (every worker process's entry point) names them without
+#: importing Dagster, which costs each process about a second of start-up.
+CANDLE_INTERVALS: tuple[str, ...] = ("1m", "5m", "15m", "1h", "4h", "1d")
+
+
 #: The live datasets, one asset per stream kind: what the stream workers land outside any run.
 LIVE_AGG_TRADES = "live_agg_trades"
 LIVE_TRADES = "live_trades"
@@ -68,6 +74,8 @@ def candles_job(interval: str) -> str:
 
 
 AGG_TRADES_JOB = job_of(AGG_TRADES)
+#: The jobs that load from the exchange (their runs share its weight budget).
+LOAD_JOBS = frozenset({*(candles_job(i) for i in CANDLE_INTERVALS), AGG_TRADES_JOB})
 COVERAGE_JOB = job_of(CANDLE_COVERAGE)
 GRAPH_JOB = job_of(CORRELATION_GRAPH)
 GNN_JOB = job_of(GNN_MODEL)
@@ -84,6 +92,15 @@ WEEKLY_GNN_SCHEDULE = "weekly_gnn"
 QUEUE_EVENTS_SENSOR = "queue_events_sensor"
 GRAPH_TRIGGER_SENSOR = "graph_trigger_sensor"
 STREAMS_SENSOR = "streams_sensor"
+SYMBOLS_SENSOR = "symbol_partitions_sensor"
+
+# ---- partitions -----------------------------------------------------------------------------------
+
+#: The dynamic partitions of the symbol dimension (the symbols a day × symbol asset knows).
+SYMBOL_PARTITIONS = "symbols"
+#: The dimensions of the day × symbol assets (Dagster orders a key's parts by dimension name).
+DATE_DIM = "date"
+SYMBOL_DIM = "symbol"
 
 # ---- run tags -------------------------------------------------------------------------------------
 

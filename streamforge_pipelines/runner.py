@@ -1,7 +1,8 @@
 """``streamforge run``: the main job on whatever stack the settings describe.
 
 Starts the local stack (embedded broker, simulator, connector — only what is not configured),
-materializes ``candles_<interval>`` for the date range through Dagster (one run, recorded in the
+materializes ``candles_<interval>`` for the date range × the symbols through Dagster (one run per
+stretch of the symbol partitions — one when the symbols were added at once — recorded in the
 instance under ``DAGSTER_HOME``, so ``make dev`` shows it afterwards), shows progress from
 ``queue-events`` while it works, and ends with expected vs stored per symbol and day, with the
 candles in confirmed exchange downtime and the candles the step's repair round re-fetched
@@ -27,6 +28,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from .instance_config import write_instance_config
 from .intervals import interval_ms, now_ms
 from .kafka import monitor as broker_monitor
 from .names import (
@@ -38,7 +40,7 @@ from .names import (
     candles_asset,
     candles_job,
 )
-from .partitions import range_tags
+from .partitions import ensure_symbols, range_tags
 from .preflight import (
     PreflightError,
     check_data_dir,
@@ -195,16 +197,15 @@ class RunSummary(DayTotals):
 
 
 def prepare_dagster_home(settings: Settings) -> Path:
-    """``DAGSTER_HOME`` (default: ``<data dir>/dagster``), created, with the UI's pop-up dismissed."""
+    """``DAGSTER_HOME`` (default: ``<data dir>/dagster``), created, with StreamForge's instance
+    settings (:mod:`.instance_config`: the exchange pool, the run queue) and the UI's pop-up dismissed."""
     check_data_dir(settings.data_dir)
     home = Path(os.environ.get("DAGSTER_HOME") or (settings.data_dir / "dagster")).resolve()
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PreflightError(f"DAGSTER_HOME: cannot use {home}: {exc.strerror or exc}", exit_code=2) from None
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+    write_instance_config(home, settings)
     nux = home / ".nux"
     nux.mkdir(exist_ok=True)
     (nux / "nux.yaml").write_text("seen: 1\n")
@@ -346,24 +347,27 @@ def run_main_job(
         watcher = ProgressWatcher(live, request.task_type, total)
         watcher.start()
         try:
+            # One run per stretch of the symbol partitions (one when the symbols were added at once).
             job = defs.resolve_job_def(candles_job(request.interval))
-            result = job.execute_in_process(
-                instance=dg.DagsterInstance.get(),
-                run_config={
-                    "ops": {
-                        candles_asset(request.interval): {
-                            "config": {
-                                "symbols": list(request.symbols),
-                                "source": request.source,
-                                "market": request.market,
-                            }
-                        }
-                    },
-                    "loggers": loggers,
-                },
-                tags={**range_tags(request.first, request.last), **tags},
-                raise_on_error=False,
-            )
+            # one load step: in process its steps would run one after the other
+            config = {"source": request.source, "market": request.market, "max_steps": 1}
+            instance = dg.DagsterInstance.get()
+            results = []
+            for stretch in ensure_symbols(instance, request.symbols):
+                results.append(
+                    job.execute_in_process(
+                        instance=instance,
+                        run_config={
+                            "ops": {candles_asset(request.interval): {"config": config}},
+                            "loggers": loggers,
+                        },
+                        tags={**range_tags(request.first, request.last, stretch), **tags},
+                        raise_on_error=False,
+                    )
+                )
+                if not results[-1].success:
+                    break
+            result = results[-1]
         finally:
             watcher.stop()
         # The root cause first: a broker or process that died explains the step's failure.
@@ -394,7 +398,7 @@ def run_main_job(
         dagster_success=result.success,
         task_seconds=watcher.seconds_by_symbol(),
         exchange=ExchangeTotals.of(watcher.tracker.tasks.values()),
-        repaired=_repaired(result, request.interval),
+        repaired=sum(_repaired(r, request.interval) for r in results),
         analytics=done,
         error=error,
     )
@@ -530,7 +534,7 @@ def run_analytics(
 
 
 def _repaired(result: Any, interval: str) -> int:
-    """``repaired_candles`` of the run's materialization (each partition of a range run carries the
+    """``repaired_candles`` of one run's materialization (each partition of a range run carries the
     run's figures, so one is read, not summed)."""
     for m in result.asset_materializations_for_node(candles_asset(interval)):
         value = m.metadata.get("repaired_candles")

@@ -37,6 +37,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "KAFKA_DLQ_SUFFIX": ("dlq_suffix", "Suffix of a data topic's dead-letter topic"),
     "KAFKA_DATA_PARTITIONS": ("data_partitions", "Partitions of data topics created by StreamForge"),
     "KAFKA_CONSUMER_GROUP": ("consumer_group", "Consumer group of the arango-connector"),
+    "KAFKA_LOADER_GROUP": (
+        "loader_group",
+        "Consumer group of the standalone loaders on queue-control (one per deployment sharing a broker)",
+    ),
     "KAFKA_UNAVAILABLE_S": (
         "kafka_unavailable_s",
         "Seconds the broker may fail every probe before a run or worker stops with one line naming it",
@@ -112,6 +116,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     ),
     "STREAMFORGE_UNIVERSE": ("universe", "Comma-separated default symbol universe"),
     "STREAMFORGE_INTERVAL": ("interval", "Default candle interval"),
+    "STREAMFORGE_DAILY_CRON": (
+        "daily_cron",
+        "When (cron, UTC) the daily_candles_5m schedule loads yesterday; read where the definitions load",
+    ),
     "METRICS_PORT": ("metrics_port", "Port of a worker's /metrics endpoint; 0 = disabled"),
     "METRICS_HOST": (
         "metrics_host",
@@ -119,6 +127,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     ),
     "LOG_LEVEL": ("log_level", "Log level of the JSON logs"),
     "LOADER_CONCURRENCY": ("loader_concurrency", "Parallel kline page requests per loader"),
+    "LOADER_SESSION_TIMEOUT_S": (
+        "loader_session_timeout_s",
+        "Seconds a standalone loader that died keeps its commands from the others (its consumer-group "
+        "session); a loader joining waits about half of it",
+    ),
     "EXCHANGE_WAF_PAUSE_S": (
         "exchange_waf_pause_s",
         "Seconds every request pauses after an HTTP 403 without Retry-After (the exchange's WAF)",
@@ -134,6 +147,19 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "EXCHANGE_WEIGHT_SHARE": (
         "exchange_weight_share",
         "Share (0-1] of that limit this deployment's loaders may use; a command's weight_share overrides",
+    ),
+    "EXCHANGE_LOAD_SLOTS": (
+        "exchange_load_slots",
+        "Load steps that may run at once under one exchange budget (the Dagster pool `binance` of the "
+        "instance's dagster.yaml); further runs wait in the queue",
+    ),
+    "LOAD_MAX_STEPS": (
+        "load_max_steps",
+        "Most steps one load run splits into (symbol groups loading in parallel, one process or pod each)",
+    ),
+    "LOAD_STEP_SYMBOL_DAYS": (
+        "load_step_symbol_days",
+        "Symbol-days of a load run per step: a run of fewer loads in one step",
     ),
     "TASK_TIMEOUT_S": (
         "task_timeout_s",
@@ -196,6 +222,7 @@ class Settings(BaseModel):
     dlq_suffix: str = ".dlq"
     data_partitions: int = Field(default=4, ge=1, le=1024)
     consumer_group: str = "arango-connector"
+    loader_group: str = Field(default="loader-producer", min_length=1)
     kafka_unavailable_s: float = Field(default=5.0, gt=0)
     arango_url: str | None = None
     arango_db: str = "streamforge"
@@ -222,14 +249,19 @@ class Settings(BaseModel):
     simulator_config: Path | None = None
     universe: tuple[str, ...] = DEFAULT_UNIVERSE
     interval: str = "5m"
+    daily_cron: str = Field(default="30 0 * * *", pattern=r"^\S+( \S+){4}$")
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = Field(default="127.0.0.1", min_length=1, max_length=255)
     log_level: str = "INFO"
     loader_concurrency: int = Field(default=4, ge=1, le=64)
+    loader_session_timeout_s: float = Field(default=10.0, ge=1, le=300)
     exchange_weight_limit: int = Field(default=6000, ge=1)
     exchange_waf_pause_s: float = Field(default=10.0, ge=0)
     exchange_futures_weight_limit: int = Field(default=2400, ge=1)
     exchange_weight_share: float = Field(default=1.0, gt=0, le=1)
+    exchange_load_slots: int = Field(default=2, ge=1, le=64)
+    load_max_steps: int = Field(default=4, ge=1, le=256)
+    load_step_symbol_days: int = Field(default=90, ge=1)
     task_timeout_s: float = Field(default=0.0, ge=0)
     task_stall_s: float = Field(default=120.0, gt=0)
     minio_endpoint: str | None = None

@@ -117,6 +117,11 @@ def make_settings(tmp_path, kafka_bootstrap: str, kafka_topics: TopicFactory, re
             "topic_book_diffs": topics["book_diffs"],
             "data_partitions": partitions,
             "consumer_group": f"connector-{uuid.uuid4().hex[:8]}",
+            # its own loader group too: joining one that earlier tests' loaders were members of
+            # waits for them to rejoin or time out (seconds per test)
+            "loader_group": f"loader-{uuid.uuid4().hex[:8]}",
+            # a joining loader waits half of it, a killed one's commands move after all of it
+            "loader_session_timeout_s": 5.0,
             "task_timeout_s": 120.0,
             "task_stall_s": 60.0,
         }

@@ -91,6 +91,23 @@ def test_a_forbidden_import_breaks_its_contract(tmp_path: Path, module: str, lin
     assert f"{broken}" in result.stdout and "BROKEN" in result.stdout, result.stdout[-3000:]
 
 
+def test_the_cli_starts_without_dagster() -> None:
+    """Every worker, the simulator and each ``streamforge`` command start from ``cli``; importing it
+    (and the workers it serves) loads no Dagster: a second less per process, and the layer rule kept
+    for the processes themselves, not only for the modules the contracts name. The check: a fresh
+    interpreter's ``sys.modules`` after the import (a Dagster module imported at the top of ``cli``
+    shows there; one imported inside the command that needs it does not)."""
+    probe = (
+        "import sys, streamforge_pipelines.cli, streamforge_pipelines.workers; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0].startswith('dagster')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]", result.stdout[-3000:]
+
+
 def test_workers_public_face_is_pinned() -> None:
     assert set(workers.__all__) == WORKERS_PUBLIC
     for name in workers.__all__:

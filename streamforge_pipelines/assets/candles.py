@@ -1,4 +1,4 @@
-"""``candles_<interval>``: daily-partitioned candles of the symbol universe, one asset per interval.
+"""``candles_<interval>``: candles partitioned by day × symbol, one asset per interval.
 
 Built by the dataset asset factory (:mod:`.datasets`, which says what every loaded dataset's step
 does: queue-manager of its partitions, one run per date range, the completeness ledger with one
@@ -43,7 +43,7 @@ def build_candles_asset(interval: str) -> dg.AssetsDefinition:
     return dataset_asset(
         CANDLES,
         name=candles_asset(interval),
-        description=f"{interval} candles of the symbol universe, one partition per UTC day.",
+        description=f"{interval} candles, one partition per UTC day × symbol.",
         check_description="No candle missing per the completeness ledger (confirmed exchange "
         "downtime is not missing); one round of targeted repair runs first.",
         config_type=CandlesConfig,

@@ -15,22 +15,20 @@ from pydantic import Field
 from ..datasets import CANDLES
 from ..intervals import now_ms
 from ..names import CANDLE_COVERAGE, MARKET_DATA_GROUP, candles_asset
-from ..partitions import CANDLE_INTERVALS, DAILY, partition_span
+from ..partitions import CANDLE_INTERVALS, DAY_SYMBOL, partition_span
 from ..queue_manager import LoadReport, LoadRequest, figures, ledger_of
-from ..settings import Settings
 from ..store import Store
-from .datasets import load_metadata
+from .load_metadata import load_metadata
 
 
 class CoverageConfig(dg.Config):
     interval: str = Field(default="5m", description=f"One of {', '.join(CANDLE_INTERVALS)}")
-    symbols: list[str] = Field(default_factory=list, description="Empty = the configured universe")
     market: Literal["spot", "usdm"] = Field(default="spot", description="spot or usdm (USD-M futures)")
 
 
 @dg.asset(
     name=CANDLE_COVERAGE,
-    partitions_def=DAILY,
+    partitions_def=DAY_SYMBOL,
     backfill_policy=dg.BackfillPolicy.single_run(),
     group_name=MARKET_DATA_GROUP,
     deps=[dg.AssetKey(candles_asset(i)) for i in CANDLE_INTERVALS],
@@ -40,7 +38,6 @@ class CoverageConfig(dg.Config):
 def candle_coverage(
     context: dg.AssetExecutionContext,
     config: CoverageConfig,
-    settings: dg.ResourceParam[Settings],
     store: dg.ResourceParam[Store],
 ):
     if config.interval not in CANDLE_INTERVALS:
@@ -49,7 +46,7 @@ def candle_coverage(
         )
     span = partition_span(context)
     request = LoadRequest(
-        symbols=tuple(s.upper() for s in config.symbols) or settings.universe,
+        symbols=span.symbols,
         interval=config.interval,
         first=span.first,
         last=span.last,

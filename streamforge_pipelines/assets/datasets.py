@@ -1,92 +1,81 @@
-"""The asset factory of the loaded datasets: one daily-partitioned asset per dataset (and interval),
-built from its :class:`~streamforge_pipelines.datasets.DatasetSpec` and one queue-manager call.
+"""The asset factory of the loaded datasets: one day × symbol partitioned asset per dataset (and
+interval), built from its :class:`~streamforge_pipelines.datasets.DatasetSpec` and one queue-manager call.
 
-Every loaded dataset's step is the queue-manager of its partitions: it writes the task records,
-commands the loaders, and returns only when the connector has stored every task's records. It
-therefore owns the partition's materialization (recorded once, here, with the load's figures); the
-``queue_events_sensor`` only reads (see ``docs/materialization.md``). A date-range backfill is one run
-(``BackfillPolicy.single_run``): one task per symbol covers the whole range, never one run per
-symbol-day. After the load the step builds the dataset's completeness ledger with one round of
-targeted repair and reports it as the asset check ``complete`` (severity ERROR when anything is
-missing).
+A run covers a range of days × a stretch of symbols (``BackfillPolicy.single_run``: a backfill is one
+run per symbol stretch, or per symbol when Dagster groups it so). The asset is a graph of three
+steps, so that one run can spread over processes (the multiprocess executor) or pods (the Kubernetes
+job executor):
 
-What the factory takes from the spec: the noun of the metadata keys (``expected_candles``,
-``stored_trades``: the spec's name) and the ledger kind, which decides the figures the ledger adds
-and how ``complete`` is judged (:data:`LEDGER_VIEWS`: a time grid knows confirmed exchange downtime
-and duplicate keys, id ranges know each day's id span). What is the dataset's own: its
-queue-manager request (:data:`Request`), built from the run's config and span
-(:func:`streamforge_pipelines.queue_manager.load` carries out any of them). Config, partitions,
-resources, progress, failure handling, metadata and the check are the same for every dataset.
+* ``<asset>_plan`` splits the run's symbols into groups (:func:`~..queue_manager.fanout.symbol_groups`:
+  one per ``LOAD_STEP_SYMBOL_DAYS`` symbol-days, at most ``LOAD_MAX_STEPS``) and gives each its share
+  of the exchange budget (the deployment's share over the load runs running now × the groups);
+* ``<asset>_load[g<i>]``, one per group, in parallel, in the Dagster pool :data:`EXCHANGE_POOL`: the
+  queue-manager of its symbols — it writes their task records (the one writer), commands the loaders,
+  returns only when the connector has stored every task's records, then builds the group's
+  completeness ledger with one round of targeted repair. A failed group is retried
+  (:data:`LOAD_RETRY`) and resumes: a time-grid dataset loads only the days the store lacks;
+* ``<asset>_finish`` merges the groups' reports and records the materialization of every symbol-day
+  of the run, once, with the load's figures, and the asset check ``complete`` (severity ERROR when
+  anything is missing). The ``queue_events_sensor`` only reads (``docs/materialization.md``).
 
-No ``from __future__ import annotations`` here: Dagster reads the asset function's config annotation
+Each load step shows its tasks' lifecycle on the asset and run pages as observations of the asset
+(:class:`StepProgress`: one per task status change — queued, started, loading, finished, complete,
+failed, stalled, interrupted) and logs progress every few seconds.
+
+What the factory takes from the spec: the noun of the metadata keys and the ledger kind
+(:mod:`.load_metadata`). What is the dataset's own: its queue-manager request (:data:`Request`),
+built from the run's config and span. Config, partitions, resources, steps, progress, failure
+handling, metadata and the check are the same for every dataset.
+
+No ``from __future__ import annotations`` here: Dagster reads the op functions' config annotation
 (the factory's ``config`` class) as an object, not as a string it would resolve in this module.
 """
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import dagster as dg
 from pydantic import Field
 
 from .. import queue_manager
-from ..datasets import DatasetSpec, LedgerKind
-from ..names import COMPLETE_CHECK, MARKET_DATA_GROUP
-from ..partitions import DAILY, PartitionSpan, partition_span
-from ..queue_manager import Launch, LoadReport, TradesReport
-from ..queue_manager.ledger import CheckSummary, check_summary
-from ..queue_manager.tracking import ExchangeTotals, TaskTracker
+from ..datasets import DatasetSpec
+from ..names import COMPLETE_CHECK, LOAD_JOBS, MARKET_DATA_GROUP
+from ..partitions import DAY_SYMBOL, PartitionSpan, partition_span
+from ..queue_manager import Launch
+from ..queue_manager.fanout import merge_reports, step_settings, step_share, symbol_groups
+from ..queue_manager.tracking import TaskTracker
 from ..resources import LoaderResource
 from ..settings import Settings
 from ..store import Store
+from .load_metadata import LEDGER_VIEWS, LoadOutcome, complete_check, load_failure, load_metadata
+
+#: The Dagster pool of every load step: one exchange (one IP's weight budget) for all of them.
+EXCHANGE_POOL = "binance"
 
 
 class LoadConfig(dg.Config):
-    """The run config every loaded dataset's asset takes."""
+    """The run config every loaded dataset's asset takes (the symbols are its partitions)."""
 
-    symbols: list[str] = Field(
-        default_factory=list,
-        description="Symbols to load; empty = the configured universe (STREAMFORGE_UNIVERSE)",
-    )
     source: Literal["auto", "rest", "archive"] = Field(
         default="auto",
         description="auto: closed days from the bulk archive, the recent tail from REST; rest; archive",
+    )
+    max_steps: int = Field(
+        default=0,
+        ge=0,
+        description="Most load steps (symbol groups in parallel); 0 = LOAD_MAX_STEPS",
     )
 
 
 C = TypeVar("C", bound=LoadConfig)
 
 
-class LoadOutcome(Protocol):
-    """What a queue-manager load reports (:class:`~..queue_manager.LoadReport`, ``TradesReport``)."""
-
-    @property
-    def expected(self) -> int: ...
-    @property
-    def stored(self) -> int: ...
-    @property
-    def missing(self) -> int: ...
-    @property
-    def repaired(self) -> int: ...
-    @property
-    def loaded(self) -> int: ...
-    @property
-    def seconds(self) -> float: ...
-    @property
-    def tasks(self) -> dict[str, str]: ...
-    @property
-    def errors(self) -> dict[str, str]: ...
-    @property
-    def exchange(self) -> ExchangeTotals: ...
-    @property
-    def failed(self) -> list[str]: ...
-
-
 @dataclass(frozen=True)
 class LoadCall(Generic[C]):
     """Everything a queue-manager call needs from the run: its config, the days of its partitions,
-    the symbols (config or the universe), the live settings and store, and how to run loaders."""
+    the symbols of its partitions, the live settings and store, and how to run loaders."""
 
     config: C
     span: PartitionSpan
@@ -134,141 +123,75 @@ class ProgressLog:
         )
 
 
-# ---- what each ledger kind adds --------------------------------------------------------------------
+class StepProgress:
+    """A load step's ``on_progress``: an observation of the asset per task status change (the task's
+    lifecycle on the asset and run pages, from the step that writes the task records) and a progress
+    line in the run's log every few seconds (:class:`ProgressLog`)."""
+
+    def __init__(self, context: dg.OpExecutionContext, asset: str, tasks: int, noun: str) -> None:
+        self._context, self._asset = context, asset
+        self._log = ProgressLog(context.log.info, tasks, noun)
+        self._seen: dict[str, str] = {}
+
+    def __call__(self, tracker: TaskTracker) -> None:
+        for queue_id, state in tracker.tasks.items():
+            if self._seen.get(queue_id) == state.status:
+                continue
+            self._seen[queue_id] = state.status
+            self._context.log_event(task_observation(self._asset, queue_id, state))
+        self._log(tracker)
 
 
-class LedgerView(Protocol):
-    """What a ledger kind adds to a load's metadata and how it judges ``complete``."""
-
-    def figures(self, noun: str, report: Any) -> dict[str, dg.MetadataValue]:
-        """Metadata beyond the figures every load has."""
-        ...
-
-    def table(self, report: Any) -> list[str]:
-        """The per (symbol, day) table, as markdown lines."""
-        ...
-
-    def verdict(self, report: Any) -> CheckSummary:
-        """The ``complete`` check's outcome."""
-        ...
-
-    def summary(self, report: Any) -> str:
-        """What the final log line says beyond stored/expected."""
-        ...
-
-
-class TimeGridView:
-    """A fixed grid of times per day (candles): absent records split into confirmed exchange downtime
-    and missing, duplicate keys counted. The candles' metadata has always carried the symbols, the
-    rate and the days repaired too; they stay here so that no asset's metadata keys change."""
-
-    def figures(self, noun: str, report: LoadReport) -> dict[str, dg.MetadataValue]:
-        rate = report.stored / report.seconds if report.seconds else 0.0
-        return {
-            f"downtime_{noun}": dg.MetadataValue.int(report.downtime),
-            "duplicate_keys": dg.MetadataValue.int(report.duplicate_keys),
-            "symbols": dg.MetadataValue.text(",".join(report.request.symbols)),
-            f"{noun}_per_second": dg.MetadataValue.float(round(rate, 1)),
-            "days_repaired": dg.MetadataValue.int(report.exchange.days_by_source.get("repair", 0)),
-        }
-
-    def table(self, report: LoadReport) -> list[str]:
-        rows = ["| symbol | day | expected | stored | downtime | missing |", "|---|---|---:|---:|---:|---:|"]
-        return rows + [
-            f"| {d.symbol} | {d.day} | {d.expected} | {d.stored} | {d.downtime} | {d.missing} |"
-            for d in report.days
-        ]
-
-    def verdict(self, report: LoadReport) -> CheckSummary:
-        return check_summary(report.ledger)
-
-    def summary(self, report: LoadReport) -> str:
-        return (
-            f"; {report.downtime} in exchange downtime, {report.repaired} repaired, {report.missing} missing"
-        )
-
-
-class IdRangesView:
-    """Consecutive ids per day (trades): a day is complete when every id of its span is stored."""
-
-    def figures(self, noun: str, report: TradesReport) -> dict[str, dg.MetadataValue]:
-        return {}
-
-    def table(self, report: TradesReport) -> list[str]:
-        rows = [
-            "| symbol | day | first id | last id | expected | stored | missing |",
-            "|---|---|---:|---:|---:|---:|---:|",
-        ]
-        return rows + [
-            f"| {e.symbol} | {e.day} | {e.first_id} | {e.last_id} | {e.expected} | {e.stored} | {e.missing} |"
-            for e in report.ledger
-        ]
-
-    def verdict(self, report: TradesReport) -> CheckSummary:
-        what = "aggregate trades" if report.request.kind == "agg" else "trades"
-        return CheckSummary(
-            passed=report.missing == 0,
-            description=f"{report.missing} of {report.expected} {what} missing",
-            metadata={
-                "expected": report.expected,
-                "stored": report.stored,
-                "missing": report.missing,
-                "repaired": report.repaired,
-            },
-        )
-
-    def summary(self, report: TradesReport) -> str:
-        return ""
-
-
-LEDGER_VIEWS: Mapping[LedgerKind, LedgerView] = {"time_grid": TimeGridView(), "id_ranges": IdRangesView()}
-
-
-# ---- metadata and the check -----------------------------------------------------------------------
-
-
-def load_metadata(spec: DatasetSpec, report: Any) -> dict[str, dg.MetadataValue]:
-    """A load's materialization metadata: the figures every load has (``expected_<noun>`` ...), the
-    ledger kind's own, the exchange figures and the per (symbol, day) table."""
-    noun, view, ex = spec.name, LEDGER_VIEWS[spec.ledger], report.exchange
-    return {
-        f"expected_{noun}": dg.MetadataValue.int(report.expected),
-        f"stored_{noun}": dg.MetadataValue.int(report.stored),
-        f"missing_{noun}": dg.MetadataValue.int(report.missing),
-        f"repaired_{noun}": dg.MetadataValue.int(report.repaired),
-        "loaded_records": dg.MetadataValue.int(report.loaded),
-        "tasks": dg.MetadataValue.int(len(report.tasks)),
-        "seconds": dg.MetadataValue.float(round(report.seconds, 3)),
-        "http_429": dg.MetadataValue.int(ex.http_429),
-        "http_418": dg.MetadataValue.int(ex.http_418),
-        "retries": dg.MetadataValue.int(ex.retries),
-        "weight_budget_used": dg.MetadataValue.float(round(ex.weight_budget_used, 4)),
-        "days_from_archive": dg.MetadataValue.int(ex.days_by_source.get("archive", 0)),
-        "days_from_rest": dg.MetadataValue.int(ex.days_by_source.get("rest", 0)),
-        **view.figures(noun, report),
-        "per_symbol_day": dg.MetadataValue.md("\n".join(view.table(report))),
+def task_observation(asset: str, queue_id: str, state: Any) -> dg.AssetObservation:
+    """One task's status as an observation of ``asset`` (``task_status`` and its figures)."""
+    meta: dict[str, Any] = {
+        "task": dg.MetadataValue.text(queue_id),
+        "task_status": dg.MetadataValue.text(state.status),
+        "symbol": dg.MetadataValue.text(state.symbol or ""),
+        "loaded_records": dg.MetadataValue.int(state.loaded),
+        "stored_records": dg.MetadataValue.int(state.stored),
     }
+    if state.error:
+        meta["error"] = dg.MetadataValue.text(state.error)
+    return dg.AssetObservation(asset_key=asset, metadata=meta, description=f"task {queue_id}: {state.status}")
 
 
-def complete_check(spec: DatasetSpec, report: Any) -> dg.AssetCheckResult:
-    """The ``complete`` check of a load: passed iff its ledger has nothing missing."""
-    verdict = LEDGER_VIEWS[spec.ledger].verdict(report)
-    return dg.AssetCheckResult(
-        check_name=COMPLETE_CHECK,
-        passed=verdict.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=verdict.description,
-        metadata={k: dg.MetadataValue.int(v) for k, v in verdict.metadata.items()},
-    )
+@dataclass(frozen=True)
+class LoadGroup:
+    """What the plan hands one load step: the run's config and span, the group's symbols, the
+    number of groups and the step's share of the exchange limit."""
+
+    config: dict[str, Any]
+    span: PartitionSpan
+    symbols: tuple[str, ...]
+    groups: int
+    share: float
 
 
-def _failure(report: LoadOutcome, metadata: dict[str, dg.MetadataValue]) -> dg.Failure:
-    """A failed or stalled task fails the step: no materialization for data that is not stored."""
-    causes = "; ".join(f"{q}: {report.errors.get(q, report.tasks[q])}" for q in report.failed)
-    return dg.Failure(description=f"{len(report.failed)} task(s) failed: {causes}", metadata=metadata)
+#: A failed load step is tried again (it resumes: a time-grid dataset loads only what the store lacks).
+LOAD_RETRY = dg.RetryPolicy(
+    max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
 
 
-# ---- the factory ----------------------------------------------------------------------------------
+def load_runs_now(instance: dg.DagsterInstance) -> int:
+    """The load runs the instance has started (this one among them): they share the exchange."""
+    started = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]), limit=200)
+    load_keys = {dg.AssetKey(job.removesuffix("_job")) for job in LOAD_JOBS}
+    loads = [r for r in started if r.job_name in LOAD_JOBS or (r.asset_selection or set()) & load_keys]
+    return max(1, len(loads))
+
+
+def raise_unless_preempted(context: dg.OpExecutionContext) -> None:
+    """After an interrupt: a run being cancelled ends the step for good (Dagster would otherwise
+    schedule a retry the cancelled run never runs); any other interrupt (a pod evicted, a node
+    drained) is re-raised by the caller, and the retry policy runs the step again to resume."""
+    run = context.instance.get_run_by_id(context.run_id)
+    if run is not None and run.status in (dg.DagsterRunStatus.CANCELING, dg.DagsterRunStatus.CANCELED):
+        raise dg.Failure(
+            description="cancelled: the step's loaders stopped at a page boundary, tasks interrupted",
+            allow_retries=False,
+        ) from None
 
 
 def dataset_asset(
@@ -281,59 +204,106 @@ def dataset_asset(
     request: Request[C],
     metadata: Mapping[str, Any] | None = None,
 ) -> dg.AssetsDefinition:
-    """The daily-partitioned asset ``name`` that loads ``spec``'s records: the run's ``request``,
-    carried out by :func:`streamforge_pipelines.queue_manager.load`."""
+    """The day × symbol partitioned asset ``name`` that loads ``spec``'s records: the run's ``request``
+    per symbol group, carried out by :func:`streamforge_pipelines.queue_manager.load`."""
     noun, view = spec.name, LEDGER_VIEWS[spec.ledger]
+    check = dg.AssetCheckSpec(COMPLETE_CHECK, asset=name, description=check_description)
 
-    @dg.asset(
+    @dg.op(name=f"{name}_plan", out=dg.DynamicOut(LoadGroup))
+    def plan(
+        context: dg.OpExecutionContext, config: config_type, settings: dg.ResourceParam[Settings]
+    ) -> Iterator[dg.DynamicOutput]:
+        span = partition_span(context)
+        max_steps = config.max_steps or settings.load_max_steps
+        groups = symbol_groups(
+            span.symbols,
+            len(span.days),
+            max_steps=max_steps,
+            symbol_days_per_step=settings.load_step_symbol_days,
+        )
+        runs = load_runs_now(context.instance)
+        share = step_share(settings, len(groups), runs)
+        context.log.info(
+            f"loading {name} of {span.label}: {len(span.symbols)} symbols in {len(groups)} step(s), "
+            f"each with {share:.3f} of the exchange limit ({runs} load run(s) now), config {config}"
+        )
+        for i, group in enumerate(groups):
+            load_group = LoadGroup(config.model_dump(), span, group, len(groups), share)
+            yield dg.DynamicOutput(load_group, mapping_key=f"g{i}")
+
+    @dg.op(name=f"{name}_load", retry_policy=LOAD_RETRY, pool=EXCHANGE_POOL)
+    def load(
+        context: dg.OpExecutionContext,
+        group: LoadGroup,
+        settings: dg.ResourceParam[Settings],
+        store: dg.ResourceParam[Store],
+        loaders: LoaderResource,
+    ) -> Any:
+        mine = step_settings(settings, group.share)
+        if context.retry_number:
+            context.log.info(f"attempt {context.retry_number + 1}: loading only what the store lacks")
+        call = LoadCall(
+            config=config_type(**group.config),
+            span=group.span,
+            symbols=group.symbols,
+            run_id=context.run.run_id,
+            settings=mine,
+            store=store,
+            launch=loaders.launch,
+            max_parallel_tasks=loaders.max_parallel_tasks,
+            on_progress=StepProgress(context, name, len(group.symbols), noun),
+        )
+        # A cancelled run interrupts the step: its loaders are stopped and its task records say
+        # `interrupted` before Dagster sees the interrupt (queue_manager.interrupts).
+        try:
+            report: LoadOutcome = queue_manager.run_stoppable(
+                queue_manager.load(
+                    request(call),
+                    mine,
+                    store,
+                    launch=call.launch,
+                    max_parallel_tasks=call.max_parallel_tasks,
+                    on_progress=call.on_progress,
+                )
+            )
+        except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+            raise_unless_preempted(context)
+            raise
+        if report.failed:
+            raise load_failure(report, load_metadata(spec, report))
+        context.log.info(
+            f"{', '.join(group.symbols)}: stored {report.stored}/{report.expected} {noun} in "
+            f"{report.seconds:.1f}s{view.summary(report)}"
+        )
+        return report
+
+    check_output = f"{name}_{COMPLETE_CHECK}"
+
+    @dg.op(name=f"{name}_finish", out={"result": dg.Out(dg.Nothing), check_output: dg.Out(dg.Nothing)})
+    def finish(context: dg.OpExecutionContext, reports: list[Any]) -> Iterator[Any]:
+        report: Any = merge_reports(reports)
+        context.log.info(
+            f"stored {report.stored}/{report.expected} {noun} in {report.seconds:.1f}s over "
+            f"{len(reports)} step(s){view.summary(report)}"
+        )
+        yield dg.Output(None, "result", metadata=load_metadata(spec, report))
+        yield complete_check(spec, report, name)
+
+    def mapping(config: dict[str, Any]) -> dict[str, Any]:
+        return {plan.name: {"config": config}}
+
+    @dg.graph_asset(
         name=name,
-        partitions_def=DAILY,
+        partitions_def=DAY_SYMBOL,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name=MARKET_DATA_GROUP,
         kinds={"kafka", "python"},
         description=description,
         metadata=dict(metadata or {}),
-        check_specs=[dg.AssetCheckSpec(COMPLETE_CHECK, asset=name, description=check_description)],
+        check_specs=[check],
+        config=dg.ConfigMapping(config_fn=mapping, config_schema=config_type.to_config_schema()),
     )
-    def dataset(
-        context: dg.AssetExecutionContext,
-        config: config_type,
-        settings: dg.ResourceParam[Settings],
-        store: dg.ResourceParam[Store],
-        loaders: LoaderResource,
-    ) -> dg.MaterializeResult:
-        span = partition_span(context)
-        symbols = tuple(s.upper() for s in config.symbols) or settings.universe
-        context.log.info(f"loading {name} of {span.label}: {len(symbols)} symbols, config {config}")
-        call = LoadCall(
-            config=config,
-            span=span,
-            symbols=symbols,
-            run_id=context.run.run_id,
-            settings=settings,
-            store=store,
-            launch=loaders.launch,
-            max_parallel_tasks=loaders.max_parallel_tasks,
-            on_progress=ProgressLog(context.log.info, len(symbols), noun),
-        )
-        # A cancelled run interrupts the step: its loaders are stopped and its task records say
-        # `interrupted` before Dagster sees the interrupt (queue_manager.interrupts).
-        report: LoadOutcome = queue_manager.run_stoppable(
-            queue_manager.load(
-                request(call),
-                settings,
-                store,
-                launch=call.launch,
-                max_parallel_tasks=call.max_parallel_tasks,
-                on_progress=call.on_progress,
-            )
-        )
-        meta = load_metadata(spec, report)
-        if report.failed:
-            raise _failure(report, meta)
-        context.log.info(
-            f"stored {report.stored}/{report.expected} {noun} in {report.seconds:.1f}s{view.summary(report)}"
-        )
-        return dg.MaterializeResult(metadata=meta, check_results=[complete_check(spec, report)])
+    def dataset() -> Any:
+        return finish(plan().map(load).collect())
 
     return dataset

@@ -1,4 +1,4 @@
-"""``agg_trades``: daily-partitioned aggregate trades (``/api/v3/aggTrades``) of the symbol universe.
+"""``agg_trades``: aggregate trades (``/api/v3/aggTrades``) partitioned by day × symbol.
 
 Built by the dataset asset factory (:mod:`.datasets`): like ``candles_<interval>``, the step is the
 queue-manager of its partitions (one ``api_agg_trades`` task per symbol for the whole range: a
@@ -30,7 +30,7 @@ def agg_trades_request(call: LoadCall[TradesConfig]) -> queue_manager.TradesRequ
 agg_trades = dataset_asset(
     TRADES,
     name=AGG_TRADES,
-    description="Aggregate trades (aggTrades) of the symbol universe, one partition per UTC day; "
+    description="Aggregate trades (aggTrades), one partition per UTC day × symbol; "
     "store collection `trades`, keys `SYMBOL:agg:<id>`.",
     check_description="Every aggregate-trade id of each day's span is stored (one round of repair first).",
     config_type=TradesConfig,

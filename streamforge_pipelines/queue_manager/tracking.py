@@ -33,6 +33,14 @@ COMPLETE = "complete"
 FAILED = "failed"
 STALLED = "stalled"
 FINAL_STATUSES = frozenset({COMPLETE, FAILED})
+#: Error types a loader reports for a task that no second try can carry out: the exchange refused
+#: the request itself (a bad symbol), or the command cannot be carried out as given.
+FINAL_ERRORS = ("ExchangeRejected", "TaskInvalid", "CommandInvalid")
+
+
+def is_final_error(error: str | None) -> bool:
+    """Whether a failed task's error (``"<type>: <detail>"``) is final: trying again cannot help."""
+    return error is not None and error.split(":", 1)[0] in FINAL_ERRORS
 
 
 @dataclass
@@ -109,6 +117,19 @@ class ExchangeTotals:
             out.http_418 += t.http_418
             out.retries += t.retries
             out.weight_budget_used = max(out.weight_budget_used, t.weight_used_peak)
+            for where, n in t.days_by_source.items():
+                out.days_by_source[where] = out.days_by_source.get(where, 0) + n
+        return out
+
+    @classmethod
+    def combined(cls, totals: Iterable[ExchangeTotals]) -> ExchangeTotals:
+        """Figures of several loads (the steps of one run): counts summed, the peak kept."""
+        out = cls()
+        for t in totals:
+            out.http_429 += t.http_429
+            out.http_418 += t.http_418
+            out.retries += t.retries
+            out.weight_budget_used = max(out.weight_budget_used, t.weight_budget_used)
             for where, n in t.days_by_source.items():
                 out.days_by_source[where] = out.days_by_source.get(where, 0) + n
         return out

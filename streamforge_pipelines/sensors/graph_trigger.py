@@ -1,7 +1,9 @@
 """``graph_trigger_sensor``: builds a day's correlation graph once its candles are complete.
 
 Each tick reads the ``candles_<STREAMFORGE_INTERVAL>`` materializations recorded since its cursor
-(an event-log storage id, so nothing is read twice and nothing is skipped across restarts) and
+(an event-log storage id, so nothing is read twice and nothing is skipped across restarts; the
+candles are partitioned day × symbol, the graph by day: a symbol-day's materialization touches its
+day) and
 requests ``correlation_graph_job`` for the days they touched that are ready - one run per stretch
 of consecutive ready days (the asset backfills a range as a single run) - a day being ready when
 
@@ -26,7 +28,7 @@ import dagster as dg
 from ..assets.graph import GraphConfig, graph_run_config
 from ..intervals import MINUTE_MS, now_ms
 from ..names import CORRELATION_GRAPH, GRAPH_JOB, GRAPH_TRIGGER_SENSOR, TRIGGER_TAG, candles_asset
-from ..partitions import range_tags
+from ..partitions import range_tags, split_key
 from ..queue_manager.ledger import window_gaps
 from ..settings import Settings
 from ..store import Store
@@ -56,7 +58,8 @@ def graph_requests(
     latest: dict[str, int] = {}  # day -> storage id of its newest candles materialization
     for record in result.records:
         if record.partition_key:
-            latest[record.partition_key] = record.storage_id
+            day = split_key(record.partition_key)[0].isoformat()
+            latest[day] = max(latest.get(day, 0), record.storage_id)
     new_cursor = max((r.storage_id for r in result.records), default=cursor or 0)
     symbols = sorted(settings.universe)
     config = graph_run_config(interval, symbols)

@@ -6,8 +6,10 @@ records, and
 * reports the tasks that went **silent** — a task record still active (``started``, ``loading``,
   ``finished``, ``interrupted``) with no telemetry for ``TASK_STALL_S``: one warning per task in the
   tick's log, and their ids in the cursor (both shown with the sensor in the UI);
-* requests the downstream ``candle_coverage`` run for every Dagster run whose tasks are all
-  ``complete`` (run key ``coverage:<run_id>:<interval>``: each is requested once).
+* requests the downstream ``candle_coverage`` run for every Dagster run whose candle tasks are all
+  ``complete``, over the run's days × its symbols (one request per stretch of the symbol order the
+  caller passes, the instance's symbol partitions; run key ``coverage:<run_id>:<interval>[:<first>]``:
+  each is requested once).
 
 It writes no task record and records no materialization: the step that runs a load is the one
 writer of its task records and owns its materialization (``docs/materialization.md`` says why).
@@ -21,19 +23,15 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 
 import dagster as dg
 import orjson
 
-from ..names import (
-    CANDLE_COVERAGE,
-    COVERAGE_JOB,
-    PARTITION_RANGE_END,
-    PARTITION_RANGE_START,
-    QUEUE_EVENTS_SENSOR,
-    SOURCE_RUN_TAG,
-)
+from ..names import CANDLE_COVERAGE, COVERAGE_JOB, QUEUE_EVENTS_SENSOR, SOURCE_RUN_TAG, SYMBOL_PARTITIONS
+from ..partitions import range_tags, symbol_stretches
 from ..protocol import Event
 from ..queue_manager.telemetry import read_events
 from ..queue_manager.tracking import COMPLETE, FINAL_STATUSES, STALLED
@@ -88,8 +86,16 @@ class QueueTick:
         return {"events": self.events, "silent": len(self.silent), "requested": len(self.requests)}
 
 
-def process_tick(settings: Settings, db: Store, cursor: str | None, *, now: float | None = None) -> QueueTick:
-    """One sensor evaluation as a plain function; reads the store and ``queue-events``, writes nothing."""
+def process_tick(
+    settings: Settings,
+    db: Store,
+    cursor: str | None,
+    *,
+    symbol_order: Sequence[str] = (),
+    now: float | None = None,
+) -> QueueTick:
+    """One sensor evaluation as a plain function; reads the store and ``queue-events``, writes nothing.
+    ``symbol_order``: the instance's symbol partitions (the coverage runs' partitions are stretches of it)."""
     now = time.time() if now is None else now
     state = Cursor.load(cursor)
     events, state.offsets = asyncio.run(
@@ -104,7 +110,7 @@ def process_tick(settings: Settings, db: Store, cursor: str | None, *, now: floa
     live = {r.queue_id for r in records if r.status not in FINAL_STATUSES and r.status != STALLED}
     state.seen = {q: t for q, t in state.seen.items() if q in live and q not in silent}
     state.silent = sorted(silent)
-    requests = _downstream_requests(db, state.since)
+    requests = _downstream_requests(db, state.since, symbol_order)
     state.since = now
     return QueueTick(requests, state.dump(), len(events), silent, newly)
 
@@ -126,7 +132,7 @@ def _silent(active: list[TaskRecord], seen: dict[str, float], now: float, stall_
     return out
 
 
-def _downstream_requests(db: Store, since: float) -> list[dg.RunRequest]:
+def _downstream_requests(db: Store, since: float, order: Sequence[str]) -> list[dg.RunRequest]:
     fresh_runs = {r.run_id for r in db.list_tasks(status=COMPLETE) if r.updated_at >= since and r.run_id}
     requests = []
     for run_id in sorted(fresh_runs):
@@ -135,22 +141,22 @@ def _downstream_requests(db: Store, since: float) -> list[dg.RunRequest]:
             continue
         by_type: dict[str, list[str]] = defaultdict(list)
         for t in tasks:
-            by_type[t.type].append(t.symbol)
-        first, last = tasks[0].time_range.split(":")
+            if t.type.startswith("api_candles_"):
+                by_type[t.type].append(t.symbol)
+        first, last = (date.fromisoformat(d) for d in tasks[0].time_range.split(":"))
         for task_type, symbols in sorted(by_type.items()):
             interval = task_type.removeprefix("api_candles_")
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"coverage:{run_id}:{interval}",
-                    job_name=COVERAGE_JOB,
-                    run_config={
-                        "ops": {
-                            CANDLE_COVERAGE: {"config": {"interval": interval, "symbols": sorted(symbols)}}
-                        }
-                    },
-                    tags={PARTITION_RANGE_START: first, PARTITION_RANGE_END: last, SOURCE_RUN_TAG: run_id},
+            stretches = symbol_stretches(order, [s for s in symbols if s in set(order)])
+            for stretch in stretches:
+                key = f"coverage:{run_id}:{interval}" + (f":{stretch[0]}" if len(stretches) > 1 else "")
+                requests.append(
+                    dg.RunRequest(
+                        run_key=key,
+                        job_name=COVERAGE_JOB,
+                        run_config={"ops": {CANDLE_COVERAGE: {"config": {"interval": interval}}}},
+                        tags={**range_tags(first, last, stretch), SOURCE_RUN_TAG: run_id},
+                    )
                 )
-            )
     return requests
 
 
@@ -167,7 +173,8 @@ def queue_events_sensor(
 ):
     if settings.kafka_bootstrap_servers is None:
         return dg.SkipReason("KAFKA_BOOTSTRAP_SERVERS is not set: no queue-events to follow")
-    tick = process_tick(settings, store, context.cursor)
+    order = context.instance.get_dynamic_partitions(SYMBOL_PARTITIONS)
+    tick = process_tick(settings, store, context.cursor, symbol_order=order)
     for queue_id in tick.newly_silent:
         context.log.warning(f"task {queue_id} is silent: {tick.silent[queue_id]}")
     context.log.info(f"queue-events: {tick.counts}")

@@ -16,10 +16,11 @@ Each tick (:func:`streams_tick`):
 4. **days completed outside any run**: for a spot kline stream (``ws_candles_<i>``, ``i`` an
    interval with a candles asset) and an aggregate-trades stream, each closed day it may have
    covered (at most 7 back) that has no materialization of the historical asset (``candles_<i>``,
-   ``agg_trades``) and no load under way for it (a run owns those) is checked against the dataset's
-   ledger; a complete one is recorded as that partition's runless materialization with the day's
-   figures, so the ``graph_trigger_sensor`` takes it from there. One owner per fact: a partition a
-   run materialized, or is loading, is the run's; the sensor records only days no run owns
+   ``agg_trades``) and no load under way for it (a run owns those) is checked, symbol by symbol,
+   against the dataset's ledger; a complete symbol-day is recorded as that partition's runless
+   materialization with its figures, so the ``graph_trigger_sensor`` takes it from there. One
+   owner per fact: a partition a run materialized, or is loading, is the run's; the sensor records
+   only days no run owns
    (``docs/materialization.md``).
 """
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -38,7 +39,7 @@ import orjson
 from ..assets.live import check_evaluation, heard_metadata
 from ..intervals import now_ms
 from ..names import AGG_TRADES, LIVE_ASSETS, STREAMS_SENSOR, candles_asset, live_asset
-from ..partitions import CANDLE_INTERVALS
+from ..partitions import CANDLE_INTERVALS, day_symbol_key, ensure_symbols
 from ..protocol import ws_candle_interval
 from ..queue_manager import streams
 from ..queue_manager.stream_watch import (
@@ -65,7 +66,7 @@ _WARN = frozenset({SILENT, DEAD, ENDED, UNSTOPPED})
 @dataclass
 class StreamsTick:
     """One evaluation: the asset events for the sensor result, the log lines, the commands sent, the
-    partitions recorded (asset, day), and the new cursor."""
+    partitions recorded (asset, ``day|symbol``), and the new cursor."""
 
     cursor: str
     events: list[Any] = field(default_factory=list)
@@ -206,8 +207,8 @@ def _historical_asset(view: StreamView) -> str | None:
 def _record_live_days(
     out: StreamsTick, instance: dg.DagsterInstance, store: Store, views: list[StreamView], now: float
 ) -> dict[str, str]:
-    """Record the days streams completed that no run owns (``docs/materialization.md``); returns the
-    days that wait (``asset day stream`` -> the line saying why)."""
+    """Record the symbol-days streams completed that no run owns (``docs/materialization.md``);
+    returns the symbol-days that wait (``asset day symbol stream`` -> the line saying why)."""
     waiting: dict[str, str] = {}
     today = datetime.fromtimestamp(now, UTC).date()
     done: dict[str, set[str]] = {}
@@ -222,29 +223,29 @@ def _record_live_days(
             done[asset] = set(instance.get_materialized_partitions(dg.AssetKey(asset)))
         if task_type not in owned:
             owned[task_type] = loading_days(store, task_type)
-        todo = [
-            d
-            for d in candidate_days(view.stream, today)
-            if d.isoformat() not in done[asset] and d not in owned[task_type]
-        ]
-        for verdict in complete_days(store, view.stream, todo, clock):
-            day = verdict.day.isoformat()
-            if not verdict.complete:
-                line = f"{asset} {day} (stream {view.stream.queue_id}) waits: {verdict.why}"
-                waiting[f"{asset} {day} {view.stream.queue_id} {verdict.why}"] = line
-                continue
-            metadata = {name: dg.MetadataValue.int(v) for name, v in verdict.figures.items()}
-            metadata |= {
-                "symbols": dg.MetadataValue.text(",".join(view.stream.symbols)),
-                "stream": dg.MetadataValue.text(view.stream.queue_id),
-                "source": dg.MetadataValue.text("live stream (no run): the store holds the day complete"),
-            }
-            instance.report_runless_asset_event(
-                dg.AssetMaterialization(asset_key=asset, partition=day, metadata=metadata)
-            )
-            done[asset].add(day)
-            out.recorded.append((asset, day))
-            out.info.append(f"{asset} {day}: complete from stream {view.stream.queue_id}, recorded")
+        days = [d for d in candidate_days(view.stream, today) if d not in owned[task_type]]
+        ensure_symbols(instance, view.stream.symbols)
+        for symbol in view.stream.symbols:
+            todo = [d for d in days if day_symbol_key(d, symbol) not in done[asset]]
+            one = replace(view.stream, symbols=(symbol,))
+            for verdict in complete_days(store, one, todo, clock):
+                key = day_symbol_key(verdict.day, symbol)
+                where = f"{asset} {verdict.day} {symbol} (stream {view.stream.queue_id})"
+                if not verdict.complete:
+                    line = f"{where} waits: {verdict.why}"
+                    waiting[f"{asset} {key} {view.stream.queue_id} {verdict.why}"] = line
+                    continue
+                metadata = {name: dg.MetadataValue.int(v) for name, v in verdict.figures.items()}
+                metadata |= {
+                    "stream": dg.MetadataValue.text(view.stream.queue_id),
+                    "source": dg.MetadataValue.text("live stream (no run): the store holds the day complete"),
+                }
+                instance.report_runless_asset_event(
+                    dg.AssetMaterialization(asset_key=asset, partition=key, metadata=metadata)
+                )
+                done[asset].add(key)
+                out.recorded.append((asset, key))
+                out.info.append(f"{where}: complete, recorded")
     return waiting
 
 

@@ -3,12 +3,13 @@
 :func:`.dispatcher.run_task` (the one dispatcher, which the queue-manager's in-process path uses too)
 maps a command's ``type`` to its loader (``api_candles_<interval>`` → loader-api-candles,
 ``api_agg_trades`` / ``api_trades`` → loader-api-trades). ``serve_loader``
-is the standalone worker: a consumer-group member on ``queue-control`` that carries out the start
-commands addressed to it, several at a time, and commits a command's offset only once it and every
-command before it have ended (at-least-once: a crash re-runs the unfinished tasks, whose records
-are idempotent). It reads the checkpoint topic (``KAFKA_TOPIC_CHECKPOINTS``, :mod:`.checkpoint`)
-at start and catches up before each task, so a re-run task continues from its checkpoint instead
-of refetching what was done; once a command's offset is committed, its task's checkpoint is deleted.
+is the standalone worker: a consumer-group member on ``queue-control`` (group ``KAFKA_LOADER_GROUP``,
+``loader-producer`` unless set) that carries out the start commands addressed to it, several at a
+time, and commits a command's offset only once it and every command before it have ended
+(at-least-once: a crash re-runs the unfinished tasks, whose records are idempotent). It reads the
+checkpoint topic (``KAFKA_TOPIC_CHECKPOINTS``, :mod:`.checkpoint`) at start and catches up before
+each task, so a re-run task continues from its checkpoint instead of refetching what was done; once
+a command's offset is committed, its task's checkpoint is deleted.
 
 **stop** and **ping** (the same consumer group, so they reach the replica that has the task: a
 command is keyed by its ``queue_id``, and a task's start and stop share one partition):
@@ -166,12 +167,19 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
     bootstrap = settings.kafka_bootstrap_servers or ""
     health = broker_monitor(bootstrap, down_after_s=settings.kafka_unavailable_s)
     probe(bootstrap)  # a broker that is not there is one line now, not a client's retries
+    session_ms = int(settings.loader_session_timeout_s * 1000)
     consumer = AIOKafkaConsumer(
         settings.topic_control,
         bootstrap_servers=bootstrap,
-        group_id=LOADER_PRODUCER,
+        # KAFKA_LOADER_GROUP: a group shared with loaders of other control topics (another deployment
+        # on the broker) would make every join wait for all of them to rejoin
+        group_id=settings.loader_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        # LOADER_SESSION_TIMEOUT_S: how soon a replica that died (SIGKILL, a lost pod) gives its
+        # commands to the others; a join also waits about half of it for the members to gather
+        session_timeout_ms=session_ms,
+        heartbeat_interval_ms=session_ms // 4,
     )
     # The checkpoint topic, compacted, if nobody created it yet; then its checkpoints (resume).
     await ensure_topics(bootstrap, {settings.topic_checkpoints: 1}, configs=settings.topic_configs())
@@ -180,7 +188,7 @@ async def serve_loader(settings: Settings, *, parallel: int = 4, stop: asyncio.E
     await producer.start()
     await producer.partitions_for(settings.topic_checkpoints)  # its metadata now, not at the 1st put
     await consumer.start()
-    log.info("loader-producer serving %s (group %s)", settings.topic_control, LOADER_PRODUCER)
+    log.info("loader-producer serving %s (group %s)", settings.topic_control, settings.loader_group)
     gate = asyncio.Semaphore(parallel)
     running: dict[tuple[TopicPartition, int], asyncio.Task[None]] = {}
     queue_ids: dict[tuple[TopicPartition, int], str] = {}

@@ -29,7 +29,7 @@ from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.definitions import build_definitions
 from streamforge_pipelines.intervals import count_open_times, day_range_ms
 from streamforge_pipelines.names import candles_asset, candles_job
-from streamforge_pipelines.partitions import range_tags
+from streamforge_pipelines.partitions import ensure_symbols, range_tags
 from streamforge_pipelines.queue_manager.tasks import CANCELLED_MESSAGE
 from streamforge_pipelines.queue_manager.telemetry import read_events
 from streamforge_pipelines.resources import resources_for
@@ -40,7 +40,9 @@ from streamforge_pipelines.store import store_from_settings
 SYMBOLS = ("BTCUSDT", "ETHUSDT")
 FIRST, LAST = date(2024, 7, 1), date(2024, 7, 20)
 DAY_CANDLES = 1440
-RUN_CONFIG = {"ops": {candles_asset("1m"): {"config": {"symbols": list(SYMBOLS), "source": "rest"}}}}
+RUN_CONFIG = {"ops": {candles_asset("1m"): {"config": {"source": "rest"}}}}
+#: The run's partitions: the days × both symbols (added to the symbol partitions as one stretch).
+RANGE = (f"{FIRST}|{SYMBOLS[0]}", f"{LAST}|{SYMBOLS[-1]}")
 
 
 def _wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.3):
@@ -65,6 +67,7 @@ def test_cancelled_run_stops_its_loaders_and_a_rerun_loads_only_the_rest(
             update={"exchange_url": sim.server.base_url, "loader_concurrency": 1}
         )
         home = prepare_dagster_home(settings)
+        assert ensure_symbols(dg.DagsterInstance.get(), SYMBOLS) == [(SYMBOLS[0], SYMBOLS[-1])]
         with Stack(settings) as stack:  # broker and simulator given: the connector only
             live = stack.settings
             env = {**os.environ, **live.to_env(), "DAGSTER_HOME": str(home)}
@@ -73,7 +76,7 @@ def test_cancelled_run_stops_its_loaders_and_a_rerun_loads_only_the_rest(
                 [
                     str(Path(sys.executable).with_name("dagster")),
                     *("asset", "materialize", "-m", "streamforge_pipelines.definitions"),
-                    *("--select", candles_asset("1m"), "--partition-range", f"{FIRST}...{LAST}"),
+                    *("--select", candles_asset("1m"), "--partition-range", "...".join(RANGE)),
                     *("--config-json", orjson.dumps(RUN_CONFIG).decode()),
                 ],
                 env=env,
@@ -123,9 +126,12 @@ def test_cancelled_run_stops_its_loaders_and_a_rerun_loads_only_the_rest(
             # Only what is missing: each symbol from its first unfinished day to the last.
             rest = {s: DAY_CANDLES * (len(days) - _first_short(days)) for s, days in by_day.items()}
             defs = build_definitions(resources_for(live))
+            sim.latency_ms = 0  # the cancel was caught: the rest at the simulator's own speed
             requests_before = sim.klines_requests()
             result = defs.resolve_job_def(candles_job("1m")).execute_in_process(
-                instance=dg.DagsterInstance.get(), run_config=RUN_CONFIG, tags=range_tags(FIRST, LAST)
+                instance=dg.DagsterInstance.get(),
+                run_config=RUN_CONFIG,
+                tags=range_tags(FIRST, LAST, (SYMBOLS[0], SYMBOLS[-1])),
             )
             assert result.success
             with store_from_settings(live) as store:

@@ -1,6 +1,7 @@
-"""The dataset asset factory: the candles and trades assets it builds keep their config schemas,
-metadata keys and checks (the UI, saved launch configs and the runner read them), and the span
-helper covers a run's partitions."""
+"""The dataset asset factory: the candles and trades assets it builds keep their config schemas
+(the symbols are their day × symbol partitions now, no longer config), metadata keys and checks
+(the UI, saved launch configs and the runner read them), and the span helper covers a run's
+partitions: days × a stretch of the symbol partitions."""
 
 from __future__ import annotations
 
@@ -8,11 +9,19 @@ from datetime import date
 
 import dagster as dg
 
-from streamforge_pipelines.assets.datasets import complete_check, load_metadata
+from streamforge_pipelines.assets.load_metadata import complete_check, load_metadata
 from streamforge_pipelines.datasets import CANDLES, TRADES
 from streamforge_pipelines.definitions import defs
 from streamforge_pipelines.names import AGG_TRADES, COMPLETE_CHECK, candles_asset
-from streamforge_pipelines.partitions import CANDLE_INTERVALS, PartitionSpan, partition_span, range_tags
+from streamforge_pipelines.partitions import (
+    CANDLE_INTERVALS,
+    DAY_SYMBOL,
+    PartitionSpan,
+    ensure_symbols,
+    partition_span,
+    range_tags,
+    symbol_stretches,
+)
 from streamforge_pipelines.queue_manager import LoadReport, LoadRequest, TradesReport, TradesRequest, figures
 from streamforge_pipelines.queue_manager.tracking import ExchangeTotals
 from streamforge_pipelines.queue_manager.trades_ledger import TradesDayLedger
@@ -62,7 +71,7 @@ TRADE_KEYS = {
 
 def _config_fields(asset_key: str) -> dict[str, object]:
     """The asset's run config fields (required?, default, described?), as the launchpad shows them."""
-    fields = defs.resolve_assets_def(asset_key).op.config_schema.config_type.fields  # type: ignore[union-attr]
+    fields = defs.resolve_assets_def(asset_key).node_def.config_schema.config_type.fields  # type: ignore[union-attr]
     return {
         name: (f.is_required, f.default_value if f.default_provided else None, bool(f.description))
         for name, f in fields.items()
@@ -72,14 +81,14 @@ def _config_fields(asset_key: str) -> dict[str, object]:
 def test_config_schemas_are_unchanged() -> None:
     for interval in CANDLE_INTERVALS:
         assert _config_fields(candles_asset(interval)) == {
-            "symbols": (False, None, True),  # empty = the universe
             "source": (False, "auto", True),
+            "max_steps": (False, 0, True),
             "market": (False, "spot", True),
         }
-    assert _config_fields(AGG_TRADES) == {"symbols": (False, None, True), "source": (False, "auto", True)}
+    assert _config_fields(AGG_TRADES) == {"source": (False, "auto", True), "max_steps": (False, 0, True)}
     asset = defs.resolve_assets_def(candles_asset("5m"))
     assert asset.metadata_by_key[asset.key]["interval"] == "5m"
-    assert asset.descriptions_by_key[asset.key].startswith("5m candles of the symbol universe")
+    assert asset.descriptions_by_key[asset.key].startswith("5m candles, one partition per UTC day × symbol")
 
 
 def _candles_report() -> LoadReport:
@@ -143,3 +152,41 @@ def test_partition_span_of_one_day_and_of_a_range() -> None:
         "dagster/asset_partition_range_start": "2024-08-01",
         "dagster/asset_partition_range_end": "2024-08-03",
     }
+
+
+def test_a_run_covers_days_times_a_stretch_of_symbols() -> None:
+    """A run over ``2024-08-01|BNBUSDT`` .. ``2024-08-03|SOLUSDT`` covers those days × the symbols
+    added between the two (in the order they were added), read by a real day × symbol asset."""
+    seen: list[PartitionSpan] = []
+
+    @dg.asset(partitions_def=DAY_SYMBOL)
+    def probe(context) -> None:  # type: ignore[no-untyped-def]  (future annotations: no class here)
+        seen.append(partition_span(context))
+
+    with dg.instance_for_test() as instance:
+        assert ensure_symbols(instance, ["ethusdt", "BNBUSDT", "SOLUSDT"]) == [("BNBUSDT", "SOLUSDT")]
+        assert ensure_symbols(instance, ["XRPUSDT"]) == [("XRPUSDT", "XRPUSDT")]  # appended after
+        # BNBUSDT and SOLUSDT are not neighbours: two stretches, one run each
+        assert ensure_symbols(instance, ["BNBUSDT", "SOLUSDT"]) == [
+            ("BNBUSDT", "BNBUSDT"),
+            ("SOLUSDT", "SOLUSDT"),
+        ]
+        tags = range_tags(DAY, date(2024, 8, 3), ("BNBUSDT", "ETHUSDT"))
+        assert tags == {
+            "dagster/asset_partition_range_start": "2024-08-01|BNBUSDT",
+            "dagster/asset_partition_range_end": "2024-08-03|ETHUSDT",
+        }
+        result = dg.materialize([probe], instance=instance, tags=tags)
+        assert result.success
+        assert seen == [PartitionSpan(DAY, date(2024, 8, 3), ("BNBUSDT", "ETHUSDT"))]
+        done = instance.get_materialized_partitions(probe.key)
+        assert len(done) == 6 and "2024-08-02|ETHUSDT" in done and "2024-08-02|SOLUSDT" not in done
+
+
+def test_symbol_stretches_follow_the_partition_order() -> None:
+    order = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT", "XRPUSDT"]
+    assert symbol_stretches(order, ["SOLUSDT", "ETHUSDT", "BTCUSDT", "XRPUSDT"]) == [
+        ("BTCUSDT", "ETHUSDT"),
+        ("SOLUSDT", "XRPUSDT"),
+    ]
+    assert symbol_stretches(order, []) == []

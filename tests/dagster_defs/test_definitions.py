@@ -21,6 +21,7 @@ from streamforge_pipelines.names import (
     GRAPH_JOB,
     PARTITION_RANGE_END,
     PARTITION_RANGE_START,
+    SYMBOLS_SENSOR,
     WEEKLY_GNN_SCHEDULE,
     candles_asset,
     candles_job,
@@ -122,14 +123,35 @@ def test_partitions_stay_few_and_backfills_are_single_runs() -> None:
         assert defs.resolve_assets_def(key).backfill_policy == dg.BackfillPolicy.single_run()
 
 
-def test_daily_schedule_requests_yesterday() -> None:
+def test_daily_schedule_requests_yesterday_for_the_universe(restore_environ, monkeypatch, tmp_path) -> None:
+    """One run: yesterday × the universe's symbols, added to the symbol partitions as one stretch
+    (a symbol the instance knew before the rest makes a second stretch, a second run)."""
+    monkeypatch.delenv("ARANGO_URL", raising=False)
+    monkeypatch.setenv("STREAMFORGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STREAMFORGE_UNIVERSE", "SOLUSDT,BTCUSDT,ETHUSDT")
     schedule = defs.resolve_schedule_def(DAILY_CANDLES_SCHEDULE)
+    assert schedule.cron_schedule == "30 0 * * *"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     at = datetime(2024, 8, 2, 0, 30, tzinfo=UTC)
     with dg.instance_for_test() as instance:
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=at)
-        data = schedule.evaluate_tick(ctx)
-    assert [r.partition_key for r in data.run_requests or []] == ["2024-08-01"]
-    assert schedule.cron_schedule == "30 0 * * *"
+        with dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=at, resources=defs.resources
+        ) as ctx:
+            (req,) = schedule.evaluate_tick(ctx).run_requests or []
+        assert instance.get_dynamic_partitions("symbols") == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+        assert req.tags[PARTITION_RANGE_START] == "2024-08-01|BTCUSDT"
+        assert req.tags[PARTITION_RANGE_END] == "2024-08-01|SOLUSDT"
+        instance.add_dynamic_partitions("symbols", ["XRPUSDT"])
+        monkeypatch.setenv("STREAMFORGE_UNIVERSE", "SOLUSDT,BTCUSDT,ADAUSDT")
+        with dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=at, resources=defs.resources
+        ) as ctx:
+            reqs = schedule.evaluate_tick(ctx).run_requests or []
+        assert [(r.tags[PARTITION_RANGE_START], r.tags[PARTITION_RANGE_END]) for r in reqs] == [
+            ("2024-08-01|BTCUSDT", "2024-08-01|BTCUSDT"),
+            ("2024-08-01|SOLUSDT", "2024-08-01|SOLUSDT"),
+            ("2024-08-01|ADAUSDT", "2024-08-01|ADAUSDT"),
+        ]
 
 
 def test_sensor_skips_without_kafka(restore_environ, monkeypatch, tmp_path) -> None:
@@ -171,3 +193,20 @@ def test_weekly_gnn_schedule_requests_two_weeks_ending_yesterday(
     assert "gnn_model 2024-07-22..2024-08-04: 0 corr:1m:pearson:* snapshots" in str(
         failure.event_specific_data
     )
+
+
+def test_symbol_sensor_adds_the_universe_once(restore_environ, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("ARANGO_URL", raising=False)
+    monkeypatch.setenv("STREAMFORGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("STREAMFORGE_UNIVERSE", "SOLUSDT,BTCUSDT")
+    sensor = defs.resolve_sensor_def(SYMBOLS_SENSOR)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("symbols", ["BTCUSDT"])
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as ctx:
+            first = sensor.evaluate_tick(ctx)
+        (added,) = first.dynamic_partitions_requests or []
+        assert added.partitions_def_name == "symbols" and list(added.partition_keys) == ["SOLUSDT"]
+        instance.add_dynamic_partitions("symbols", ["SOLUSDT"])
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as ctx:
+            second = sensor.evaluate_tick(ctx)
+        assert not second.dynamic_partitions_requests and "2 symbols" in (second.skip_message or "")

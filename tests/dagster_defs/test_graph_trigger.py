@@ -20,7 +20,7 @@ from streamforge_pipelines.names import (
     PARTITION_RANGE_START,
     candles_asset,
 )
-from streamforge_pipelines.partitions import range_tags
+from streamforge_pipelines.partitions import day_symbol_key, range_tags
 from streamforge_pipelines.protocol import page_docs
 from streamforge_pipelines.queue_manager.ledger import window_gaps
 from streamforge_pipelines.sensors.graph_trigger import graph_requests, graph_trigger_sensor
@@ -47,10 +47,12 @@ def _candles(market: Market, symbol: str, first: date, days: int) -> list[dict]:
 
 
 def _loaded(instance: dg.DagsterInstance, day: date) -> None:
-    """What the candles asset records when a load of ``day`` finishes."""
-    instance.report_runless_asset_event(
-        dg.AssetMaterialization(candles_asset("5m"), partition=day.isoformat())
-    )
+    """What the candles asset records when a load of ``day`` finishes: one materialization per
+    symbol-day (its partitions are day × symbol; the graph's are days)."""
+    for symbol in SYMBOLS:
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(candles_asset("5m"), partition=day_symbol_key(day, symbol))
+        )
 
 
 @pytest.fixture

@@ -71,23 +71,25 @@ def test_the_sensor_reads_records_and_events_and_writes_none(make_settings) -> N
 
     with store_from_settings(settings) as db:
         # Before the stall time nothing is silent; the complete run's coverage is requested.
-        first = process_tick(settings, db, None, now=T0 + STALL_S - 1)
+        # (the instance's symbol partitions: the run's two symbols are neighbours, one coverage run)
+        order = ["ADAUSDT", "BTCUSDT", "ETHUSDT", "SOLUSDT"]
+        first = process_tick(settings, db, None, symbol_order=order, now=T0 + STALL_S - 1)
         assert first.events == 2 and first.silent == {} and first.newly_silent == []
         (req,) = first.requests
         assert req.job_name == COVERAGE_JOB and req.run_key == "coverage:run-done:5m"
-        assert req.tags[PARTITION_RANGE_START] == req.tags[PARTITION_RANGE_END] == DAY.isoformat()
-        config = req.run_config["ops"]["candle_coverage"]["config"]
-        assert config == {"interval": "5m", "symbols": ["BTCUSDT", "ETHUSDT"]}
+        assert req.tags[PARTITION_RANGE_START] == f"{DAY}|BTCUSDT"
+        assert req.tags[PARTITION_RANGE_END] == f"{DAY}|ETHUSDT"
+        assert req.run_config["ops"]["candle_coverage"]["config"] == {"interval": "5m"}
 
         # Past the stall time: `quiet` is silent; `alive` is not (its event is newer than its record,
         # and the cursor remembers it although no new event came); the final task never is.
-        second = process_tick(settings, db, first.cursor, now=T0 + STALL_S + 5)
+        second = process_tick(settings, db, first.cursor, symbol_order=order, now=T0 + STALL_S + 5)
         assert second.events == 0 and second.requests == []  # each coverage run requested once
         assert list(second.silent) == second.newly_silent == [quiet.queue_id]
         assert "SOLUSDT api_candles_5m loading: no telemetry for 35s" in second.silent[quiet.queue_id]
 
         # Still silent on the next tick, but reported once; `alive` goes silent 30 s after its event.
-        third = process_tick(settings, db, second.cursor, now=T0 + 20 + STALL_S + 1)
+        third = process_tick(settings, db, second.cursor, symbol_order=order, now=T0 + 20 + STALL_S + 1)
         assert sorted(third.silent) == sorted([quiet.queue_id, alive.queue_id])
         assert third.newly_silent == [alive.queue_id]
 

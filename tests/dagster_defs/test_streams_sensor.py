@@ -284,21 +284,29 @@ def test_days_streams_completed_are_recorded_once_and_never_a_runs(
 
     key = dg.AssetKey(candles_asset("5m"))
     with dg.instance_for_test() as instance, store_from_settings(settings) as db:
-        instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=DAY_2.isoformat()))
+        for s in SYMBOLS:
+            instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=f"{DAY_2}|{s}"))
         tick = streams_tick(instance, settings, db, None, now=now)
-        assert tick.recorded == [(candles_asset("5m"), DAY_1.isoformat())]
+        # symbol by symbol: ALPHA's DAY_3 is complete (BETA's is not, and waits)
+        assert sorted(tick.recorded) == sorted(
+            (candles_asset("5m"), k)
+            for k in (f"{DAY_1}|ALPHAUSDT", f"{DAY_3}|ALPHAUSDT", f"{DAY_1}|BETAUSDT")
+        )
+        assert instance.get_dynamic_partitions("symbols") == list(SYMBOLS)  # the stream's symbols
         waits = [line for line in tick.info if "waits" in line]
         assert waits == [
-            f"candles_5m {DAY_3} (stream live-ws_candles_5m-spot) waits: 12 candles missing: BETAUSDT (12)"
+            f"candles_5m {DAY_3} BETAUSDT (stream live-ws_candles_5m-spot) waits: "
+            "12 candles missing: BETAUSDT (12)"
         ]
         (record,) = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[DAY_1.isoformat()]), limit=5
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[f"{DAY_1}|BETAUSDT"]), limit=5
         ).records
         assert record.run_id == "" and record.asset_materialization is not None
         meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}
-        assert (meta["expected"], meta["stored"], meta["missing"], meta["downtime"]) == (576, 576, 0, 0)
-        assert meta["symbols"] == ",".join(SYMBOLS) and meta["stream"] == "live-ws_candles_5m-spot"
-        assert len(instance.fetch_materializations(key, limit=10).records) == 2  # DAY_2's run, DAY_1's
+        assert (meta["expected"], meta["stored"], meta["missing"], meta["downtime"]) == (288, 288, 0, 0)
+        assert meta["stream"] == "live-ws_candles_5m-spot"
+        # DAY_2's two from the run, three from the stream
+        assert len(instance.fetch_materializations(key, limit=10).records) == 5
         again = streams_tick(instance, settings, db, tick.cursor, now=now + 1)
         assert again.recorded == []  # recorded once
         assert [line for line in again.info if "waits" in line] == []  # said once
@@ -360,13 +368,20 @@ def test_a_day_of_aggregate_trades_is_complete_between_its_neighbours(
         _want(db, "start", "ws_agg_trades", "live-ws_agg_trades-spot", now - 60, created=now - 3 * 86_400)
     with dg.instance_for_test() as instance, store_from_settings(settings) as db:
         tick = streams_tick(instance, settings, db, None, now=now)
-        assert tick.recorded == [(AGG_TRADES, DAY_2.isoformat())]
+        # symbol by symbol: BETA's DAY_1 has a hole (waits), ALPHA's is whole
+        assert sorted(tick.recorded) == sorted(
+            (AGG_TRADES, k) for k in (f"{DAY_2}|ALPHAUSDT", f"{DAY_2}|BETAUSDT", f"{DAY_1}|ALPHAUSDT")
+        )
         (waits,) = [line for line in tick.info if "waits" in line and str(DAY_1) in line]
         assert waits.endswith("waits: incomplete: BETAUSDT (1)")
-        (record,) = instance.fetch_materializations(dg.AssetKey(AGG_TRADES), limit=5).records
-        meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
         day_ids = {
             s: [d["id"] for d in _agg_docs(market, s, day_start_ms(DAY_2), day_start_ms(DAY_2) + DAY_MS)]
             for s in SYMBOLS
         }
-        assert meta["expected"] == meta["stored"] == sum(len(v) for v in day_ids.values()) > 0
+        for s in SYMBOLS:
+            (record,) = instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(AGG_TRADES), asset_partitions=[f"{DAY_2}|{s}"]),
+                limit=5,
+            ).records
+            meta = {k: v.value for k, v in record.asset_materialization.metadata.items()}  # type: ignore[union-attr]
+            assert meta["expected"] == meta["stored"] == len(day_ids[s]) > 0

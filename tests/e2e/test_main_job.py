@@ -37,7 +37,7 @@ from streamforge_pipelines.names import (
     candles_asset,
     candles_job,
 )
-from streamforge_pipelines.partitions import range_tags
+from streamforge_pipelines.partitions import ensure_symbols, range_tags
 from streamforge_pipelines.preflight import PreflightError
 from streamforge_pipelines.queue_manager import LoadRequest
 from streamforge_pipelines.queue_manager.tracking import COMPLETE
@@ -95,10 +95,12 @@ def test_main_job_end_to_end(make_settings) -> None:
     assert out["analytics"]["graph_snapshots_skipped"] == 2 and out["analytics"]["graph_nodes"] == 3
     assert "walk-forward splits need at least" in (out["analytics"]["error"] or "")
 
-    # Dagster recorded the materialization of both partitions once, with the figures.
+    # Dagster recorded the materialization of every symbol-day once, with the figures.
     instance = dg.DagsterInstance.get()
     records = instance.fetch_materializations(dg.AssetKey(candles_asset("5m")), limit=10).records
-    assert sorted(r.partition_key for r in records) == [request.first.isoformat(), request.last.isoformat()]
+    assert sorted(r.partition_key for r in records) == sorted(
+        f"{d}|{s}" for d in (request.first, request.last) for s in SYMBOLS
+    )
     meta = records[0].asset_materialization.metadata
     assert meta["stored_candles"].value == summary.stored
     assert meta["missing_candles"].value == 0
@@ -120,11 +122,12 @@ def test_main_job_end_to_end(make_settings) -> None:
         data = sensor.evaluate_tick(ctx)
     assert [r.job_name for r in data.run_requests or []] == [COVERAGE_JOB]
     (req,) = data.run_requests or []
-    assert req.tags[PARTITION_RANGE_START] == request.first.isoformat()
-    assert req.tags[PARTITION_RANGE_END] == request.last.isoformat()
+    first, last = sorted(SYMBOLS)[0], sorted(SYMBOLS)[-1]  # added as one stretch, in order
+    assert req.tags[PARTITION_RANGE_START] == f"{request.first}|{first}"
+    assert req.tags[PARTITION_RANGE_END] == f"{request.last}|{last}"
     assert req.run_key == f"coverage:{summary.dagster_run_id}:5m"
     with store_from_settings(settings) as db:
-        again = process_tick(settings, db, data.cursor)
+        again = process_tick(settings, db, data.cursor, symbol_order=sorted(SYMBOLS))
         assert again.events == 0 and again.requests == [] and again.silent == {}
         assert {t.queue_id: t.to_dict() for t in db.list_tasks()} == records
 
@@ -222,12 +225,12 @@ def test_unknown_symbol_fails_the_step_with_the_exchange_error(make_settings) ->
     prepare_dagster_home(settings)
     with Stack(settings) as stack:
         os.environ.update(stack.settings.to_env())
+        instance = dg.DagsterInstance.get()
+        (stretch,) = ensure_symbols(instance, ["NOPEUSDT"])
         result = defs.resolve_job_def(candles_job("5m")).execute_in_process(
-            instance=dg.DagsterInstance.get(),
-            run_config={
-                "ops": {candles_asset("5m"): {"config": {"symbols": ["NOPEUSDT"], "source": "rest"}}}
-            },
-            tags=range_tags(D6, D6),
+            instance=instance,
+            run_config={"ops": {candles_asset("5m"): {"config": {"source": "rest"}}}},
+            tags=range_tags(D6, D6, stretch),
             raise_on_error=False,
         )
         assert not result.success

@@ -20,7 +20,7 @@ import dagster as dg
 import orjson
 from simulator_process import simulator_process
 
-from streamforge_pipelines.assets.datasets import complete_check
+from streamforge_pipelines.assets.load_metadata import complete_check
 from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import HOUR_MS, MINUTE_MS, day_start_ms
 from streamforge_pipelines.names import COMPLETE_CHECK

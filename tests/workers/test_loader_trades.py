@@ -31,6 +31,7 @@ import pytest
 from streamforge_pipelines.datasets import TRADES
 from streamforge_pipelines.intervals import DAY_MS, MINUTE_MS, day_start_ms
 from streamforge_pipelines.kafka import ensure_topics_sync, make_producer
+from streamforge_pipelines.partitions import day_symbol_key, ensure_symbols
 from streamforge_pipelines.protocol import (
     Command,
     ProtocolError,
@@ -551,11 +552,12 @@ def test_agg_trades_asset_materializes_a_partition(kafka_bootstrap: str, tmp_pat
     # An instance of the test's own (entered): the run never depends on an instance other tests left.
     instance = stack.enter_context(dg.instance_for_test())
     try:
+        ensure_symbols(instance, [SYMBOL])
         result = dg.materialize(
             [agg_trades],
-            partition_key=DAY.isoformat(),
+            partition_key=day_symbol_key(DAY, SYMBOL),
             resources=resources_for(settings.model_copy(update={"exchange_url": sim.base_url})),
-            run_config={"ops": {"agg_trades": {"config": {"symbols": [SYMBOL], "source": "rest"}}}},
+            run_config={"ops": {"agg_trades": {"config": {"source": "rest"}}}},
             instance=instance,
         )
     finally:

@@ -20,18 +20,16 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from recording_simulator import RecordingSimulator
 
 from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import count_open_times, day_range_ms
@@ -48,7 +46,6 @@ from streamforge_pipelines.protocol import (
 from streamforge_pipelines.queue_manager.telemetry import read_events
 from streamforge_pipelines.queue_manager.tracking import TaskTracker
 from streamforge_pipelines.simulator import SimulatorServer
-from streamforge_pipelines.simulator.faults import FaultConfig
 from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.workers import loader_candles, run_task
 from streamforge_pipelines.workers.checkpoint import CheckpointStore
@@ -234,70 +231,20 @@ def test_resumed_task_produces_only_what_follows_its_checkpoint(
 # ---- end to end: SIGKILL and restart of the standalone loader ------------------------------------
 
 
-@dataclass
-class _KlinesRequest:
-    start_time: int
-    at: float
-
-
-class _RecordingSimulator:
-    """The simulator on its own loop in a thread, with 150 ms latency on klines, recording each
-    klines request's ``startTime`` when it arrives and counting the requests in progress."""
-
-    def __init__(self) -> None:
-        faults = FaultConfig.from_dict({"endpoints": {"/api/v3/klines": {"latency_ms": 150}}})
-        self.server = SimulatorServer(seed=SEED, faults=faults)
-        self.requests: list[_KlinesRequest] = []
-        self.active = 0
-        self._lock = threading.Lock()
-        self.server.app.middlewares.insert(0, self._record)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="simulator", daemon=True)
-
-    @web.middleware
-    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        with self._lock:
-            self.active += 1
-            if request.path == "/api/v3/klines":
-                self.requests.append(_KlinesRequest(int(request.query["startTime"]), time.monotonic()))
-        try:
-            return await handler(request)
-        finally:
-            with self._lock:
-                self.active -= 1
-
-    def __enter__(self) -> _RecordingSimulator:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(30)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(30)
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(30)
-            self._loop.close()
-
-    def snapshot(self) -> list[_KlinesRequest]:
-        with self._lock:
-            return list(self.requests)
-
-
 def _events(live) -> list[Event]:
     events, _ = asyncio.run(read_events(live.kafka_bootstrap_servers or "", live.topic_events, {}))
     return events
 
 
 @pytest.fixture
-def recording_simulator() -> Iterator[_RecordingSimulator]:
-    with _RecordingSimulator() as sim:
-        assert sim.server.market.truth()["downtime"] == []  # every open time has a candle
+def recording_simulator() -> Iterator[RecordingSimulator]:
+    """150 ms per klines request (every open time has a candle: checked on entry)."""
+    with RecordingSimulator(latency_ms=150) as sim:
         yield sim
 
 
 def test_loader_killed_with_sigkill_resumes_from_its_checkpoint(
-    make_settings, recording_simulator: _RecordingSimulator
+    make_settings, recording_simulator: RecordingSimulator
 ) -> None:
     sim = recording_simulator
     settings = make_settings(partitions=2)
@@ -350,7 +297,7 @@ def test_loader_killed_with_sigkill_resumes_from_its_checkpoint(
         assert loader.wait(20) == -signal.SIGKILL
         # The dead loader's last requests may still be in the simulator: let them end, then mark.
         _wait_for(lambda: sim.active == 0, 10, "the killed loader's requests to end", interval_s=0.05)
-        run1 = sim.snapshot()
+        run1 = sim.klines_starts()
         cp = asyncio.run(CheckpointStore.load(bootstrap, cp_topic)).get(queue_id)
         assert cp is not None and cp["done_until_ms"] >= seen["done_until_ms"]
         done_until = cp["done_until_ms"]
@@ -358,6 +305,7 @@ def test_loader_killed_with_sigkill_resumes_from_its_checkpoint(
         assert not cp["complete"] and cp["records"] == count_open_times(start, done_until, "1m")
         assert not any(e.status in ("finished", "interrupted", "error") for e in _events(live))
 
+        sim.latency_ms = 0  # caught mid-task: the rest runs at the simulator's own speed
         loader = spawn("loader-2")  # same consumer group: gets the uncommitted command again
         try:
 
@@ -377,9 +325,9 @@ def test_loader_killed_with_sigkill_resumes_from_its_checkpoint(
             assert loader.wait(20) == 0
 
         # Run 2 fetched exactly the windows after the checkpoint, none before it.
-        run2 = sim.snapshot()[len(run1) :]
+        run2 = sim.klines_starts()[len(run1) :]
         after = _window_starts(done_until, end)
-        assert sorted(r.start_time for r in run2) == after, (done_until, [r.start_time for r in run2])
+        assert sorted(run2) == after, (done_until, run2)
         assert len(run1) + len(run2) < len(windows) + 8  # not everything twice
         started = [e for e in _events(live) if e.component == LOADER_CANDLES and e.status == "started"]
         assert len(started) == 2 and "resumed from" in (started[1].message or ""), started

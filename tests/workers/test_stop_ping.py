@@ -164,7 +164,7 @@ def test_stop_and_ping_reach_the_standalone_loader(make_settings, simulator: Rec
 
             # The start of A is committed (a loader joining later does not run it), its checkpoint kept.
             async def committed() -> int:
-                consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=LOADER_PRODUCER)
+                consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=settings.loader_group)
                 await consumer.start()
                 try:
                     return await consumer.committed(TopicPartition(settings.topic_control, 0)) or 0
@@ -176,7 +176,9 @@ def test_stop_and_ping_reach_the_standalone_loader(make_settings, simulator: Rec
             assert checkpoint is not None and not checkpoint["complete"]
             assert 0 < checkpoint["records"] <= stopped_at
 
-            # The same start again: resumed from the checkpoint, the whole range finished.
+            # The same start again: resumed from the checkpoint, the whole range finished (at the
+            # simulator's own speed: the stop was caught, nothing left to catch).
+            simulator.latency_ms = 0
             await send(_start(a, "BTCUSDT"))
             done = await _until("A finished", lambda: one(a, lambda e: e.status == "finished"), 90)
             assert done.records_written == total
