@@ -24,8 +24,11 @@ browser:
 run: $(STAMP)
 	$(BIN)/streamforge run
 
+# One worker per core; a module's tests stay on one worker (its module fixtures: a broker, dagster dev).
+PYTEST_PARALLEL := -n auto --dist loadfile
+
 test: $(STAMP) browser
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 # The whole suite with the clock a year ahead (Debian's libfaketime, installed when missing): the
 # tests load fixed historical days and must not depend on today's date.
@@ -33,7 +36,7 @@ test-future: $(STAMP) browser
 	@command -v faketime >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null; \
 	  else echo "faketime missing: install Debian's faketime package (needs root)" >&2; exit 1; fi; }
-	faketime -f '+365d' $(BIN)/pytest
+	faketime -f '+365d' $(BIN)/pytest $(PYTEST_PARALLEL)
 
 dev: $(STAMP)
 	$(BIN)/streamforge dev

@@ -349,8 +349,9 @@ def run_main_job(
         try:
             # One run per stretch of the symbol partitions (one when the symbols were added at once).
             job = defs.resolve_job_def(candles_job(request.interval))
-            # one load step: in process its steps would run one after the other
-            config = {"source": request.source, "market": request.market, "max_steps": 1}
+            # one load step (in process its steps would run one after the other), and no retry: the
+            # summary says what failed at once, and running the command again resumes
+            config = {"source": request.source, "market": request.market, "max_steps": 1, "retry": False}
             instance = dg.DagsterInstance.get()
             results = []
             for stretch in ensure_symbols(instance, request.symbols):

@@ -67,6 +67,10 @@ class LoadConfig(dg.Config):
         ge=0,
         description="Most load steps (symbol groups in parallel); 0 = LOAD_MAX_STEPS",
     )
+    retry: bool = Field(
+        default=True,
+        description="Retry a failed load step (it resumes); false: fail at once (streamforge run)",
+    )
 
 
 C = TypeVar("C", bound=LoadConfig)
@@ -269,8 +273,14 @@ def dataset_asset(
         except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
             raise_unless_preempted(context)
             raise
+        except Exception as exc:
+            if group.config.get("retry", True):
+                raise
+            raise dg.Failure(description=str(exc), allow_retries=False) from exc
         if report.failed:
-            raise load_failure(report, load_metadata(spec, report))
+            failure = load_failure(report, load_metadata(spec, report))
+            failure.allow_retries = failure.allow_retries and group.config.get("retry", True)
+            raise failure
         context.log.info(
             f"{', '.join(group.symbols)}: stored {report.stored}/{report.expected} {noun} in "
             f"{report.seconds:.1f}s{view.summary(report)}"

@@ -111,15 +111,10 @@ class ExchangeTotals:
 
     @classmethod
     def of(cls, states: Iterable[TaskState]) -> ExchangeTotals:
-        out = cls()
-        for t in states:
-            out.http_429 += t.http_429
-            out.http_418 += t.http_418
-            out.retries += t.retries
-            out.weight_budget_used = max(out.weight_budget_used, t.weight_used_peak)
-            for where, n in t.days_by_source.items():
-                out.days_by_source[where] = out.days_by_source.get(where, 0) + n
-        return out
+        """Figures of several tasks, from what each loader reported at its end."""
+        return cls.combined(
+            cls(t.http_429, t.http_418, t.retries, t.weight_used_peak, t.days_by_source) for t in states
+        )
 
     @classmethod
     def combined(cls, totals: Iterable[ExchangeTotals]) -> ExchangeTotals:

@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -37,6 +34,7 @@ from typing import Any, TypeVar
 
 import dagster as dg
 import pytest
+from dagster_dev import LOCATION, started_dagster_dev, tail
 
 from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import DAY_MS, day_range_ms
@@ -53,11 +51,9 @@ from streamforge_pipelines.protocol import page_docs
 from streamforge_pipelines.runner import prepare_dagster_home
 from streamforge_pipelines.settings import Settings
 from streamforge_pipelines.simulator.market import Market
-from streamforge_pipelines.stack import Stack, free_port
+from streamforge_pipelines.stack import Stack
 from streamforge_pipelines.store import Store, store_from_settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-LOCATION = "streamforge_pipelines.definitions"
 REPOSITORY = "__repository__"
 INTERVAL = "5m"
 ASSET = candles_asset(INTERVAL)
@@ -70,7 +66,6 @@ BACKFILL_SYMBOLS = ("BTCUSDT", "SOLUSDT")
 #: Bounds, not expectations: the webserver's start, a backfill (the backfill daemon iterates every
 #: 30 s, the runs queue for the exchange pool), the schedule's first tick (the next minute boundary)
 #: and its run, the graph sensor's tick (every 30 s) and its run.
-SERVER_START_S = 120.0
 BACKFILL_WITHIN_S = 240.0
 TICK_WITHIN_S = 120.0
 RUN_WITHIN_S = 180.0
@@ -133,48 +128,6 @@ def _wait_for(predicate: Callable[[], T], timeout_s: float, what: Callable[[], s
         time.sleep(POLL_S)
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return f"({path} does not exist)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _stop_group(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    """End the process group of ``proc`` (a session of its own: dagster dev, its webserver, daemon,
-    code servers and the runs they launched): SIGTERM, then SIGKILL for what is still there."""
-
-    def alive() -> bool:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-    def signal_group(sig: signal.Signals) -> None:
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
-
-    def gone_within(seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while alive():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.1)
-        return True
-
-    signal_group(signal.SIGTERM)
-    try:
-        proc.wait(timeout_s)  # reaped first: the group of a zombie leader still answers killpg
-    except subprocess.TimeoutExpired:
-        pass
-    if not gone_within(5.0):
-        signal_group(signal.SIGKILL)
-    proc.wait(10)
-    assert gone_within(10.0), f"processes of group {proc.pid} outlived SIGKILL"
-
-
 @dataclass
 class DagsterDev:
     """A running ``dagster dev``: its URL, the settings its code sees, the instance it uses, its log."""
@@ -223,22 +176,6 @@ def _module_settings(kafka_bootstrap: str, data_dir: Path) -> Settings:
     )
 
 
-def _wait_for_webserver(proc: subprocess.Popen[bytes], base: str, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"dagster dev exited with {proc.returncode}:\n{_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{base}/server_info", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"dagster webserver not up on {base} in {SERVER_START_S:.0f}s:\n{_tail(log)}")
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def dagster_dev(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterDev]:
     """``dagster dev`` (webserver and daemon) over the stack of ``streamforge dev``; everything it
@@ -255,23 +192,9 @@ def dagster_dev(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
         assert ensure_symbols(instance, UNIVERSE) == [(UNIVERSE[0], UNIVERSE[-1])]
         with Stack(settings, log_dir=tmp / "logs") as stack:
             env = {**os.environ, **stack.settings.to_env(), "DAGSTER_HOME": str(home)}
-            port = free_port()
-            base = f"http://127.0.0.1:{port}"
             log = tmp / "dagster-dev.log"
-            cmd = [
-                *(sys.executable, "-m", "dagster", "dev"),
-                *("-h", "127.0.0.1", "-p", str(port), "-m", LOCATION),
-            ]
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True,
-                )  # fmt: skip
-            try:
-                _wait_for_webserver(proc, base, log)
+            with started_dagster_dev(env, log) as base:
                 yield DagsterDev(base, stack.settings, instance, log)
-            finally:
-                _stop_group(proc)
     finally:
         instance.dispose()
         os.environ.clear()
@@ -321,7 +244,7 @@ def _wait_for_run_end(dev: DagsterDev, run_id: str, timeout_s: float) -> dg.Dags
 
     def status() -> str:
         run = dev.instance.get_run_by_id(run_id)
-        return f"run {run_id} to end (now {run.status if run else 'unknown'})\n{_tail(dev.log)}"
+        return f"run {run_id} to end (now {run.status if run else 'unknown'})\n{tail(dev.log)}"
 
     return _wait_for(ended, timeout_s, status)
 
@@ -388,7 +311,7 @@ def test_a_backfill_of_a_range_and_a_symbol_subset_runs_under_the_daemon(dagster
 
     def standing() -> str:
         runs = [(r.run_id[:8], r.status.value) for r in dev.runs(tags={"dagster/backfill": backfill_id})]
-        return f"backfill {backfill_id} to complete (now {last}; runs {runs})\n{_tail(dev.log)}"
+        return f"backfill {backfill_id} to complete (now {last}; runs {runs})\n{tail(dev.log)}"
 
     _wait_for(ended, BACKFILL_WITHIN_S, standing)
     runs = dev.runs(tags={"dagster/backfill": backfill_id})
@@ -447,7 +370,7 @@ def test_the_daily_schedule_and_the_graph_sensor_tick_under_the_daemon(dagster_d
         scheduled = _wait_for(
             scheduled_runs,
             TICK_WITHIN_S,
-            lambda: f"a run of {DAILY_CANDLES_SCHEDULE} (the schedule's first tick)\n{_tail(dev.log)}",
+            lambda: f"a run of {DAILY_CANDLES_SCHEDULE} (the schedule's first tick)\n{tail(dev.log)}",
         )
         _wait_for(
             lambda: _schedule_checkpointed(dev),
@@ -477,7 +400,7 @@ def test_the_daily_schedule_and_the_graph_sensor_tick_under_the_daemon(dagster_d
         return [r for r in dev.runs(job_name=GRAPH_JOB) if r.run_id not in graph_runs_before]
 
     requested = _wait_for(
-        graph_runs, GRAPH_WITHIN_S, lambda: f"a {GRAPH_JOB} run requested by the sensor\n{_tail(dev.log)}"
+        graph_runs, GRAPH_WITHIN_S, lambda: f"a {GRAPH_JOB} run requested by the sensor\n{tail(dev.log)}"
     )
     assert len(requested) == 1, [(r.run_id, r.tags) for r in requested]
     graph = _wait_for_run_end(dev, requested[0].run_id, RUN_WITHIN_S)

@@ -83,9 +83,14 @@ def test_config_schemas_are_unchanged() -> None:
         assert _config_fields(candles_asset(interval)) == {
             "source": (False, "auto", True),
             "max_steps": (False, 0, True),
+            "retry": (False, True, True),
             "market": (False, "spot", True),
         }
-    assert _config_fields(AGG_TRADES) == {"source": (False, "auto", True), "max_steps": (False, 0, True)}
+    assert _config_fields(AGG_TRADES) == {
+        "source": (False, "auto", True),
+        "max_steps": (False, 0, True),
+        "retry": (False, True, True),
+    }
     asset = defs.resolve_assets_def(candles_asset("5m"))
     assert asset.metadata_by_key[asset.key]["interval"] == "5m"
     assert asset.descriptions_by_key[asset.key].startswith("5m candles, one partition per UTC day × symbol")

@@ -15,11 +15,8 @@ import itertools
 import json
 import os
 import shutil
-import signal
-import socket
 import struct
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dagster_dev import started_dagster_dev, stop_group, tail
 from websockets.sync.client import ClientConnection, connect
 
 from streamforge_pipelines.datasets import CANDLES
@@ -47,7 +45,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT_DIR = REPO_ROOT / "test-artifacts" / "ui"
 ASSET = candles_asset("5m")
 DESCRIPTION = "5m candles, one partition per UTC day × symbol"
-SERVER_START_S = 120.0
 PAGE_RENDER_S = 60.0
 BROWSER_START_S = 30.0
 
@@ -65,62 +62,6 @@ CHROMIUM_FLAGS = (
     "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    if not path.exists():
-        return f"({path} does not exist)"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _wait_group_gone(pgid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _group_alive(pgid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def _stop_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    """End the process group of ``proc`` (started in a session of its own): SIGTERM, then SIGKILL.
-
-    The children (webserver, daemon, code server; browser renderers) are waited for too, not only the
-    leader; the assertion fails the test if anything of the group is still there.
-    """
-    pgid = proc.pid
-    if _group_alive(pgid):
-        _signal_group(pgid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        if not _wait_group_gone(pgid, 5.0):
-            _signal_group(pgid, signal.SIGKILL)
-    if proc.poll() is None:
-        proc.wait(10)
-    assert _wait_group_gone(pgid, 10.0), f"processes of group {pgid} outlived SIGKILL"
 
 
 class CDPPage:
@@ -178,12 +119,12 @@ class Chromium:
         deadline = time.monotonic() + BROWSER_START_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"chromium exited with {self.proc.returncode}:\n{_tail(self.log)}")
+                raise RuntimeError(f"chromium exited with {self.proc.returncode}:\n{tail(self.log)}")
             lines = active.read_text().splitlines() if active.exists() else []
             if lines and lines[0].isdigit():
                 return int(lines[0])
             time.sleep(0.2)
-        raise TimeoutError(f"chromium did not open DevTools in {BROWSER_START_S}s:\n{_tail(self.log)}")
+        raise TimeoutError(f"chromium did not open DevTools in {BROWSER_START_S}s:\n{tail(self.log)}")
 
     @contextmanager
     def page(self) -> Iterator[CDPPage]:
@@ -195,7 +136,7 @@ class Chromium:
             yield CDPPage(ws)
 
     def stop(self) -> None:
-        _stop_group(self.proc, timeout=10)
+        stop_group(self.proc, timeout=10)
 
 
 @pytest.fixture
@@ -257,40 +198,10 @@ def dagster_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env["STREAMFORGE_DATA_DIR"] = str(settings.data_dir)
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)  # the sensor skips; the page needs no broker
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = tmp_path / "dagster-dev.log"
-    cmd = [
-        *(sys.executable, "-m", "dagster", "dev"),
-        *("-h", "127.0.0.1", "-p", str(port), "-m", "streamforge_pipelines.definitions"),
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"dagster dev exited with {proc.returncode}:\n{_tail(log)}")
-            try:
-                with urllib.request.urlopen(f"{base}/server_info", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"dagster webserver not up on {base} in {SERVER_START_S}s:\n{_tail(log)}")
-            time.sleep(0.5)
-        yield base
+        with started_dagster_dev(env, tmp_path / "dagster-dev.log") as base:
+            yield base
     finally:
-        _stop_group(proc)
         os.environ.clear()
         os.environ.update(saved_environ)
 

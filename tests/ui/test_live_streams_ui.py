@@ -14,27 +14,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
-from test_dagster_ui import (  # the browser and dagster dev helpers of the UI tests
-    ARTIFACT_DIR,
-    REPO_ROOT,
-    SERVER_START_S,
-    CDPPage,
-    _free_port,
-    _stop_group,
-    _tail,
-    _wait_for,
-    browse,
-)
+from dagster_dev import started_dagster_dev
+from test_dagster_ui import ARTIFACT_DIR, CDPPage, _wait_for, browse  # the UI tests' browser
 
 from streamforge_pipelines.names import FRESH_CHECK, LIVE_AGG_TRADES, LIVE_STREAMS_JOB, LIVE_STREAMS_OP
 from streamforge_pipelines.runner import prepare_dagster_home
@@ -83,35 +70,8 @@ def live_ui(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[
     home = prepare_dagster_home(settings)
     with Stack(settings, connector=False, streams=True, log_dir=tmp_path / "logs") as stack:
         env = {**os.environ, **stack.settings.to_env(), "DAGSTER_HOME": str(home)}
-        port = _free_port()
-        base = f"http://127.0.0.1:{port}"
-        log = tmp_path / "dagster-dev.log"
-        cmd = [
-            *(sys.executable, "-m", "dagster", "dev"),
-            *("-h", "127.0.0.1", "-p", str(port), "-m", "streamforge_pipelines.definitions"),
-        ]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        try:
-            deadline = time.monotonic() + SERVER_START_S
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"dagster dev exited with {proc.returncode}:\n{_tail(log)}")
-                try:
-                    with urllib.request.urlopen(f"{base}/server_info", timeout=2) as r:
-                        if r.status == 200:
-                            break
-                except (urllib.error.URLError, OSError):
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"dagster webserver not up on {base} in {SERVER_START_S}s:\n{_tail(log)}")
-                time.sleep(0.5)
+        with started_dagster_dev(env, tmp_path / "dagster-dev.log") as base:
             yield base, stack
-        finally:
-            _stop_group(proc)
 
 
 def _launch_from_the_launchpad(page: CDPPage, config: str) -> None:

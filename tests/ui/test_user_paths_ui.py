@@ -25,24 +25,20 @@ import asyncio
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import dagster as dg
 import pytest
+from dagster_dev import started_dagster_dev
 from recording_simulator import SEED, RecordingSimulator
-from test_dagster_ui import ARTIFACT_DIR, REPO_ROOT, SERVER_START_S, _free_port, _stop_group, _tail
+from test_dagster_ui import ARTIFACT_DIR
 
 from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import count_open_times, day_range_ms
@@ -140,35 +136,6 @@ def chromium_path() -> str:
     return path
 
 
-def _start_dagster_dev(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """``dagster dev`` (webserver and daemon) on a free port, in a session of its own; once it answers."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    cmd = [
-        *(sys.executable, "-m", "dagster", "dev"),
-        *("-h", "127.0.0.1", "-p", str(port), "-m", "streamforge_pipelines.definitions"),
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    deadline = time.monotonic() + SERVER_START_S
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"dagster dev exited with {proc.returncode}:\n{_tail(log)}")
-        try:
-            with urllib.request.urlopen(f"{base}/server_info", timeout=2) as r:
-                if r.status == 200:
-                    return proc, base
-        except (urllib.error.URLError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            _stop_group(proc)
-            pytest.fail(f"dagster webserver not up on {base} in {SERVER_START_S}s:\n{_tail(log)}")
-        time.sleep(0.5)
-
-
 @pytest.fixture(scope="module")
 def user_paths(
     chromium_path: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
@@ -199,8 +166,7 @@ def user_paths(
             with dg.DagsterInstance.get() as instance, Stack(settings, log_dir=tmp / "logs") as stack:
                 ensure_symbols(instance, UNIVERSE)  # what the symbol sensor does within its first minute
                 env = {**os.environ, **stack.settings.to_env(), "DAGSTER_HOME": str(home)}
-                proc, base = _start_dagster_dev(env, tmp / "dagster-dev.log")
-                try:
+                with started_dagster_dev(env, tmp / "dagster-dev.log") as base:
                     with playwright_api.sync_playwright() as pw:
                         browser = pw.chromium.launch(
                             executable_path=chromium_path, args=["--no-sandbox", "--disable-gpu"]
@@ -209,8 +175,6 @@ def user_paths(
                             yield UserPaths(base, stack.settings, sim, instance, browser)
                         finally:
                             browser.close()
-                finally:
-                    _stop_group(proc)
     finally:
         os.environ.clear()
         os.environ.update(saved)
