@@ -162,13 +162,12 @@ def task_observation(asset: str, queue_id: str, state: Any) -> dg.AssetObservati
 
 @dataclass(frozen=True)
 class LoadGroup:
-    """What the plan hands one load step: the run's config and span, the group's symbols, the
-    number of groups and the step's share of the exchange limit."""
+    """What the plan hands one load step: the run's config and span, the group's symbols and the
+    step's share of the exchange limit."""
 
     config: dict[str, Any]
     span: PartitionSpan
     symbols: tuple[str, ...]
-    groups: int
     share: float
 
 
@@ -232,7 +231,7 @@ def dataset_asset(
             f"each with {share:.3f} of the exchange limit ({runs} load run(s) now), config {config}"
         )
         for i, group in enumerate(groups):
-            load_group = LoadGroup(config.model_dump(), span, group, len(groups), share)
+            load_group = LoadGroup(config.model_dump(), span, group, share)
             yield dg.DynamicOutput(load_group, mapping_key=f"g{i}")
 
     @dg.op(name=f"{name}_load", retry_policy=LOAD_RETRY, pool=EXCHANGE_POOL)
