@@ -17,12 +17,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 import orjson
+from polling import wait_for as _wait_for
 from recording_simulator import RecordingSimulator
 
 from streamforge_pipelines.datasets import CANDLES
@@ -43,16 +43,6 @@ DAY_CANDLES = 1440
 RUN_CONFIG = {"ops": {candles_asset("1m"): {"config": {"source": "rest"}}}}
 #: The run's partitions: the days × both symbols (added to the symbol partitions as one stretch).
 RANGE = (f"{FIRST}|{SYMBOLS[0]}", f"{LAST}|{SYMBOLS[-1]}")
-
-
-def _wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.3):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def _days() -> list[date]:

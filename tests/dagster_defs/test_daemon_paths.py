@@ -30,11 +30,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 import pytest
 from dagster_dev import LOCATION, started_dagster_dev, tail
+from polling import T, wait_for
 
 from streamforge_pipelines.datasets import CANDLES
 from streamforge_pipelines.intervals import DAY_MS, day_range_ms
@@ -112,20 +113,10 @@ mutation Stop($id: String!) {
 #: The tick's time on a run a schedule requested (Dagster's scheduler writes it, ISO 8601 in UTC).
 SCHEDULED_AT_TAG = ".dagster/scheduled_execution_time"
 
-T = TypeVar("T")
-
 
 def _wait_for(predicate: Callable[[], T], timeout_s: float, what: Callable[[], str]) -> T:
-    """Poll ``predicate`` until it is truthy (bounded); ``what()`` says what was awaited and how it
-    stands, for the failure message."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what()}")
-        time.sleep(POLL_S)
+    """:func:`polling.wait_for` every ``POLL_S`` (GraphQL and the instance: no need to ask more often)."""
+    return wait_for(predicate, timeout_s, what, interval_s=POLL_S)
 
 
 @dataclass

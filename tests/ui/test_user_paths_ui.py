@@ -25,18 +25,18 @@ import asyncio
 import os
 import re
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
 import pytest
 from dagster_dev import started_dagster_dev
+from polling import T, wait_for
 from recording_simulator import SEED, RecordingSimulator
 from test_dagster_ui import ARTIFACT_DIR
 
@@ -74,19 +74,9 @@ RUN_WITHIN_S = 240.0
 UI_WITHIN_S = 60.0
 REST_CONFIG = f"ops:\n  {ASSET}:\n    config:\n      source: rest\n"
 
-T = TypeVar("T")
-
 
 def _wait_for(predicate: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.5) -> T:
-    """Poll ``predicate`` until it returns something truthy (bounded); that value."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
+    return wait_for(predicate, timeout_s, what, interval_s)
 
 
 def _days(first: date, last: date) -> list[date]:

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from polling import wait_for as _wait_for
 from recording_simulator import RecordingSimulator
 
 from streamforge_pipelines.datasets import CANDLES
@@ -60,16 +61,6 @@ WINDOW_MS = PAGE * MINUTE_MS
 def _window_starts(start: int, end: int) -> list[int]:
     """Open time of the first candle of each 1m REST window covering ``[start, end)``."""
     return list(range(start, end, WINDOW_MS))
-
-
-def _wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.2):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def _checkpoint_topic(bootstrap: str) -> str:

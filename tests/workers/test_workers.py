@@ -10,28 +10,18 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from datetime import date
 
 import orjson
 import pytest
+from polling import wait_for as _wait_for
 
 from streamforge_pipelines.protocol import decode_event
 from streamforge_pipelines.queue_manager import LoadRequest, load
 from streamforge_pipelines.queue_manager.telemetry import read_events
 from streamforge_pipelines.stack import Stack, free_port
 from streamforge_pipelines.store import store_from_settings
-
-
-def _wait_for(predicate, timeout_s: float, what: str, interval_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def test_external_loader_worker_carries_out_commands(make_settings) -> None:
