@@ -10,8 +10,11 @@ after ``--seconds``. The clients:
 * **streamforge** — the HTTP layer of the candle loader: ``BinanceRestClient`` + ``WeightGovernor``
   (limit 6000; share 1.0 alone, 0.25 per process in the four-process scenario, as the queue-manager
   would assign), paging the windows of ``plan_windows`` (1000 candles) for all symbols concurrently,
-  ``--lanes`` (4) windows in flight per symbol. Kafka is **not** part of this comparison (the peers
-  do not produce anywhere): ``bench/e2e_candles.py`` measures the whole path.
+  ``--lanes`` (4) windows in flight per symbol alone, ``--four-lanes`` (2) in each of the four
+  processes (80 in flight on the IP; at 160, the one-process simulator on a 2-core machine answers
+  the window-start burst of cold pages so slowly that about 120 requests a run pass the client's
+  10 s timeout: charged by the exchange, never answered, retried). Kafka is **not** part of this
+  comparison (the peers do not produce anywhere): ``bench/e2e_candles.py`` measures the whole path.
 * **ccxt** — ``ccxt.async_support.binance`` (``enableRateLimit`` at its default, True) with every API
   URL on the simulator; per symbol a ``fetch_ohlcv(symbol, '1m', since, limit=1000)`` loop, all
   symbols concurrently on one exchange object. ccxt raises on rate-limit answers
@@ -455,7 +458,8 @@ def run_case(scenario: str, client: str, args: argparse.Namespace, tmp: Path) ->
         for out in outs:
             cmd = [sys.executable, "-m", "bench.loader_peers", "--worker", client, "--url", url]
             cmd += ["--worker-symbols", ",".join(args.symbol_names), "--start-at", str(start_at)]
-            cmd += ["--seconds", str(args.seconds), "--share", str(1.0 / procs), "--lanes", str(args.lanes)]
+            lanes = args.lanes if procs == 1 else args.four_lanes
+            cmd += ["--seconds", str(args.seconds), "--share", str(1.0 / procs), "--lanes", str(lanes)]
             cmd += [
                 "--range-start",
                 str(args.range_start),
@@ -559,6 +563,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--symbols", type=int, default=10)
     p.add_argument("--years", type=float, default=2.0, help="each symbol's range starts this long ago")
     p.add_argument("--lanes", type=int, default=4, help="streamforge: windows in flight per symbol")
+    p.add_argument(
+        "--four-lanes", type=int, default=2, help="streamforge: windows in flight per symbol, four processes"
+    )
     p.add_argument("--clients", default=",".join(CLIENTS), help="subset, comma-separated")
     # worker mode (internal)
     p.add_argument("--worker", choices=CLIENTS, help=argparse.SUPPRESS)

@@ -9,8 +9,11 @@ request over the limit with 429 + ``Retry-After`` and bans (418) a client that g
   for the next window when the reservation would take this process over its own budget
   (``limit * share * safety``) or the IP's estimated usage over ``limit * safety``.
 * ``observe(used_weight_header, now, weight=w)`` after each response reconciles with the exchange's
-  count: the header is authoritative (other processes on the same IP count too), so the IP estimate
-  is raised to ``header + weight still in flight``. It never lowers an estimate within a window.
+  count: the header is authoritative (other processes on the same IP count too). It counts at most
+  every request this process reserved so far, so ``header - own reserved`` is at least what other
+  clients of the IP used; the IP estimate is this process's weight plus that (a request the header
+  already counts but whose answer is still on its way is not counted twice: four processes at a
+  quarter each reach their whole budgets). It never lowers an estimate within a window.
 * ``block_until(ts)`` after a 429/418 stops **every** request of the process until ``ts``: those
   of this governor and of every other governor of the same ``pool`` on the same clock (the limit
   is the IP's; a standalone loader runs several tasks with a governor each). The client calls it
@@ -24,18 +27,24 @@ request over the limit with 429 + ``Retry-After`` and bans (418) a client that g
 * ``use_exchange_limit(limit)``: the limit the exchange itself publishes (``exchangeInfo``'s
   ``rateLimits``, read once per exchange and process by the client) replaces a higher configured one,
   so a configuration mistake is corrected before the first request, not by a 429.
-* **In flight** — the weight of requests sent but not yet answered never exceeds the headroom the
-  exchange last reported for the current window (``limit * safety`` minus its latest
-  ``X-MBX-USED-WEIGHT-1M``; the IP estimate above, ``header + in flight``, already implies it, the
-  check states it), so whatever else uses the IP, the window cannot be overrun by more than what
-  was in flight when the header said it was full. A 429 also closes the governor's current window:
-  after ``Retry-After`` it sends again only in the next one.
+* **In flight** — the weight of requests sent but not yet answered never exceeds this process's
+  part of the headroom the exchange last reported for the current window (``limit * safety`` minus
+  its latest ``X-MBX-USED-WEIGHT-1M``): its own share of the IP's weight in the window, all of it
+  alone (:meth:`WeightGovernor.flight_room`). So peers on one IP that each keep to their part never
+  put more on the wire together than the exchange has room for, whatever their configured shares,
+  and the window cannot be overrun by more than a request per process. A request that lacks only
+  room on the wire waits for an answer (not for the next window). A 429 also closes the governor's
+  current window: after ``Retry-After`` it sends again only in the next one.
 * Reservations made in the last ``edge_ms`` of a window count toward the next window as well: a
   request sent just before the boundary may be counted by the exchange after it (latency, clock skew).
 
+``safety`` (:data:`SAFETY`, 0.995) is the share of the limit planned for: with the header bounding
+what is in flight, the margin only covers what no header shows in time (30 weight of 6000).
+
 Waiters queue in FIFO order behind one lock; the first sleeps until the window ends (or the block
-lifts) — no polling. ``clock`` (epoch seconds) and ``sleep`` are injectable for deterministic tests.
-The governor binds to no event loop: it can be shared by the loaders of a process across runs.
+lifts, or an answer frees room on the wire) — no polling. ``clock`` (epoch seconds) and ``sleep``
+are injectable for deterministic tests. The governor binds to no event loop: it can be shared by
+the loaders of a process across runs.
 """
 
 from __future__ import annotations
@@ -86,6 +95,10 @@ def limit_from_429(used_weight: int | None, message: str | None, window_ms: int 
     return used_weight
 
 
+#: The share of the limit a governor plans to use: the exchange's own header bounds what is in flight,
+#: so the margin only covers what no header shows in time (30 weight of Binance's 6000).
+SAFETY = 0.995
+
 #: (pool, configured limit, window_ms) -> the lower limit a 429 showed, for the rest of the process.
 _LEARNED: dict[tuple[str, int, int], int] = {}
 #: (pool, clock) -> until when every governor of the pool on that clock holds its requests (a 429/418
@@ -129,7 +142,7 @@ class WeightGovernor:
         self,
         limit_per_minute: int = 6000,
         share: float = 1.0,
-        safety: float = 0.97,
+        safety: float = SAFETY,
         window_ms: int = 60_000,
         clock: Clock = time.time,
         *,
@@ -162,6 +175,7 @@ class WeightGovernor:
         self._window = -1
         self._used = 0  # own weight reserved in the current window
         self._ip_used = 0  # estimate of the IP's weight in the current window
+        self._others = 0  # the least weight other clients of the IP used in the window (headers)
         self._carry = 0  # weight reserved near the end of the current window: counts in the next
         self._in_flight = 0
         self._header = 0  # the exchange's latest X-MBX-USED-WEIGHT-1M in the current window
@@ -171,6 +185,9 @@ class WeightGovernor:
         self._blocked_until = 0.0
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+        #: Set when a request is settled: wakes an acquire() that waits for room on the wire.
+        self._settled: asyncio.Event | None = None
+        self._settled_loop: asyncio.AbstractEventLoop | None = None
         # stats (peaks as shares of the limit kept under at the time)
         self._peak_own = 0.0
         self._peak_ip = 0.0
@@ -180,6 +197,7 @@ class WeightGovernor:
         self.requests = 0
         self.waits = 0
         self.seconds_waited = 0.0
+        self.flight_waits = 0  # waits for an answer (room on the wire), not for a window
 
     def _set_limit(self, limit: int) -> None:
         self.limit = limit
@@ -194,7 +212,7 @@ class WeightGovernor:
         if window != self._window:
             carry = self._carry if window == self._window + 1 else 0
             self._window, self._used, self._ip_used, self._carry = window, carry, carry, 0
-            self._header = 0
+            self._header = self._others = 0
         return window
 
     def _window_end_s(self, window: int) -> float:
@@ -205,15 +223,28 @@ class WeightGovernor:
         safety margin: ``limit * safety`` minus the latest ``X-MBX-USED-WEIGHT-1M`` of the window."""
         return self.ip_budget - self._header
 
+    def flight_room(self) -> float:
+        """The weight this process may have in flight now: its part of :meth:`headroom`.
+
+        Its part is its own share of the IP's weight in the window (all of it alone), so that peers
+        on the same IP that each keep their part in flight never put more on the wire together than
+        the room the exchange reported. Unbounded until a response of the window reported a header.
+        """
+        if self._header == 0:
+            return math.inf
+        own_part = min(1.0, self._used / self._ip_used) if self._ip_used else 1.0
+        return self.headroom() * own_part
+
     def _fits(self, weight: int) -> bool:
+        """Whether ``weight`` fits the window's budgets (the process's and the IP's estimate)."""
         if self._used == 0 and self._ip_used == 0:
             return True  # an empty window admits even a request heavier than the budget
-        return (
-            self._used + weight <= self.budget
-            and self._ip_used + weight <= self.ip_budget
-            # What is on the wire never exceeds the room the exchange last reported in this window.
-            and (self._header == 0 or self._in_flight + weight <= self.headroom())
-        )
+        return self._used + weight <= self.budget and self._ip_used + weight <= self.ip_budget
+
+    def _fits_in_flight(self, weight: int) -> bool:
+        """What is on the wire never exceeds this process's part of the room the exchange last
+        reported in this window; one request at a time always fits (the budgets hold it)."""
+        return self._in_flight == 0 or self._in_flight + weight <= self.flight_room()
 
     def _get_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -236,9 +267,12 @@ class WeightGovernor:
                 if learned is not None and learned < self.limit:  # another governor's 429 taught it
                     self._set_limit(learned)
                 window = self._roll(now)
-                if self._fits(weight):
+                if not self._fits(weight):
+                    await self._wait(self._window_end_s(window) - now)
+                elif self._fits_in_flight(weight):
                     break
-                await self._wait(self._window_end_s(window) - now)
+                else:  # the window has room, the wire has not: wait for an answer, not the window
+                    await self._wait_settled(self._window_end_s(window) - now)
             self._used += weight
             self._ip_used += weight
             if (self._window_end_s(window) - now) * 1000 <= self.edge_ms:
@@ -249,6 +283,17 @@ class WeightGovernor:
             self.requests += 1
             self._peak_own = max(self._peak_own, self._used / (self.limit * self.share))
             self._peak_ip = max(self._peak_ip, self._ip_used / self.limit)
+
+    async def _wait_settled(self, at_most_s: float) -> None:
+        """Wait until a request in flight is settled (:meth:`observe`), at most ``at_most_s``."""
+        if self._settled is None or self._settled_loop is not asyncio.get_running_loop():
+            self._settled, self._settled_loop = asyncio.Event(), asyncio.get_running_loop()
+        self._settled.clear()
+        self.flight_waits += 1
+        try:
+            await asyncio.wait_for(self._settled.wait(), timeout=max(at_most_s, 0.001))
+        except TimeoutError:
+            pass
 
     async def _wait(self, seconds: float) -> None:
         seconds = max(seconds, 0.001)
@@ -263,14 +308,19 @@ class WeightGovernor:
         response at all (timeout, dropped connection) is settled with ``observe(None, weight=w)``.
         """
         self._in_flight = max(0, self._in_flight - weight)
+        if self._settled is not None:
+            self._settled.set()
         if used_weight is None:
             return
         now = self._clock() if now is None else now
         self._roll(now)
         self._header = max(self._header, used_weight)
-        # The header counts every request of the IP the exchange processed before this response;
-        # ours still in flight may come on top. Never lower the estimate within a window.
-        self._ip_used = max(self._ip_used, used_weight + self._in_flight)
+        # The header counts every request of the IP the exchange processed before this response: at
+        # most all ours reserved so far, so the rest is at least what other clients used. The IP's
+        # weight is then ours plus theirs (never double-counting ours still in flight, which the
+        # header may already include); never lowered within a window.
+        self._others = max(self._others, used_weight - self._used)
+        self._ip_used = max(self._ip_used, self._used + self._others)
         self._peak_ip = max(self._peak_ip, used_weight / self.limit)
 
     def block_until(self, ts: float, *, status: int | None = None) -> None:

@@ -344,7 +344,7 @@ def test_the_client_stops_every_request_when_the_429_headers_arrive_and_learns_f
     t_429 = hits[0][0]
     assert hits[0][1] == "BTCUSDT"
     assert min(t for t, _ in hits[1:]) - t_429 >= 0.9  # nothing reached the server during Retry-After
-    assert (gov.limit, gov.budget) == (60, 58)  # from the -1003 text
+    assert (gov.limit, gov.budget) == (60, 59)  # from the -1003 text
     assert (client.http_429, client.http_418, client.retries) == (1, 0, 1)
 
 
@@ -359,7 +359,8 @@ def test_a_governor_told_a_limit_far_too_high_meets_one_429_wave_then_runs_at_th
     The exchange answers 429 to the requests already in flight when the first 429 arrives and bans
     (418) a client that sends more than that afterwards (``tolerated_after_429``: requests on the
     wire, not a client that goes on). The governor stops every request at the first 429, learns 60
-    from it and keeps under floor(60 * 0.97) = 58 per window from then on: no further 429, no 418.
+    from it and keeps under floor(60 * 0.995) = 59 per window (29 klines, 58 weight) from then on:
+    no further 429, no 418.
     Governor and simulator share a virtual clock that starts on a window boundary and moves only
     when the governor waits, so every window is whole and the number of windows is exact. The client
     does not read ``exchangeInfo`` here: this is the fallback for an exchange that publishes no limit
@@ -393,7 +394,7 @@ def test_a_governor_told_a_limit_far_too_high_meets_one_429_wave_then_runs_at_th
     assert 1 <= client.http_429 <= CONCURRENCY - 1, client.http_429
     assert client.retries == client.http_429
     stats = gov.stats()
-    assert (stats.limit, stats.limit_learned, gov.budget) == (REAL_LIMIT, True, 58)
+    assert (stats.limit, stats.limit_learned, gov.budget) == (REAL_LIMIT, True, 59)
     assert stats.weight_budget_used == pytest.approx(58 / 60, abs=1e-4)  # the learned budget, whole
     # 30 admitted in the first window (60 / 2), the other 70 at 29 per window: 29 + 29 + 12, so the
     # last request goes in the 4th window: exactly 3 windows of waiting (the 429's Retry-After ends
@@ -404,7 +405,7 @@ def test_a_governor_told_a_limit_far_too_high_meets_one_429_wave_then_runs_at_th
 
 def test_the_published_limit_replaces_a_higher_configured_one_and_is_read_once() -> None:
     """The same exchange and a governor told 1000, but the client reads ``exchangeInfo`` first: the
-    simulator publishes 60 per 2 s (``SECOND`` x 2), the governor keeps under 58 from the first
+    simulator publishes 60 per 2 s (``SECOND`` x 2), the governor keeps under 59 (29 klines) from the first
     request, and no 429 ever comes. Two clients of the process ask ``exchangeInfo`` once."""
     limits = LimitsConfig(request_weight_per_minute=REAL_LIMIT, window_1m_ms=WINDOW_MS)
     day = date(2024, 8, 12)
@@ -435,8 +436,8 @@ def test_the_published_limit_replaces_a_higher_configured_one_and_is_read_once()
     gov, clients = asyncio.run(main())
     stats = gov.stats()
     assert (stats.http_429, stats.http_418) == (0, 0)
-    assert (gov.limit, gov.exchange_limit, gov.budget, stats.limit_learned) == (60, 60, 58, True)
-    # 60 klines (weight 2) + one exchangeInfo (weight 20): 140 weight at 58 per window -> 3 windows
+    assert (gov.limit, gov.exchange_limit, gov.budget, stats.limit_learned) == (60, 60, 59, True)
+    # 60 klines (weight 2) + one exchangeInfo (weight 20): 140 weight at 59 per window -> 3 windows
     assert stats.requests == 61 and stats.total_weight == 140
     assert sum(c.requests for c in clients) == 61
     assert clock.elapsed_ms == 2 * WINDOW_MS
@@ -507,7 +508,13 @@ def test_in_flight_weight_never_exceeds_the_headroom_the_exchange_reported() -> 
             while on_wire and rng.random() < 0.5:
                 answer_one()
             weight = rng.choice((1, 2, 2, 5))
-            await gov.acquire(weight)
+            admitted = asyncio.ensure_future(gov.acquire(weight))
+            await asyncio.sleep(0)
+            while not admitted.done():  # answers keep arriving while a request waits for room
+                if on_wire:
+                    answer_one()
+                await asyncio.sleep(0)
+            await admitted
             on_wire.append(weight)
             header = reported.get(int(clock() // 60))
             if header is not None:
@@ -518,6 +525,99 @@ def test_in_flight_weight_never_exceeds_the_headroom_the_exchange_reported() -> 
 
     asyncio.run(main())
     assert checked > 100 and gov.waits > 3  # the check ran, and the budget was reached often
+    assert gov.flight_waits > 0  # and the room on the wire, too
+
+
+def test_a_request_that_only_lacks_room_on_the_wire_waits_for_an_answer_not_the_window() -> None:
+    """Near the end of the exchange's room, the governor holds a request until one in flight is
+    answered: the window's budget still has room, so it must not sleep to the next window."""
+    clock = FakeClock(1_700_000_040.0)
+    gov = governor(clock, limit_per_minute=100, safety=1.0, edge_ms=0)
+
+    async def main() -> None:
+        for _ in range(45):
+            await gov.acquire(2)
+        gov.observe(90, clock(), weight=2)  # 44 x 2 = 88 in flight; the exchange has room for 10
+        assert gov.flight_room() == 10  # alone on the IP: all the room the exchange reported
+        waiting = asyncio.ensure_future(gov.acquire(2))
+        await asyncio.sleep(0)
+        assert not waiting.done() and gov.flight_waits == 1
+        answers = 1
+        while not waiting.done():  # the others answered one by one, all already counted (90)
+            gov.observe(90, clock(), weight=2)
+            answers += 1
+            await asyncio.sleep(0)
+        await waiting
+        assert answers >= 41  # not before 88 - 40 x 2 = 8 were in flight: 2 more fit the room of 10
+        assert gov.in_flight <= gov.headroom() == 10
+
+    asyncio.run(main())
+    assert clock.sleeps == []  # never slept to a window
+
+
+@pytest.mark.parametrize("share", [0.25, 1.0])
+def test_four_governors_on_one_ip_use_its_budget_and_never_overrun_it(share: float) -> None:
+    """Four processes on one IP, answered in a seeded random order against one exchange counter.
+
+    At share 0.25 (what the queue-manager assigns) each reaches its whole budget: what the others
+    used is learned from the headers without counting twice its own requests that a header already
+    counts but whose answers are still on their way. At share 1.0 each (a configuration mistake:
+    each believes it owns the IP) they split the IP's budget between them and never overrun it:
+    each keeps only its part of the room on the wire."""
+    import random
+
+    rng = random.Random(11)
+    end = 1_700_000_060.0  # the window's end: a governor that waits for the next one is done
+    clocks = [FakeClock(1_700_000_040.0) for _ in range(4)]  # one process each, in the same window
+    govs = [governor(c, limit_per_minute=6000, share=share, safety=0.995, edge_ms=0) for c in clocks]
+    exchange = {"used": 0, "peak": 0}
+    Answer = asyncio.Future[None]
+    on_wire: list[tuple[int, int, Answer]] = []  # (governor, weight, the lane's answer)
+    sent = [0, 0, 0, 0]
+
+    processed: list[tuple[int, int, int, Answer]] = []  # ... and the header: answers on their way
+
+    def process_one() -> None:  # the exchange counts a request; its answer is not there yet
+        g, weight, answer = on_wire.pop(rng.randrange(len(on_wire)))
+        exchange["used"] += weight
+        exchange["peak"] = max(exchange["peak"], exchange["used"])
+        processed.append((g, weight, exchange["used"], answer))
+
+    def answer_one() -> None:
+        g, weight, header, answer = processed.pop(rng.randrange(len(processed)))
+        govs[g].observe(header, clocks[g](), weight=weight)
+        answer.set_result(None)
+
+    async def lane(g: int) -> None:  # a client's lane: one request at a time, as the loader's
+        while True:
+            await govs[g].acquire(2)
+            if clocks[g]() >= end:
+                govs[g].release(2)
+                return
+            answer: Answer = asyncio.get_running_loop().create_future()
+            on_wire.append((g, 2, answer))
+            sent[g] += 2
+            await answer
+
+    async def exchange_loop(lanes: asyncio.Future[object]) -> None:
+        while not lanes.done():
+            for _ in range(rng.randint(0, 3)):
+                if on_wire:
+                    process_one()
+                if processed and rng.random() < 0.5:
+                    answer_one()
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        lanes = asyncio.gather(*(lane(g) for g in range(4) for _ in range(10)))
+        await asyncio.gather(lanes, exchange_loop(lanes))
+
+    asyncio.run(main())
+    if share == 0.25:
+        assert sent == [1492, 1492, 1492, 1492]  # floor(6000 x 0.25 x 0.995), even weights: all of it
+    else:
+        assert sum(sent) >= 5900 and min(sent) > 0, sent  # the IP's budget, shared
+    assert exchange["peak"] <= 5970 + 4 * 2, exchange  # the margin, at most one request per process
 
 
 def test_a_429_closes_the_window_for_the_governor() -> None:

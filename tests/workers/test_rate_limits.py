@@ -1,7 +1,7 @@
 """The weight governor against the simulator's real rate limits (2 s windows, 60 weight per window).
 
 Klines weigh 2, so the simulator admits 30 requests per window from one address; the governor aims
-for floor(60 * 0.97) = 58 weight = 29 requests. Where the test is about windows, governor and
+for floor(60 * 0.995) = 59 weight: 29 requests (58 weight). Where the test is about windows, governor and
 simulator share a :class:`~lockstep_clock.LockstepClock` (virtual time that moves only when the
 governor waits, once its requests are answered), so a busy machine cannot move a request into
 another window; the data are fixed historical days, the same on any date.
@@ -273,7 +273,7 @@ def test_a_limit_configured_ten_times_too_high_earns_no_ban(make_settings) -> No
     print(f"configured {10 * LIMIT}, exchange {LIMIT}: 429s {result.http_429}, 418s {result.http_418}")
     assert (result.http_418, stats.http_418) == (0, 0)
     assert (result.http_429, stats.http_429, result.retries) == (0, 0, 0)
-    assert (governor.limit, governor.exchange_limit, governor.budget) == (LIMIT, LIMIT, 58)
+    assert (governor.limit, governor.exchange_limit, governor.budget) == (LIMIT, LIMIT, 59)
     assert result.requests == 65 + 1 and clock.elapsed_ms == 2 * WINDOW_MS
     events, _ = asyncio.run(read_events(settings0.kafka_bootstrap_servers or "", settings0.topic_events, {}))
     (finished,) = [e for e in events if e.status == "finished"]
